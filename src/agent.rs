@@ -1,0 +1,144 @@
+//! The agent: wires discovery, readers, the channel, the Kafka shipper and
+//! the checkpoint saver together, and shuts them down in order.
+//!
+//! Shutdown (SIGTERM/SIGINT): readers stop and hand on what they read;
+//! the shipper drains the channel and waits for Kafka's acknowledgements up
+//! to `shutdown_timeout_ms`; checkpoints are written; exit 0. A second signal
+//! exits at once (checkpoints on disk are always consistent).
+
+use crate::checkpoint::Checkpoints;
+use crate::config::{Config, ConfigError};
+use crate::discovery::{self, Discovery};
+use crate::metrics::Stats;
+use crate::ship::{self, ShipConfig};
+use crate::split::SplitConfig;
+use crate::tail::{TailConfig, TailCtx};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Lines one batch holds on average (one read of ~200-byte lines).
+const LINES_PER_BATCH: usize = 512;
+
+/// Channel capacity in batches for a bound of `lines` lines.
+pub fn channel_batches(lines: usize) -> usize {
+    (lines / LINES_PER_BATCH).max(4)
+}
+
+pub fn tail_config(cfg: &Config) -> TailConfig {
+    let a = &cfg.agent;
+    TailConfig {
+        split: SplitConfig {
+            max_line_bytes: a.max_line_bytes,
+            long_lines: a.long_lines,
+            chunk_bytes: a.read_chunk_bytes,
+        },
+        read_from: a.read_from,
+        partial_flush: (a.partial_line_flush_ms > 0)
+            .then(|| Duration::from_millis(a.partial_line_flush_ms)),
+        rotate_wait: Duration::from_millis(a.rotate_wait_ms),
+        poll_max: Duration::from_millis(a.poll_max_ms),
+    }
+}
+
+/// Errors that end the agent: bad configuration (exit 2) or anything else.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), AgentError> {
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // The second signal exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, term.clone())?;
+        signal_hook::flag::register(sig, term.clone())?;
+    }
+    run_until(cfg, &term)
+}
+
+/// Runs the agent until `stop` is set.
+pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
+    let kafka = cfg.kafka.clone().ok_or_else(|| ConfigError {
+        key: "kafka.address".into(),
+        message: "the agent ships to Kafka: set [kafka] address".into(),
+    })?;
+    if cfg.collect.is_empty() && cfg.etcd.is_none() {
+        tracing::warn!("nothing to collect: [collect] is empty and no [etcd] address is set");
+    }
+    let host = crate::host::detect(cfg.agent.host.as_deref());
+    let stats = Arc::new(Stats::default());
+    let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
+    let (tx, rx) = crossbeam_channel::bounded(channel_batches(cfg.chan_max_size));
+    let shipper = ship::spawn(
+        &ShipConfig {
+            brokers: kafka.brokers.clone(),
+            producer: kafka.producer.clone(),
+            host: host.clone(),
+            max_line_bytes: cfg.agent.max_line_bytes,
+        },
+        rx,
+        stats.clone(),
+    )?;
+    tracing::info!(host = %host, brokers = %kafka.brokers.join(","), files = cfg.collect.len(), "agent started");
+
+    let ctx = Arc::new(TailCtx {
+        cfg: tail_config(&cfg),
+        checkpoints: checkpoints.clone(),
+        tx,
+        stats: stats.clone(),
+    });
+    let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
+    let disc = discovery::spawn(
+        Discovery::new(ctx, cfg.collect.clone()),
+        Duration::from_millis(cfg.agent.scan_interval_ms),
+        crossbeam_channel::never(),
+        discovery_stopped,
+    )?;
+
+    let every = Duration::from_millis(cfg.agent.checkpoint_interval_ms);
+    let mut next_save = Instant::now() + every;
+    let mut next_report = Instant::now() + Duration::from_secs(30);
+    while !stop.load(Ordering::Acquire) {
+        thread::sleep(Duration::from_millis(50));
+        if Instant::now() >= next_save {
+            if let Err(e) = checkpoints.save() {
+                tracing::error!(
+                    "writing checkpoints in {}: {e}",
+                    cfg.agent.data_dir.display()
+                );
+            }
+            next_save = Instant::now() + every;
+        }
+        if Instant::now() >= next_report {
+            report(&stats);
+            next_report = Instant::now() + Duration::from_secs(30);
+        }
+    }
+
+    tracing::info!("stopping: finishing reads, flushing Kafka, writing checkpoints");
+    drop(stop_discovery);
+    let _ = disc.join();
+    shipper.finish(Duration::from_millis(cfg.agent.shutdown_timeout_ms));
+    checkpoints.save()?;
+    report(&stats);
+    Ok(())
+}
+
+fn report(s: &Stats) {
+    let g = Stats::get;
+    tracing::info!(
+        files = g(&s.files_open),
+        lines_read = g(&s.lines_read),
+        lines_acked = g(&s.lines_acked),
+        lines_failed = g(&s.lines_failed),
+        lines_cut = g(&s.lines_cut),
+        bytes_read = g(&s.bytes_read),
+        "agent totals"
+    );
+}

@@ -1,0 +1,395 @@
+//! Checkpoints: how far each file has been acknowledged, kept on disk.
+//!
+//! [`Checkpoints`] is the registry of every [`Source`] the process reads and
+//! the persisted offsets of files it read before. [`Checkpoints::save`] asks
+//! each source's [`Progress`] for its committed offset (the end of its
+//! acknowledged prefix) and writes the whole set when it changed:
+//! versioned JSON, written to a temp file, fsync'd, renamed over the old one,
+//! and the directory fsync'd. On open the temp file is tried first, in case
+//! the process died between the fsync and the rename.
+//!
+//! [`Progress`]: crate::batch::Progress
+
+use crate::batch::Source;
+use crate::identity::FileId;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const FILE_NAME: &str = "checkpoints.json";
+const TMP_NAME: &str = "checkpoints.json.tmp";
+/// Entries of files not seen for this long are forgotten.
+const FORGET_AFTER_MS: i64 = 14 * 24 * 3600 * 1000;
+
+/// The key of a checkpoint: one file under one topic.
+pub type Key = (FileId, Arc<str>);
+
+/// On-disk format, version 1.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct DiskV1 {
+    version: u32,
+    /// When this file was written (ms since the epoch).
+    saved_ms: i64,
+    files: Vec<EntryV1>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct EntryV1 {
+    #[serde(flatten)]
+    fid: FileId,
+    topic: String,
+    path: String,
+    /// Every line before this file offset was acknowledged.
+    offset: u64,
+    /// Last time the offset was confirmed live (ms since the epoch).
+    seen_ms: i64,
+}
+
+/// A persisted position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    pub path: String,
+    pub offset: u64,
+    seen_ms: i64,
+}
+
+/// The registry of sources and their saved positions.
+pub struct Checkpoints {
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// When the previous run last saved, if there was one: files created after
+    /// it appeared while the agent was down and are read from the beginning.
+    previous_saved_ms: Option<i64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Positions loaded from disk or taken from sources that were released.
+    saved: HashMap<Key, Saved>,
+    /// Sources read by this process; each may outlive its reader.
+    live: HashMap<Key, Arc<Source>>,
+    /// Released sources whose file is gone: dropped once drained.
+    forget: Vec<Arc<Source>>,
+    /// What was last written, to skip writes when nothing changed.
+    last_written: Vec<EntryV1>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Checkpoints {
+    /// Opens (and creates) `dir`, loading the newest readable checkpoint file.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("data_dir {}: {e}", dir.display())))?;
+        let mut loaded = None;
+        for name in [TMP_NAME, FILE_NAME] {
+            let p = dir.join(name);
+            match fs::read(&p) {
+                Ok(bytes) => match parse(&bytes) {
+                    Ok(d) => {
+                        loaded = Some(d);
+                        break;
+                    }
+                    // An interrupted temp file is expected; a bad main file is not.
+                    Err(e) if name == TMP_NAME => {
+                        tracing::debug!(path = %p.display(), "ignoring temp checkpoint: {e}")
+                    }
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: {e}", p.display()),
+                        ))
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+            }
+        }
+        let mut state = State::default();
+        let previous_saved_ms = loaded.as_ref().map(|d| d.saved_ms);
+        if let Some(d) = loaded {
+            for e in d.files {
+                state.saved.insert(
+                    (e.fid, Arc::from(e.topic.as_str())),
+                    Saved {
+                        path: e.path.clone(),
+                        offset: e.offset,
+                        seen_ms: e.seen_ms,
+                    },
+                );
+                state.last_written.push(e);
+            }
+            state.last_written.sort_by(entry_order);
+        }
+        Ok(Checkpoints {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(state),
+            previous_saved_ms,
+        })
+    }
+
+    pub fn previous_saved_ms(&self) -> Option<i64> {
+        self.previous_saved_ms
+    }
+
+    /// The saved position of a file, if any (live sources included).
+    pub fn lookup(&self, fid: FileId, topic: &Arc<str>) -> Option<u64> {
+        let st = self.lock();
+        let key = (fid, topic.clone());
+        if let Some(src) = st.live.get(&key) {
+            return Some(src.progress.resume());
+        }
+        st.saved.get(&key).map(|s| s.offset)
+    }
+
+    /// The source for a file, continuing where this process or a previous
+    /// one left it; `start` is used when there is no record of the file.
+    /// Returns the source and the offset to read from.
+    pub fn acquire(
+        &self,
+        fid: FileId,
+        topic: &Arc<str>,
+        path: &Arc<str>,
+        start: u64,
+    ) -> (Arc<Source>, u64) {
+        let mut st = self.lock();
+        let key = (fid, topic.clone());
+        if let Some(src) = st.live.get(&key) {
+            return (src.clone(), src.progress.resume());
+        }
+        let offset = st.saved.get(&key).map(|s| s.offset).unwrap_or(start);
+        let src = Arc::new(Source::new(topic.clone(), path.clone(), fid, offset));
+        st.live.insert(key, src.clone());
+        (src, offset)
+    }
+
+    /// A reader stopped at `resume`. With `forget` (the file is gone, or was
+    /// truncated and lives on as a new identity) the entry is dropped once
+    /// everything read from it was acknowledged.
+    pub fn release(&self, src: &Arc<Source>, resume: u64, forget: bool) {
+        src.progress.set_resume(resume);
+        if forget {
+            let mut st = self.lock();
+            st.forget.push(src.clone());
+        }
+    }
+
+    /// Advances every source, and writes the checkpoint file if anything
+    /// changed. Returns whether it wrote.
+    pub fn save(&self) -> io::Result<bool> {
+        let now = now_ms();
+        let entries = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            // Sources that are gone move out of the live set once drained.
+            let forget = std::mem::take(&mut st.forget);
+            for src in forget {
+                src.progress.advance();
+                let key = (src.fid, src.topic.clone());
+                if src.progress.in_flight() == 0 {
+                    st.live.remove(&key);
+                    st.saved.remove(&key);
+                } else {
+                    st.forget.push(src);
+                }
+            }
+            let mut entries = Vec::with_capacity(st.live.len() + st.saved.len());
+            for (key, src) in &st.live {
+                let offset = src.progress.advance();
+                entries.push(EntryV1 {
+                    fid: key.0,
+                    topic: key.1.to_string(),
+                    path: src.path.to_string(),
+                    offset,
+                    seen_ms: now,
+                });
+            }
+            st.saved
+                .retain(|k, s| !st.live.contains_key(k) && now - s.seen_ms < FORGET_AFTER_MS);
+            for (key, s) in &st.saved {
+                entries.push(EntryV1 {
+                    fid: key.0,
+                    topic: key.1.to_string(),
+                    path: s.path.clone(),
+                    offset: s.offset,
+                    seen_ms: s.seen_ms,
+                });
+            }
+            entries.sort_by(entry_order);
+            // `seen_ms` alone changing is not worth a write.
+            let same = entries.len() == st.last_written.len()
+                && entries.iter().zip(&st.last_written).all(|(a, b)| {
+                    a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.path == b.path
+                });
+            if same {
+                return Ok(false);
+            }
+            st.last_written = entries.clone();
+            entries
+        };
+        let disk = DiskV1 {
+            version: 1,
+            saved_ms: now,
+            files: entries,
+        };
+        write_atomic(
+            &self.dir,
+            &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?,
+        )?;
+        Ok(true)
+    }
+
+    /// Committed offset of every live source (for status and tests).
+    pub fn live(&self) -> Vec<Arc<Source>> {
+        self.lock().live.values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn entry_order(a: &EntryV1, b: &EntryV1) -> std::cmp::Ordering {
+    (a.fid.dev, a.fid.ino, a.fid.head, &a.topic).cmp(&(b.fid.dev, b.fid.ino, b.fid.head, &b.topic))
+}
+
+fn parse(bytes: &[u8]) -> Result<DiskV1, String> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let v: Version = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    match v.version {
+        1 => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        other => Err(format!(
+            "unsupported checkpoint version {other} (this build reads version 1)"
+        )),
+    }
+}
+
+/// temp file, fsync, rename, fsync of the directory.
+fn write_atomic(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(TMP_NAME);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(FILE_NAME))?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchAck;
+
+    fn fid(ino: u64) -> FileId {
+        FileId {
+            dev: 1,
+            ino,
+            head: 42,
+        }
+    }
+
+    #[test]
+    fn saves_only_acknowledged_offsets_and_reloads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic: Arc<str> = "t".into();
+        let path: Arc<str> = "/x.log".into();
+        {
+            let cp = Checkpoints::open(dir.path()).unwrap();
+            assert_eq!(cp.previous_saved_ms(), None);
+            let (src, off) = cp.acquire(fid(1), &topic, &path, 0);
+            assert_eq!(off, 0);
+            let a = Arc::new(BatchAck::new(1));
+            let b = Arc::new(BatchAck::new(1));
+            src.progress.push(a.clone(), 10);
+            src.progress.push(b.clone(), 20);
+            b.ack();
+            assert!(cp.save().unwrap());
+            assert!(!cp.save().unwrap(), "unchanged: no write");
+            a.ack();
+            assert!(cp.save().unwrap());
+        }
+        let cp = Checkpoints::open(dir.path()).unwrap();
+        assert!(cp.previous_saved_ms().is_some());
+        assert_eq!(cp.lookup(fid(1), &topic), Some(20));
+        assert_eq!(cp.lookup(fid(2), &topic), None);
+        let (_, off) = cp.acquire(fid(1), &topic, &path, 0);
+        assert_eq!(off, 20);
+    }
+
+    #[test]
+    fn an_interrupted_temp_file_is_ignored_and_a_complete_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic: Arc<str> = "t".into();
+        let cp = Checkpoints::open(dir.path()).unwrap();
+        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 5);
+        src.progress.advance();
+        cp.save().unwrap();
+        fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"saved").unwrap();
+        assert_eq!(
+            Checkpoints::open(dir.path())
+                .unwrap()
+                .lookup(fid(1), &topic),
+            Some(5)
+        );
+        let full = fs::read(dir.path().join(FILE_NAME)).unwrap();
+        let newer = String::from_utf8(full)
+            .unwrap()
+            .replace("\"offset\": 5", "\"offset\": 9");
+        fs::write(dir.path().join(TMP_NAME), newer).unwrap();
+        assert_eq!(
+            Checkpoints::open(dir.path())
+                .unwrap()
+                .lookup(fid(1), &topic),
+            Some(9)
+        );
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(FILE_NAME),
+            b"{\"version\":7,\"saved_ms\":0,\"files\":[]}",
+        )
+        .unwrap();
+        let e = Checkpoints::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("version 7") && e.contains(FILE_NAME), "{e}");
+        fs::write(dir.path().join(FILE_NAME), b"garbage").unwrap();
+        assert!(Checkpoints::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn forgotten_sources_leave_once_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic: Arc<str> = "t".into();
+        let cp = Checkpoints::open(dir.path()).unwrap();
+        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        let a = Arc::new(BatchAck::new(1));
+        src.progress.push(a.clone(), 10);
+        cp.release(&src, 10, true);
+        cp.save().unwrap();
+        assert_eq!(cp.live().len(), 1, "kept while in flight");
+        a.ack();
+        cp.save().unwrap();
+        assert!(cp.live().is_empty());
+        assert_eq!(
+            Checkpoints::open(dir.path())
+                .unwrap()
+                .lookup(fid(1), &topic),
+            None
+        );
+    }
+}

@@ -1,0 +1,629 @@
+//! Configuration: `config.ini` parsed into validated runtime types.
+//!
+//! Two layers. The raw layer is the INI file as sections of string keys
+//! (rust-ini). [`Config::from_ini_str`] turns it into typed values, checking
+//! every key: unknown sections and keys, bad numbers, bad enums and bad topic
+//! names are errors that name `section.key` and the value. Defaults live in
+//! one place, the `DEFAULT_*` constants and [`Config::default`]'s callers.
+//! Section and key names are the seed's where it had them, so an old
+//! config.ini keeps working.
+
+use crate::split::LongLines;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CHAN_MAX_SIZE: usize = 100_000;
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+pub const DEFAULT_COLLECT_LOG_KEY: &str = "/logagent/%s/collect_config";
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `section.key`, `section`, or the file.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Where a reader starts in a file that has no checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    Beginning,
+    End,
+}
+
+/// One collect entry: files matching `path` (a glob) go to `topic`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CollectEntry {
+    pub path: String,
+    pub topic: String,
+}
+
+/// `[kafka]` and its pass-through subsections.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaConfig {
+    /// Brokers, `host:port`, at least one.
+    pub brokers: Vec<String>,
+    /// Topics the transfer consumes.
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// librdkafka producer properties, as written.
+    pub producer: Vec<(String, String)>,
+    /// librdkafka consumer properties, as written.
+    pub consumer: Vec<(String, String)>,
+}
+
+/// `[etcd]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    pub timeout_secs: u64,
+    /// Key of this host's collect list; `%s` is the host's IP.
+    pub collect_log_key: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    pub data_dir: PathBuf,
+    /// The host name records carry; `None`: detect the outbound IP.
+    pub host: Option<String>,
+    pub read_from: ReadFrom,
+    /// At least 1, at most 1 GiB.
+    pub max_line_bytes: usize,
+    pub long_lines: LongLines,
+    /// Ship an unfinished last line after this long without new data; 0: never.
+    pub partial_line_flush_ms: u64,
+    /// How often globs are expanded for new files.
+    pub scan_interval_ms: u64,
+    /// How long a renamed-away file is still watched for late writes.
+    pub rotate_wait_ms: u64,
+    /// Longest sleep of an idle reader between checks.
+    pub poll_max_ms: u64,
+    pub checkpoint_interval_ms: u64,
+    /// How long shutdown may wait for Kafka to acknowledge.
+    pub shutdown_timeout_ms: u64,
+    /// Bytes one read asks for; also the chunk size of the line buffer.
+    pub read_chunk_bytes: usize,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `logcollect=debug`, …).
+    pub level: String,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `None`: no `[kafka] address` (single-host mode).
+    pub kafka: Option<KafkaConfig>,
+    /// Bound on lines buffered between stages.
+    pub chan_max_size: usize,
+    pub etcd: Option<EtcdConfig>,
+    pub agent: AgentConfig,
+    /// The static collect list, used when etcd is not configured.
+    pub collect: Vec<CollectEntry>,
+    pub log: LogConfig,
+    /// Sections later stages read (`es`, `http`, `metrics`): checked against
+    /// their known keys here, typed where they are used.
+    pub extra: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Known keys of the plain sections; `kafka.producer`, `kafka.consumer` and
+/// `collect` take any key.
+const KNOWN: &[(&str, &[&str])] = &[
+    ("kafka", &["address", "chan_max_size", "topic", "group_id"]),
+    (
+        "etcd",
+        &[
+            "address",
+            "timeout",
+            "collect_log_key",
+            "username",
+            "password",
+            "ca_file",
+            "cert_file",
+            "key_file",
+        ],
+    ),
+    (
+        "agent",
+        &[
+            "data_dir",
+            "host",
+            "read_from",
+            "max_line_bytes",
+            "long_lines",
+            "partial_line_flush_ms",
+            "scan_interval_ms",
+            "rotate_wait_ms",
+            "poll_max_ms",
+            "checkpoint_interval_ms",
+            "shutdown_timeout_ms",
+            "read_chunk_bytes",
+        ],
+    ),
+    ("log", &["level"]),
+    (
+        "es",
+        &[
+            "address",
+            "workers",
+            "chan_max_size",
+            "index",
+            "bulk_max_bytes",
+            "bulk_max_docs",
+            "bulk_max_wait_ms",
+            "username",
+            "password",
+            "api_key",
+            "ca_file",
+            "dead_letter",
+            "dead_letter_path",
+            "parse_json",
+            "retry_max_backoff_ms",
+        ],
+    ),
+    ("http", &["listen"]),
+    ("metrics", &["interval_ms", "topic", "enabled"]),
+    (
+        "index",
+        &["retention_days", "retention_bytes", "commit_interval_ms"],
+    ),
+];
+const OPEN_SECTIONS: &[&str] = &["kafka.producer", "kafka.consumer", "collect"];
+
+/// The raw layer: section -> key -> value, as written.
+type Raw = BTreeMap<String, BTreeMap<String, String>>;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        Config::from_ini_str(&text).map_err(|e| {
+            if e.key.is_empty() {
+                err(path.display().to_string(), e.message)
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Parses and validates INI text.
+    pub fn from_ini_str(text: &str) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text)?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(mut raw: Raw) -> Result<Config, ConfigError> {
+        for (section, keys) in &raw {
+            if OPEN_SECTIONS.contains(&section.as_str()) {
+                continue;
+            }
+            let known = KNOWN
+                .iter()
+                .find(|(s, _)| s == section)
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    let all: Vec<&str> = KNOWN
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .chain(OPEN_SECTIONS.iter().copied())
+                        .collect();
+                    err(
+                        format!("[{section}]"),
+                        format!("unknown section (known: {})", all.join(", ")),
+                    )
+                })?;
+            for key in keys.keys() {
+                if !known.contains(&key.as_str()) {
+                    return Err(err(
+                        format!("{section}.{key}"),
+                        format!("unknown key (known in [{section}]: {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        let s = Sections { raw: &raw };
+        let brokers = s.list("kafka", "address");
+        let chan_max_size = s.num(
+            "kafka",
+            "chan_max_size",
+            DEFAULT_CHAN_MAX_SIZE,
+            1,
+            usize::MAX >> 8,
+        )?;
+        let topics = s.list("kafka", "topic");
+        for t in &topics {
+            check_topic(t).map_err(|m| err("kafka.topic", m))?;
+        }
+        let kafka = if brokers.is_empty() {
+            None
+        } else {
+            Some(KafkaConfig {
+                brokers,
+                topics,
+                group_id: s
+                    .str("kafka", "group_id")
+                    .unwrap_or("logtransfer")
+                    .to_string(),
+                producer: s.pairs("kafka.producer"),
+                consumer: s.pairs("kafka.consumer"),
+            })
+        };
+
+        let endpoints = s.list("etcd", "address");
+        let etcd = if endpoints.is_empty() {
+            None
+        } else {
+            let key = s
+                .str("etcd", "collect_log_key")
+                .unwrap_or(DEFAULT_COLLECT_LOG_KEY)
+                .to_string();
+            if key.matches("%s").count() != 1 {
+                return Err(err(
+                    "etcd.collect_log_key",
+                    format!("{key:?} must contain %s exactly once (the host IP)"),
+                ));
+            }
+            Some(EtcdConfig {
+                endpoints,
+                timeout_secs: s.num("etcd", "timeout", 5, 1, 3600)?,
+                collect_log_key: key,
+                username: s.opt("etcd", "username"),
+                password: s.opt("etcd", "password"),
+                ca_file: s.opt("etcd", "ca_file").map(PathBuf::from),
+                cert_file: s.opt("etcd", "cert_file").map(PathBuf::from),
+                key_file: s.opt("etcd", "key_file").map(PathBuf::from),
+            })
+        };
+
+        let read_from = match s.str("agent", "read_from").unwrap_or("end") {
+            "end" => ReadFrom::End,
+            "beginning" => ReadFrom::Beginning,
+            other => {
+                return Err(err(
+                    "agent.read_from",
+                    format!("{other:?} is not one of: end, beginning"),
+                ))
+            }
+        };
+        let long_lines = match s.str("agent", "long_lines").unwrap_or("split") {
+            "split" => LongLines::Split,
+            "truncate" => LongLines::Truncate,
+            other => {
+                return Err(err(
+                    "agent.long_lines",
+                    format!("{other:?} is not one of: split, truncate"),
+                ))
+            }
+        };
+        let agent = AgentConfig {
+            data_dir: PathBuf::from(s.str("agent", "data_dir").unwrap_or("./data")),
+            host: s.opt("agent", "host"),
+            read_from,
+            max_line_bytes: s.num(
+                "agent",
+                "max_line_bytes",
+                DEFAULT_MAX_LINE_BYTES,
+                1,
+                1 << 30,
+            )?,
+            long_lines,
+            partial_line_flush_ms: s.num(
+                "agent",
+                "partial_line_flush_ms",
+                5_000,
+                0,
+                u64::MAX >> 2,
+            )?,
+            scan_interval_ms: s.num("agent", "scan_interval_ms", 500, 10, 3_600_000)?,
+            rotate_wait_ms: s.num("agent", "rotate_wait_ms", 5_000, 0, 3_600_000)?,
+            poll_max_ms: s.num("agent", "poll_max_ms", 250, 1, 60_000)?,
+            checkpoint_interval_ms: s.num(
+                "agent",
+                "checkpoint_interval_ms",
+                1_000,
+                10,
+                3_600_000,
+            )?,
+            shutdown_timeout_ms: s.num("agent", "shutdown_timeout_ms", 5_000, 0, 3_600_000)?,
+            read_chunk_bytes: s.num("agent", "read_chunk_bytes", 128 << 10, 16 << 10, 64 << 20)?,
+        };
+
+        let mut collect = Vec::new();
+        for (topic, paths) in raw.get("collect").into_iter().flatten() {
+            check_topic(topic).map_err(|m| err(format!("collect.{topic}"), m))?;
+            for path in split_list(paths) {
+                if let Err(e) = glob::Pattern::new(&path) {
+                    return Err(err(
+                        format!("collect.{topic}"),
+                        format!("bad glob {path:?}: {e}"),
+                    ));
+                }
+                collect.push(CollectEntry {
+                    path,
+                    topic: topic.clone(),
+                });
+            }
+        }
+
+        let log = LogConfig {
+            level: s.str("log", "level").unwrap_or("info").to_string(),
+        };
+        drop(s);
+        let mut extra = Raw::new();
+        for name in ["es", "http", "metrics", "index"] {
+            if let Some(sec) = raw.remove(name) {
+                extra.insert(name.to_string(), sec);
+            }
+        }
+        Ok(Config {
+            kafka,
+            chan_max_size,
+            etcd,
+            agent,
+            collect,
+            log,
+            extra,
+        })
+    }
+}
+
+/// Typed access to the raw sections, with errors naming the key.
+struct Sections<'a> {
+    raw: &'a Raw,
+}
+
+impl<'a> Sections<'a> {
+    /// A value, `None` when missing or empty (an empty value means default).
+    fn str(&self, section: &str, key: &str) -> Option<&'a str> {
+        self.raw
+            .get(section)?
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn opt(&self, section: &str, key: &str) -> Option<String> {
+        self.str(section, key).map(str::to_string)
+    }
+
+    fn list(&self, section: &str, key: &str) -> Vec<String> {
+        self.str(section, key).map(split_list).unwrap_or_default()
+    }
+
+    fn pairs(&self, section: &str) -> Vec<(String, String)> {
+        self.raw
+            .get(section)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.trim().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn num<T>(&self, section: &str, key: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(v) = self.str(section, key) else {
+            return Ok(default);
+        };
+        let n: T = v.replace('_', "").parse().map_err(|_| {
+            err(
+                format!("{section}.{key}"),
+                format!("{v:?} is not a whole number"),
+            )
+        })?;
+        if n < min || n > max {
+            return Err(err(
+                format!("{section}.{key}"),
+                format!("{n} is out of range {min}..={max}"),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// `a;b; c` -> [a, b, c] (the seed's separator; commas are accepted too).
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split([';', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kafka's rule for topic names.
+pub fn check_topic(t: &str) -> Result<(), String> {
+    if t.is_empty() || t.len() > 249 {
+        return Err(format!("topic {t:?} must be 1 to 249 characters"));
+    }
+    if t == "." || t == ".." {
+        return Err(format!("topic {t:?} is not allowed"));
+    }
+    if let Some(c) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic {t:?} has {c:?}; topics use only a-z A-Z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
+
+/// INI text to raw sections. Values may carry `;` or `#` comments after
+/// white space; keys outside any section are an error.
+fn parse_raw(text: &str) -> Result<Raw, ConfigError> {
+    let opts = ini::ParseOption {
+        enabled_quote: true,
+        enabled_escape: false,
+        ..Default::default()
+    };
+    let ini = ini::Ini::load_from_str_opt(text, opts).map_err(|e| err("", e.to_string()))?;
+    let mut raw = Raw::new();
+    for (section, props) in ini.iter() {
+        let Some(section) = section else {
+            if let Some((k, _)) = props.iter().next() {
+                return Err(err(k, "key outside any [section]"));
+            }
+            continue;
+        };
+        let sec = raw.entry(section.trim().to_string()).or_default();
+        for (k, v) in props.iter() {
+            // `key =   ; comment`: the parser keeps a comment that follows an
+            // empty value; it is still a comment.
+            let v = if v.starts_with([';', '#']) { "" } else { v };
+            if sec.insert(k.trim().to_string(), v.to_string()).is_some() {
+                return Err(err(format!("{section}.{k}"), "given twice"));
+            }
+        }
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+[kafka]
+address = 127.0.0.1:9092        ; brokers, ';' separated (the seed's key)
+chan_max_size = 100000          ; channel capacity in lines (the seed's key)
+[kafka.producer]                ; any librdkafka producer property, passed as-is
+compression.type = lz4
+[kafka.consumer]                ; any librdkafka consumer property (used by the transfer)
+[etcd]
+address = 127.0.0.1:2379        ; used once the etcd issue lands
+timeout = 5
+collect_log_key = /logagent/%s/collect_config
+[agent]
+data_dir = ./data
+host =                          ; empty: detect the outbound IP as the seed does
+read_from = end                 ; or beginning
+max_line_bytes = 1048576
+[collect]                       ; static collect list, used when no etcd is configured
+web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
+"#;
+
+    #[test]
+    fn the_seed_layout_parses() {
+        let c = Config::from_ini_str(SEED).unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.brokers, vec!["127.0.0.1:9092"]);
+        assert_eq!(
+            k.producer,
+            vec![("compression.type".to_string(), "lz4".to_string())]
+        );
+        assert!(k.consumer.is_empty());
+        assert_eq!(c.chan_max_size, 100_000);
+        assert_eq!(c.agent.host, None);
+        assert_eq!(c.agent.read_from, ReadFrom::End);
+        assert_eq!(c.agent.max_line_bytes, 1 << 20);
+        assert_eq!(
+            c.collect,
+            vec![CollectEntry {
+                path: "./logs/*.log".into(),
+                topic: "web_log".into()
+            }]
+        );
+        let e = c.etcd.unwrap();
+        assert_eq!(e.endpoints, vec!["127.0.0.1:2379"]);
+        assert_eq!(e.timeout_secs, 5);
+    }
+
+    #[test]
+    fn empty_config_means_single_host_defaults() {
+        let c = Config::from_ini_str("").unwrap();
+        assert!(c.kafka.is_none() && c.etcd.is_none() && c.collect.is_empty());
+        assert_eq!(c.agent.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn lists_split_on_semicolons() {
+        let c =
+            Config::from_ini_str("[kafka]\naddress = a:1;b:2\n[collect]\nt = /x/*.log; /y.log\n")
+                .unwrap();
+        assert_eq!(c.kafka.unwrap().brokers, vec!["a:1", "b:2"]);
+        assert_eq!(c.collect.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        // (config, key named in the error, words the message must contain)
+        let table: &[(&str, &str, &str)] = &[
+            ("[kafka]\nadress = x\n", "kafka.adress", "unknown key"),
+            ("[kafak]\n", "[kafak]", "unknown section"),
+            (
+                "[agent]\nmax_line_bytes = lots\n",
+                "agent.max_line_bytes",
+                "\"lots\"",
+            ),
+            (
+                "[agent]\nmax_line_bytes = 0\n",
+                "agent.max_line_bytes",
+                "out of range",
+            ),
+            ("[agent]\nread_from = middle\n", "agent.read_from", "middle"),
+            ("[agent]\nlong_lines = fold\n", "agent.long_lines", "fold"),
+            (
+                "[collect]\nbad/topic = /x.log\n",
+                "collect.bad/topic",
+                "a-z",
+            ),
+            ("[collect]\nt = /x/[.log\n", "collect.t", "bad glob"),
+            (
+                "[etcd]\naddress = e:1\ncollect_log_key = /k\n",
+                "etcd.collect_log_key",
+                "%s",
+            ),
+            (
+                "[kafka]\naddress = a\naddress = b\n",
+                "kafka.address",
+                "twice",
+            ),
+            ("stray = 1\n", "stray", "outside"),
+        ];
+        for &(text, key, words) in table {
+            let e = Config::from_ini_str(text).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert!(e.to_string().contains(words), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn topic_names() {
+        for ok in ["web_log", "a.b-c", "X1"] {
+            assert!(check_topic(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "é", &"x".repeat(250)] {
+            assert!(check_topic(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! logcollect: gathers every log line of every host into one searchable place.
+//!
+//! # Pipeline
+//!
+//! ```text
+//!  agent (every host)                                   transfer
+//!  ───────────────────────────────────────────────      ─────────────────────
+//!  discovery ─► tail (1 thread/file) ─► channel ─► ship ═► Kafka ═► consume ─► bulk ─► Elasticsearch
+//!    globs        LineBuffer (split)    bounded    rdkafka            group     _bulk NDJSON
+//!                 Bytes slices, no copy  batches    batching
+//!                      ▲                              │ delivery reports
+//!                      └──── checkpoint ◄─ progress ◄─┘ (acked prefix only)
+//! ```
+//!
+//! A line is read once into a pooled chunk, travels as a slice of it, and is
+//! acknowledged back: a file's checkpoint moves only over lines the next
+//! stage confirmed, so a crash anywhere loses nothing (at-least-once).
+//!
+//! # Layout
+//!
+//! - [`config`]: `config.ini` into validated types; errors name the key.
+//! - [`split`]: the line splitter (`LineBuffer`): chunks to zero-copy lines.
+//! - [`identity`]: `FileId`, device + inode + head fingerprint.
+//! - [`batch`]: the unit that travels, and per-file acknowledgement tracking.
+//! - [`tail`]: one reader thread per file: growth, truncation, rotation.
+//! - [`discovery`]: glob expansion, one reader per matching file.
+//! - [`checkpoint`]: the source registry and the atomic on-disk checkpoints.
+//! - [`ship`]: the Kafka producer stage.
+//! - [`agent`]: wiring and orderly shutdown.
+//! - [`host`]: the host name records carry.
+//! - [`metrics`]: counters every stage bumps.
+
+pub mod agent;
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod discovery;
+pub mod host;
+pub mod identity;
+pub mod metrics;
+pub mod ship;
+pub mod split;
+pub mod tail;

@@ -1,0 +1,67 @@
+//! The `logcollect` binary: parse arguments, load config, run a role.
+
+use clap::{Parser, Subcommand};
+use logcollect::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "logcollect",
+    version,
+    about = "Collect log lines from files into Kafka and Elasticsearch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tail the configured files and ship every line to Kafka.
+    Agent {
+        #[arg(long, default_value = "config.ini")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Agent { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            init_tracing(&cfg.log.level);
+            match logcollect::agent::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(logcollect::agent::AgentError::Config(e)) => config_error(e),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("logcollect: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Config errors exit with status 2 and a one-line reason.
+fn config_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("logcollect: {e}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

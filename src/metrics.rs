@@ -1,0 +1,31 @@
+//! Counters every stage bumps: plain relaxed atomics, added to per batch (not
+//! per line) on the hot path. Observability (the `/metrics` endpoint) reads
+//! them; the agent logs a summary of them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The agent's counters. Each is monotonic unless its doc says otherwise.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub bytes_read: AtomicU64,
+    /// Lines handed to the next stage (parts of cut lines count one each).
+    pub lines_read: AtomicU64,
+    /// Lines the next stage acknowledged.
+    pub lines_acked: AtomicU64,
+    /// Lines the next stage rejected for good.
+    pub lines_failed: AtomicU64,
+    /// Parts of lines longer than `max_line_bytes` (split or truncated).
+    pub lines_cut: AtomicU64,
+    /// Unfinished last lines shipped after the idle timeout.
+    pub lines_partial: AtomicU64,
+    pub rotations: AtomicU64,
+    pub truncations: AtomicU64,
+    /// Readers running now (goes up and down).
+    pub files_open: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,384 @@
+//! Ship: the Kafka producer stage. One thread takes batches off the channel
+//! and hands every line to librdkafka as one record; delivery reports count
+//! the batch's acknowledgement down.
+//!
+//! Record: value = the line's bytes; key = the file identity (so one file's
+//! lines stay in one partition, in order); headers `host`, `path`, `offset`
+//! (of the line's first byte), `fid`, and `split` (part number) / `truncated`
+//! / `partial` for cut lines; timestamp = when the line was read.
+//!
+//! librdkafka's queue is bounded (`queue.buffering.max.kbytes`); when it is
+//! full the thread polls and retries, so backpressure reaches the readers
+//! through the bounded channel. Delivery never times out by default
+//! (`message.timeout.ms = 0`): while Kafka is down, records wait. Failures
+//! librdkafka gives up on anyway are retried when they are transient; a
+//! record rejected for good is logged with its file and offset, counted, and
+//! pins the file's checkpoint before it.
+
+use crate::batch::{Batch, BatchAck};
+use crate::config::ConfigError;
+use crate::metrics::Stats;
+use crate::split::Cut;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Producer settings.
+#[derive(Clone, Debug)]
+pub struct ShipConfig {
+    pub brokers: Vec<String>,
+    /// User properties from `[kafka.producer]`; they override the defaults.
+    pub producer: Vec<(String, String)>,
+    /// The `host` header.
+    pub host: String,
+    /// Longest record value the readers produce.
+    pub max_line_bytes: usize,
+}
+
+/// librdkafka defaults for an at-least-once, high-throughput agent.
+fn client_config(cfg: &ShipConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.brokers.join(","))
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "0")
+        .set("queue.buffering.max.kbytes", "16384")
+        .set("queue.buffering.max.messages", "100000")
+        .set("batch.size", "1048576")
+        .set(
+            "message.max.bytes",
+            (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string(),
+        );
+    for (k, v) in &cfg.producer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A record librdkafka gave up on that is worth sending again.
+struct Retry {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    timestamp: Option<i64>,
+    ack: Arc<BatchAck>,
+}
+
+/// Receives delivery reports.
+pub struct ShipContext {
+    stats: Arc<Stats>,
+    retry: Mutex<Vec<Retry>>,
+}
+
+impl ClientContext for ShipContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!("kafka: {error}: {reason}");
+    }
+}
+
+impl ProducerContext for ShipContext {
+    type DeliveryOpaque = Arc<BatchAck>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Arc<BatchAck>) {
+        match result {
+            Ok(_) => {
+                ack.ack();
+                self.stats.lines_acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, msg)) => {
+                let (path, offset) = record_origin(msg.headers());
+                if is_permanent(e) {
+                    tracing::error!(topic = msg.topic(), %path, %offset, "Kafka rejected the record for good: {e}; the file's checkpoint stays before it");
+                    self.stats.lines_failed.fetch_add(1, Ordering::Relaxed);
+                    ack.fail();
+                } else {
+                    tracing::debug!(topic = msg.topic(), %path, %offset, "delivery failed, will retry: {e}");
+                    self.retry
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Retry {
+                            topic: msg.topic().to_string(),
+                            key: msg.key().map(<[u8]>::to_vec),
+                            payload: msg.payload().unwrap_or_default().to_vec(),
+                            headers: msg.headers().map(|h| h.detach()),
+                            timestamp: msg.timestamp().to_millis(),
+                            ack,
+                        });
+                }
+            }
+        }
+    }
+}
+
+/// `path` and `offset` headers of a record, for error messages.
+fn record_origin(h: Option<&rdkafka::message::BorrowedHeaders>) -> (String, String) {
+    let mut path = String::new();
+    let mut offset = String::new();
+    if let Some(h) = h {
+        for hd in h.iter() {
+            let v = String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned();
+            match hd.key {
+                "path" => path = v,
+                "offset" => offset = v,
+                _ => {}
+            }
+        }
+    }
+    (path, offset)
+}
+
+/// Errors no retry can fix: the record itself is refused.
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidRecord
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | InvalidTopic
+                | MessageBatchTooLarge
+                | UnsupportedForMessageFormat
+                | InvalidRequiredAcks
+                | UnsupportedCompressionType
+        )
+    )
+}
+
+/// The shipping thread, and what shutdown needs to end it.
+pub struct Shipper {
+    thread: JoinHandle<()>,
+    /// Set to give up on records still unacknowledged (shutdown deadline).
+    abort: Arc<AtomicBool>,
+}
+
+impl Shipper {
+    /// Waits for the thread to deliver what it has (it ends once every
+    /// sender of its channel is dropped and its queue is acknowledged),
+    /// giving up after `timeout`.
+    pub fn finish(self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if !self.thread.is_finished() {
+            tracing::warn!("Kafka did not acknowledge everything within {timeout:?}: unacknowledged lines will be read again at the next start");
+        }
+        self.abort.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// Creates the producer (a bad property is a config error naming it) and
+/// starts the shipping thread.
+pub fn spawn(
+    cfg: &ShipConfig,
+    rx: Receiver<Batch>,
+    stats: Arc<Stats>,
+) -> Result<Shipper, ConfigError> {
+    let ctx = ShipContext {
+        stats: stats.clone(),
+        retry: Mutex::new(Vec::new()),
+    };
+    let producer: BaseProducer<ShipContext> =
+        client_config(cfg)
+            .create_with_context(ctx)
+            .map_err(|e| ConfigError {
+                key: "kafka.producer".into(),
+                message: e.to_string(),
+            })?;
+    let abort = Arc::new(AtomicBool::new(false));
+    let mut ship = Ship {
+        producer,
+        host: cfg.host.clone(),
+        abort: abort.clone(),
+    };
+    let thread = thread::Builder::new()
+        .name("ship".into())
+        .spawn(move || ship.run(rx))
+        .map_err(|e| ConfigError {
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+    Ok(Shipper { thread, abort })
+}
+
+struct Ship {
+    producer: BaseProducer<ShipContext>,
+    host: String,
+    abort: Arc<AtomicBool>,
+}
+
+impl Ship {
+    fn run(&mut self, rx: Receiver<Batch>) {
+        let mut retry_backoff = Duration::from_millis(100);
+        let mut retry_at = Instant::now();
+        loop {
+            // Retries first: new batches wait until they are back in the queue.
+            if !self.retries_pending() {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(batch) => self.send_batch(&batch),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else if Instant::now() >= retry_at {
+                if self.resend() {
+                    retry_backoff = Duration::from_millis(100);
+                } else {
+                    retry_backoff = (retry_backoff * 2).min(Duration::from_secs(5));
+                }
+                retry_at = Instant::now() + retry_backoff;
+            }
+            self.producer
+                .poll(Duration::from_millis(if self.retries_pending() {
+                    20
+                } else {
+                    0
+                }));
+            if self.abort.load(Ordering::Acquire) {
+                return;
+            }
+        }
+        // Every sender is gone: deliver what is queued, until acknowledged or aborted.
+        while (self.producer.in_flight_count() > 0 || self.retries_pending())
+            && !self.abort.load(Ordering::Acquire)
+        {
+            if self.retries_pending() {
+                self.resend();
+            }
+            self.producer.poll(Duration::from_millis(50));
+        }
+    }
+
+    fn retries_pending(&self) -> bool {
+        !self
+            .producer
+            .context()
+            .retry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Puts failed-but-retriable records back in the queue. Returns whether
+    /// all of them went in.
+    fn resend(&mut self) -> bool {
+        let pending = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .retry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut all = true;
+        let mut left = Vec::new();
+        for r in pending {
+            let mut rec =
+                BaseRecord::with_opaque_to(&r.topic, r.ack.clone()).payload(&r.payload[..]);
+            if let Some(k) = &r.key {
+                rec = rec.key(&k[..]);
+            }
+            if let Some(h) = r.headers.clone() {
+                rec = rec.headers(h);
+            }
+            if let Some(ts) = r.timestamp {
+                rec = rec.timestamp(ts);
+            }
+            if self.producer.send(rec).is_err() {
+                all = false;
+                left.push(r);
+            }
+        }
+        if !left.is_empty() {
+            self.producer
+                .context()
+                .retry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(left);
+        }
+        all
+    }
+
+    fn send_batch(&mut self, batch: &Batch) {
+        let src = &batch.source;
+        let mut num = itoa::Buffer::new();
+        let mut part = itoa::Buffer::new();
+        for line in batch.lines() {
+            let mut headers = OwnedHeaders::new_with_capacity(5)
+                .insert(Header {
+                    key: "host",
+                    value: Some(self.host.as_str()),
+                })
+                .insert(Header {
+                    key: "path",
+                    value: Some(&*src.path),
+                })
+                .insert(Header {
+                    key: "offset",
+                    value: Some(num.format(line.offset)),
+                })
+                .insert(Header {
+                    key: "fid",
+                    value: Some(&*src.fid_text),
+                });
+            headers = match line.cut {
+                Cut::Whole => headers,
+                Cut::Part(n) => headers.insert(Header {
+                    key: "split",
+                    value: Some(part.format(n)),
+                }),
+                Cut::Truncated => headers.insert(Header {
+                    key: "truncated",
+                    value: Some("1"),
+                }),
+                Cut::Partial => headers.insert(Header {
+                    key: "partial",
+                    value: Some("1"),
+                }),
+            };
+            let mut record = BaseRecord::with_opaque_to(&*src.topic, batch.ack.clone())
+                .payload(line.bytes)
+                .key(src.fid_text.as_bytes())
+                .headers(headers)
+                .timestamp(batch.read_ms);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // librdkafka's queue is full: wait for deliveries.
+                        record = r;
+                        self.producer.poll(Duration::from_millis(10));
+                        if self.abort.load(Ordering::Acquire) {
+                            return;
+                        }
+                    }
+                    Err((e, r)) => {
+                        tracing::error!(topic = %src.topic, path = %src.path, offset = line.offset, "Kafka refused the record: {e}; the file's checkpoint stays before it");
+                        self.producer
+                            .context()
+                            .stats
+                            .lines_failed
+                            .fetch_add(1, Ordering::Relaxed);
+                        r.delivery_opaque.fail();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The per-file reader: one thread follows one file through appends,
+//! truncation, rotation and deletion, and hands its lines on in batches.
+//!
+//! States, checked each time the reader reaches the end of the file:
+//! - **growing**: read, split, send; repeat until EOF.
+//! - **truncated** (size below what was read: `copytruncate` or `> file`):
+//!   the identity ends, reading restarts at offset 0 as a new identity.
+//! - **deleted** (no links left): the rest is read, the unfinished line is
+//!   shipped, the descriptor is closed and the checkpoint entry dropped.
+//! - **moved** (the path now leads elsewhere, or nowhere: rename rotation):
+//!   the old file is read to its end and watched for late writes for
+//!   `rotate_wait`; then it is let go (its checkpoint stays). The new file at
+//!   the path is found by discovery as a file of its own.
+//! - **idle**: the reader parks, sleeping longer each time up to `poll_max`,
+//!   so a thousand quiet files cost next to nothing; `stop` unparks it.
+//!
+//! A batch is registered with the file's progress only once it is in the
+//! channel, so a batch dropped at shutdown is simply read again later.
+
+use crate::batch::{Batch, BatchAck, Source};
+use crate::checkpoint::{now_ms, Checkpoints};
+use crate::config::ReadFrom;
+use crate::identity::FileId;
+use crate::metrics::Stats;
+use crate::split::{Block, LineBuffer, Span, SplitConfig};
+use crossbeam_channel::{SendTimeoutError, Sender};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// Reader settings, shared by every reader.
+#[derive(Clone, Debug)]
+pub struct TailConfig {
+    pub split: SplitConfig,
+    pub read_from: ReadFrom,
+    /// Ship an unfinished last line after this long without data.
+    pub partial_flush: Option<Duration>,
+    pub rotate_wait: Duration,
+    pub poll_max: Duration,
+}
+
+/// What every reader needs: settings, the checkpoint registry, the channel.
+pub struct TailCtx {
+    pub cfg: TailConfig,
+    pub checkpoints: Arc<Checkpoints>,
+    pub tx: Sender<Batch>,
+    pub stats: Arc<Stats>,
+}
+
+/// Where a file with no checkpoint is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Found when its collect entry was first scanned: `read_from` applies,
+    /// except to files created after the previous run's last checkpoint
+    /// (they appeared while the agent was down).
+    Present,
+    /// Appeared while running: from the beginning.
+    New,
+}
+
+/// A running reader.
+pub struct ReaderHandle {
+    pub path: Arc<str>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl ReaderHandle {
+    /// Asks the reader to stop after handing on what it has read.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    pub fn join(self) {
+        self.stop();
+        let _ = self.thread.join();
+    }
+}
+
+/// Opens `path` and starts its reader thread. An error here (the file
+/// vanished, permission denied) is the caller's to report; nothing started.
+pub fn spawn(
+    ctx: Arc<TailCtx>,
+    path: PathBuf,
+    topic: Arc<str>,
+    start: Start,
+) -> io::Result<ReaderHandle> {
+    let file = File::open(&path)?;
+    let meta = file.metadata()?;
+    let path_text: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reader = Reader {
+        lb: LineBuffer::new(0, ctx.cfg.split),
+        ctx,
+        path,
+        path_text: path_text.clone(),
+        topic,
+        file,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        source: None,
+        spans: Vec::new(),
+        stop: stop.clone(),
+        last_data: Instant::now(),
+        moved_since: None,
+    };
+    reader.position(&meta, start)?;
+    let thread = thread::Builder::new()
+        .name("tail".into())
+        .stack_size(256 << 10)
+        .spawn(move || reader.run())?;
+    Ok(ReaderHandle {
+        path: path_text,
+        stop,
+        thread,
+    })
+}
+
+struct Reader {
+    ctx: Arc<TailCtx>,
+    path: PathBuf,
+    path_text: Arc<str>,
+    topic: Arc<str>,
+    file: File,
+    /// Device and inode of the open file.
+    dev: u64,
+    ino: u64,
+    lb: LineBuffer,
+    /// `None` until the file has a first line to identify it by.
+    source: Option<Arc<Source>>,
+    /// Spans of the block being built; moved into the batch.
+    spans: Vec<Span>,
+    stop: Arc<AtomicBool>,
+    last_data: Instant,
+    /// Since when the path no longer leads to this file.
+    moved_since: Option<Instant>,
+}
+
+enum Next {
+    Read,
+    Park,
+    /// Stop reading; `forget` drops the checkpoint entry (file gone).
+    Exit {
+        forget: bool,
+    },
+}
+
+impl Reader {
+    /// Chooses the starting offset: the checkpoint, else the start policy.
+    fn position(&mut self, meta: &fs::Metadata, start: Start) -> io::Result<()> {
+        let Some(fid) = FileId::of(&self.file)? else {
+            // No complete first line yet: nothing was ever shipped from it.
+            return Ok(());
+        };
+        let size = meta.len();
+        let from_start = match (start, self.ctx.cfg.read_from) {
+            (Start::New, _) | (_, ReadFrom::Beginning) => true,
+            (Start::Present, ReadFrom::End) => match self.ctx.checkpoints.previous_saved_ms() {
+                Some(prev) => created_ms(meta).is_some_and(|c| c > prev),
+                None => false,
+            },
+        };
+        let default = if from_start {
+            0
+        } else {
+            line_start_before(&self.file, size)?
+        };
+        let (src, mut offset) =
+            self.ctx
+                .checkpoints
+                .acquire(fid, &self.topic, &self.path_text, default);
+        if offset > size {
+            tracing::warn!(path = %self.path_text, checkpoint = offset, size, "file is shorter than its checkpoint (truncated while the agent was down): reading from the start");
+            offset = 0;
+        }
+        tracing::info!(path = %self.path_text, topic = %self.topic, offset, fid = %src.fid_text, "following file");
+        self.source = Some(src);
+        self.lb = LineBuffer::new(offset, self.ctx.cfg.split);
+        Ok(())
+    }
+
+    fn run(mut self) {
+        self.ctx.stats.files_open.fetch_add(1, Ordering::Relaxed);
+        let forget = self.follow();
+        let resume = self.lb.offset();
+        if let Some(src) = &self.source {
+            self.ctx.checkpoints.release(src, resume, forget);
+        }
+        self.ctx.stats.files_open.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(path = %self.path_text, resume, forget, "reader stopped");
+    }
+
+    /// The main loop; returns whether the file's checkpoint can be dropped.
+    fn follow(&mut self) -> bool {
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            let next = match self.lb.read_from(&mut self.file) {
+                Ok(0) => self.at_eof(),
+                Ok(n) => {
+                    self.ctx
+                        .stats
+                        .bytes_read
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    self.last_data = Instant::now();
+                    backoff = Duration::from_millis(1);
+                    match self.lb.take_lines(&mut self.spans) {
+                        Some(block) => {
+                            if !self.send(block) {
+                                return false;
+                            }
+                            Next::Read
+                        }
+                        None => Next::Read,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.path_text, "read failed: {e}; retrying");
+                    Next::Park
+                }
+            };
+            match next {
+                Next::Read => {}
+                Next::Park => {
+                    thread::park_timeout(backoff);
+                    backoff = (backoff * 2).min(self.ctx.cfg.poll_max);
+                }
+                Next::Exit { forget } => return forget,
+            }
+        }
+    }
+
+    /// At the end of the file: look for truncation, deletion, rotation, and
+    /// an unfinished line that waited long enough.
+    fn at_eof(&mut self) -> Next {
+        let meta = match self.file.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(path = %self.path_text, "fstat failed: {e}");
+                return Next::Park;
+            }
+        };
+        if meta.len() < self.lb.read_offset() {
+            tracing::info!(path = %self.path_text, size = meta.len(), was = self.lb.read_offset(), "file truncated: reading it again from the start");
+            self.ctx.stats.truncations.fetch_add(1, Ordering::Relaxed);
+            if let Some(src) = self.source.take() {
+                self.ctx.checkpoints.release(&src, self.lb.offset(), true);
+            }
+            self.lb.reset(0);
+            return Next::Read;
+        }
+        let idle = self.last_data.elapsed();
+        if self.lb.pending() > 0
+            && self.ctx.cfg.partial_flush.is_some_and(|d| idle >= d)
+            && !self.flush_partial()
+        {
+            return Next::Exit { forget: false };
+        }
+        if meta.nlink() == 0 {
+            // Deleted: it will never grow again.
+            if !self.flush_partial() {
+                return Next::Exit { forget: false };
+            }
+            tracing::info!(path = %self.path_text, "file deleted and read to its end: closing it");
+            return Next::Exit { forget: true };
+        }
+        let here = match fs::metadata(&self.path) {
+            Ok(m) => m.dev() == self.dev && m.ino() == self.ino,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(_) => true, // cannot tell: keep following
+        };
+        if here {
+            self.moved_since = None;
+            return Next::Park;
+        }
+        let since = *self.moved_since.get_or_insert_with(|| {
+            tracing::info!(path = %self.path_text, "file rotated away: reading it to its end");
+            self.ctx.stats.rotations.fetch_add(1, Ordering::Relaxed);
+            Instant::now()
+        });
+        if since.elapsed() >= self.ctx.cfg.rotate_wait && idle >= self.ctx.cfg.rotate_wait {
+            let _ = self.flush_partial();
+            tracing::info!(path = %self.path_text, "rotated file idle: closing it");
+            return Next::Exit { forget: false };
+        }
+        Next::Park
+    }
+
+    /// Ships the unfinished last line as it is. False when stopping.
+    fn flush_partial(&mut self) -> bool {
+        match self.lb.take_partial(&mut self.spans) {
+            Some(block) => {
+                self.ctx.stats.lines_partial.fetch_add(1, Ordering::Relaxed);
+                self.send(block)
+            }
+            None => true,
+        }
+    }
+
+    /// The source lines are shipped under, identifying the file on first use.
+    fn source(&mut self) -> Arc<Source> {
+        if let Some(src) = &self.source {
+            return src.clone();
+        }
+        let fid = match FileId::of(&self.file) {
+            Ok(Some(fid)) => fid,
+            _ => FileId::of_partial(&self.file).unwrap_or(FileId {
+                dev: self.dev,
+                ino: self.ino,
+                head: 0,
+            }),
+        };
+        let (src, _) =
+            self.ctx
+                .checkpoints
+                .acquire(fid, &self.topic, &self.path_text, self.lb.offset());
+        tracing::info!(path = %self.path_text, topic = %self.topic, fid = %src.fid_text, "following file");
+        self.source = Some(src.clone());
+        src
+    }
+
+    /// Hands a block to the channel, waiting while it is full (backpressure).
+    /// Returns false when asked to stop before it could be sent; the block is
+    /// then dropped unregistered and will be read again.
+    fn send(&mut self, block: Block) -> bool {
+        let src = self.source();
+        let n = self.spans.len();
+        let end = block.end_offset();
+        let cut = self
+            .spans
+            .iter()
+            .filter(|s| s.cut != crate::split::Cut::Whole)
+            .count();
+        let ack = Arc::new(BatchAck::new(n));
+        if n == 0 {
+            // Only skipped bytes (the rest of a truncated line).
+            src.progress.push(ack, end);
+            return true;
+        }
+        let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
+        let mut batch = Batch {
+            source: src.clone(),
+            block,
+            spans,
+            read_ms: now_ms(),
+            ack: ack.clone(),
+        };
+        let stats = &self.ctx.stats;
+        loop {
+            match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(b)) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        self.lb_rewind(&b);
+                        return false;
+                    }
+                    batch = b;
+                }
+                Err(SendTimeoutError::Disconnected(b)) => {
+                    self.lb_rewind(&b);
+                    return false;
+                }
+            }
+        }
+        src.progress.push(ack, end);
+        stats.lines_read.fetch_add(n as u64, Ordering::Relaxed);
+        if cut > 0 {
+            stats.lines_cut.fetch_add(cut as u64, Ordering::Relaxed);
+            tracing::warn!(path = %self.path_text, cut, max_line_bytes = self.ctx.cfg.split.max_line_bytes, "lines longer than max_line_bytes were cut");
+        }
+        true
+    }
+
+    /// A batch was not sent: the next reader must start at its first byte.
+    fn lb_rewind(&mut self, b: &Batch) {
+        self.lb.reset(b.block.offset);
+    }
+}
+
+/// Creation time of a file (statx birth time), in ms since the epoch.
+fn created_ms(meta: &fs::Metadata) -> Option<i64> {
+    meta.created()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as i64)
+}
+
+/// The offset just after the last newline before `size`: where reading
+/// "from the end" starts without cutting a line in half.
+fn line_start_before(file: &File, size: u64) -> io::Result<u64> {
+    const WINDOW: u64 = 64 << 10;
+    if size == 0 {
+        return Ok(0);
+    }
+    let from = size.saturating_sub(WINDOW);
+    let mut buf = vec![0u8; (size - from) as usize];
+    file.read_exact_at(&mut buf, from)?;
+    Ok(match memchr::memrchr(b'\n', &buf) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_start_before_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        // (content, expected start)
+        let table: &[(&[u8], u64)] = &[
+            (b"", 0),
+            (b"a\n", 2),
+            (b"a\nbc", 2),
+            (b"abc", 0),
+            (b"\n", 1),
+        ];
+        for &(content, want) in table {
+            fs::write(&p, content).unwrap();
+            let f = File::open(&p).unwrap();
+            assert_eq!(
+                line_start_before(&f, content.len() as u64).unwrap(),
+                want,
+                "{content:?}"
+            );
+        }
+    }
+}
