@@ -27,11 +27,13 @@
 //! - [`checkpoint`]: the source registry and the atomic on-disk checkpoints.
 //! - [`ship`]: the Kafka producer stage.
 //! - [`agent`]: wiring and orderly shutdown.
+//! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
 //! - [`host`]: the host name records carry.
 //! - [`metrics`]: counters every stage bumps.
 
 pub mod agent;
 pub mod batch;
+pub mod bulk;
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;

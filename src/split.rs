@@ -364,8 +364,8 @@ impl LineBuffer {
 /// `\r` before it, cut over-long lines into `max`-byte parts (or keep the
 /// first `max` bytes). An unfinished last line longer than `max + 1` bytes is
 /// cut already (it can no longer be a whole line). Returns (line, cut) pairs
-/// and the bytes still pending.
-#[cfg(test)]
+/// and the bytes still pending. Public for the fuzz target and benches.
+#[doc(hidden)]
 pub fn naive_split(input: &[u8], max: usize, mode: LongLines) -> (Vec<(Vec<u8>, Cut)>, Vec<u8>) {
     let mut out = Vec::new();
     let mut lines = input.split(|&b| b == b'\n').collect::<Vec<_>>();

@@ -1,0 +1,1 @@
+//! Elasticsearch `_bulk` bodies from Kafka records (built by the transfer issue).
