@@ -113,6 +113,8 @@ impl Discovery {
     }
 
     fn consider(&mut self, entry: &CollectEntry, path: PathBuf, start: Start) {
+        // Records name the file by its absolute path, whatever the glob was.
+        let path = std::path::absolute(&path).unwrap_or(path);
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => return self.report(format!("cannot stat {}: {e}", path.display())),

@@ -236,6 +236,7 @@ impl Reader {
                 Next::Park => {
                     thread::park_timeout(backoff);
                     backoff = (backoff * 2).min(self.ctx.cfg.poll_max);
+                    self.check_head();
                 }
                 Next::Exit { forget } => return forget,
             }
@@ -253,12 +254,7 @@ impl Reader {
             }
         };
         if meta.len() < self.lb.read_offset() {
-            tracing::info!(path = %self.path_text, size = meta.len(), was = self.lb.read_offset(), "file truncated: reading it again from the start");
-            self.ctx.stats.truncations.fetch_add(1, Ordering::Relaxed);
-            if let Some(src) = self.source.take() {
-                self.ctx.checkpoints.release(&src, self.lb.offset(), true);
-            }
-            self.lb.reset(0);
+            self.restart_truncated("size below the read offset");
             return Next::Read;
         }
         let idle = self.last_data.elapsed();
@@ -296,6 +292,28 @@ impl Reader {
             return Next::Exit { forget: false };
         }
         Next::Park
+    }
+
+    /// After a pause: a file truncated and written again may already have
+    /// outgrown the old offset, so the size alone cannot tell. Its first line
+    /// can: a different head means different content from offset 0.
+    fn check_head(&mut self) {
+        let Some(src) = &self.source else { return };
+        if let Ok(Some(now)) = FileId::of(&self.file) {
+            if now.head != src.fid.head {
+                self.restart_truncated("its first line changed");
+            }
+        }
+    }
+
+    /// The file was truncated: its identity ends, reading restarts at 0.
+    fn restart_truncated(&mut self, why: &str) {
+        tracing::info!(path = %self.path_text, was = self.lb.read_offset(), "file truncated ({why}): reading it again from the start");
+        self.ctx.stats.truncations.fetch_add(1, Ordering::Relaxed);
+        if let Some(src) = self.source.take() {
+            self.ctx.checkpoints.release(&src, self.lb.offset(), true);
+        }
+        self.lb.reset(0);
     }
 
     /// Ships the unfinished last line as it is. False when stopping.

