@@ -89,12 +89,7 @@ impl ReaderHandle {
 
 /// Opens `path` and starts its reader thread. An error here (the file
 /// vanished, permission denied) is the caller's to report; nothing started.
-pub fn spawn(
-    ctx: Arc<TailCtx>,
-    path: PathBuf,
-    topic: Arc<str>,
-    start: Start,
-) -> io::Result<ReaderHandle> {
+pub fn spawn(ctx: Arc<TailCtx>, path: PathBuf, topic: Arc<str>, start: Start) -> io::Result<ReaderHandle> {
     let file = File::open(&path)?;
     let meta = file.metadata()?;
     let path_text: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
@@ -115,15 +110,8 @@ pub fn spawn(
         moved_since: None,
     };
     reader.position(&meta, start)?;
-    let thread = thread::Builder::new()
-        .name("tail".into())
-        .stack_size(256 << 10)
-        .spawn(move || reader.run())?;
-    Ok(ReaderHandle {
-        path: path_text,
-        stop,
-        thread,
-    })
+    let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
+    Ok(ReaderHandle { path: path_text, stop, thread })
 }
 
 struct Reader {
@@ -170,15 +158,8 @@ impl Reader {
                 None => false,
             },
         };
-        let default = if from_start {
-            0
-        } else {
-            line_start_before(&self.file, size)?
-        };
-        let (src, mut offset) =
-            self.ctx
-                .checkpoints
-                .acquire(fid, &self.topic, &self.path_text, default);
+        let default = if from_start { 0 } else { line_start_before(&self.file, size)? };
+        let (src, mut offset) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, default);
         if offset > size {
             tracing::warn!(path = %self.path_text, checkpoint = offset, size, "file is shorter than its checkpoint (truncated while the agent was down): reading from the start");
             offset = 0;
@@ -207,13 +188,13 @@ impl Reader {
             if self.stop.load(Ordering::Acquire) {
                 return false;
             }
-            let next = match self.lb.read_from(&mut self.file) {
+            // Positioned reads: the file offset is always the buffer's, so a
+            // restart, a checkpoint or a truncation never needs a seek.
+            let mut at = ReadAt { file: &self.file, pos: self.lb.read_offset() };
+            let next = match self.lb.read_from(&mut at) {
                 Ok(0) => self.at_eof(),
                 Ok(n) => {
-                    self.ctx
-                        .stats
-                        .bytes_read
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                    self.ctx.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                     self.last_data = Instant::now();
                     backoff = Duration::from_millis(1);
                     match self.lb.take_lines(&mut self.spans) {
@@ -258,10 +239,7 @@ impl Reader {
             return Next::Read;
         }
         let idle = self.last_data.elapsed();
-        if self.lb.pending() > 0
-            && self.ctx.cfg.partial_flush.is_some_and(|d| idle >= d)
-            && !self.flush_partial()
-        {
+        if self.lb.pending() > 0 && self.ctx.cfg.partial_flush.is_some_and(|d| idle >= d) && !self.flush_partial() {
             return Next::Exit { forget: false };
         }
         if meta.nlink() == 0 {
@@ -334,16 +312,9 @@ impl Reader {
         }
         let fid = match FileId::of(&self.file) {
             Ok(Some(fid)) => fid,
-            _ => FileId::of_partial(&self.file).unwrap_or(FileId {
-                dev: self.dev,
-                ino: self.ino,
-                head: 0,
-            }),
+            _ => FileId::of_partial(&self.file).unwrap_or(FileId { dev: self.dev, ino: self.ino, head: 0 }),
         };
-        let (src, _) =
-            self.ctx
-                .checkpoints
-                .acquire(fid, &self.topic, &self.path_text, self.lb.offset());
+        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, self.lb.offset());
         tracing::info!(path = %self.path_text, topic = %self.topic, fid = %src.fid_text, "following file");
         self.source = Some(src.clone());
         src
@@ -356,11 +327,7 @@ impl Reader {
         let src = self.source();
         let n = self.spans.len();
         let end = block.end_offset();
-        let cut = self
-            .spans
-            .iter()
-            .filter(|s| s.cut != crate::split::Cut::Whole)
-            .count();
+        let cut = self.spans.iter().filter(|s| s.cut != crate::split::Cut::Whole).count();
         let ack = Arc::new(BatchAck::new(n));
         if n == 0 {
             // Only skipped bytes (the rest of a truncated line).
@@ -368,13 +335,7 @@ impl Reader {
             return true;
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
-        let mut batch = Batch {
-            source: src.clone(),
-            block,
-            spans,
-            read_ms: now_ms(),
-            ack: ack.clone(),
-        };
+        let mut batch = Batch { source: src.clone(), block, spans, read_ms: now_ms(), ack: ack.clone() };
         let stats = &self.ctx.stats;
         loop {
             match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {
@@ -407,13 +368,23 @@ impl Reader {
     }
 }
 
+/// `Read` over `pread`: reads at `pos` without touching the file cursor.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Creation time of a file (statx birth time), in ms since the epoch.
 fn created_ms(meta: &fs::Metadata) -> Option<i64> {
-    meta.created()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_millis() as i64)
+    meta.created().ok()?.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
 }
 
 /// The offset just after the last newline before `size`: where reading
@@ -442,21 +413,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         // (content, expected start)
-        let table: &[(&[u8], u64)] = &[
-            (b"", 0),
-            (b"a\n", 2),
-            (b"a\nbc", 2),
-            (b"abc", 0),
-            (b"\n", 1),
-        ];
+        let table: &[(&[u8], u64)] = &[(b"", 0), (b"a\n", 2), (b"a\nbc", 2), (b"abc", 0), (b"\n", 1)];
         for &(content, want) in table {
             fs::write(&p, content).unwrap();
             let f = File::open(&p).unwrap();
-            assert_eq!(
-                line_start_before(&f, content.len() as u64).unwrap(),
-                want,
-                "{content:?}"
-            );
+            assert_eq!(line_start_before(&f, content.len() as u64).unwrap(), want, "{content:?}");
         }
     }
 }

