@@ -35,8 +35,7 @@ pub fn tail_config(cfg: &Config) -> TailConfig {
             chunk_bytes: a.read_chunk_bytes,
         },
         read_from: a.read_from,
-        partial_flush: (a.partial_line_flush_ms > 0)
-            .then(|| Duration::from_millis(a.partial_line_flush_ms)),
+        partial_flush: (a.partial_line_flush_ms > 0).then(|| Duration::from_millis(a.partial_line_flush_ms)),
         rotate_wait: Duration::from_millis(a.rotate_wait_ms),
         poll_max: Duration::from_millis(a.poll_max_ms),
     }
@@ -87,12 +86,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     )?;
     tracing::info!(host = %host, brokers = %kafka.brokers.join(","), files = cfg.collect.len(), "agent started");
 
-    let ctx = Arc::new(TailCtx {
-        cfg: tail_config(&cfg),
-        checkpoints: checkpoints.clone(),
-        tx,
-        stats: stats.clone(),
-    });
+    let ctx = Arc::new(TailCtx { cfg: tail_config(&cfg), checkpoints: checkpoints.clone(), tx, stats: stats.clone() });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
         Discovery::new(ctx, cfg.collect.clone()),
@@ -108,10 +102,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         thread::sleep(Duration::from_millis(50));
         if Instant::now() >= next_save {
             if let Err(e) = checkpoints.save() {
-                tracing::error!(
-                    "writing checkpoints in {}: {e}",
-                    cfg.agent.data_dir.display()
-                );
+                tracing::error!("writing checkpoints in {}: {e}", cfg.agent.data_dir.display());
             }
             next_save = Instant::now() + every;
         }

@@ -28,13 +28,7 @@ pub struct Source {
 
 impl Source {
     pub fn new(topic: Arc<str>, path: Arc<str>, fid: FileId, committed: u64) -> Self {
-        Source {
-            topic,
-            path,
-            fid,
-            fid_text: fid.to_string().into(),
-            progress: Progress::new(committed),
-        }
+        Source { topic, path, fid, fid_text: fid.to_string().into(), progress: Progress::new(committed) }
     }
 }
 
@@ -63,11 +57,7 @@ impl Batch {
     pub fn lines(&self) -> impl ExactSizeIterator<Item = Line<'_>> + '_ {
         let data = &self.block.data[..];
         let base = self.block.offset;
-        self.spans.iter().map(move |s| Line {
-            bytes: &data[s.range()],
-            offset: base + s.start as u64,
-            cut: s.cut,
-        })
+        self.spans.iter().map(move |s| Line { bytes: &data[s.range()], offset: base + s.start as u64, cut: s.cut })
     }
 
     /// A line as an owned zero-copy slice of the block.
@@ -90,10 +80,7 @@ pub struct BatchAck {
 
 impl BatchAck {
     pub fn new(lines: usize) -> Self {
-        BatchAck {
-            remaining: AtomicU32::new(lines as u32),
-            failed: AtomicBool::new(false),
-        }
+        BatchAck { remaining: AtomicU32::new(lines as u32), failed: AtomicBool::new(false) }
     }
 
     /// One line was stored by the next stage.
@@ -148,10 +135,7 @@ impl Progress {
 
     /// Registers a batch ending at `end`, before it is handed to the sink.
     pub fn push(&self, ack: Arc<BatchAck>, end: u64) {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((ack, end));
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).push_back((ack, end));
     }
 
     /// Pops every leading batch that is complete and returns the committed
@@ -185,10 +169,7 @@ impl Progress {
 
     /// Batches not yet fully acknowledged (after the last `advance`).
     pub fn in_flight(&self) -> usize {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn set_resume(&self, offset: u64) {

@@ -79,17 +79,13 @@ struct State {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Checkpoints {
     /// Opens (and creates) `dir`, loading the newest readable checkpoint file.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("data_dir {}: {e}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("data_dir {}: {e}", dir.display())))?;
         let mut loaded = None;
         for name in [TMP_NAME, FILE_NAME] {
             let p = dir.join(name);
@@ -103,12 +99,7 @@ impl Checkpoints {
                     Err(e) if name == TMP_NAME => {
                         tracing::debug!(path = %p.display(), "ignoring temp checkpoint: {e}")
                     }
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("{}: {e}", p.display()),
-                        ))
-                    }
+                    Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))),
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
@@ -120,21 +111,13 @@ impl Checkpoints {
             for e in d.files {
                 state.saved.insert(
                     (e.fid, Arc::from(e.topic.as_str())),
-                    Saved {
-                        path: e.path.clone(),
-                        offset: e.offset,
-                        seen_ms: e.seen_ms,
-                    },
+                    Saved { path: e.path.clone(), offset: e.offset, seen_ms: e.seen_ms },
                 );
                 state.last_written.push(e);
             }
             state.last_written.sort_by(entry_order);
         }
-        Ok(Checkpoints {
-            dir: dir.to_path_buf(),
-            state: Mutex::new(state),
-            previous_saved_ms,
-        })
+        Ok(Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms })
     }
 
     pub fn previous_saved_ms(&self) -> Option<i64> {
@@ -154,13 +137,7 @@ impl Checkpoints {
     /// The source for a file, continuing where this process or a previous
     /// one left it; `start` is used when there is no record of the file.
     /// Returns the source and the offset to read from.
-    pub fn acquire(
-        &self,
-        fid: FileId,
-        topic: &Arc<str>,
-        path: &Arc<str>,
-        start: u64,
-    ) -> (Arc<Source>, u64) {
+    pub fn acquire(&self, fid: FileId, topic: &Arc<str>, path: &Arc<str>, start: u64) -> (Arc<Source>, u64) {
         let mut st = self.lock();
         let key = (fid, topic.clone());
         if let Some(src) = st.live.get(&key) {
@@ -213,8 +190,7 @@ impl Checkpoints {
                     seen_ms: now,
                 });
             }
-            st.saved
-                .retain(|k, s| !st.live.contains_key(k) && now - s.seen_ms < FORGET_AFTER_MS);
+            st.saved.retain(|k, s| !st.live.contains_key(k) && now - s.seen_ms < FORGET_AFTER_MS);
             for (key, s) in &st.saved {
                 entries.push(EntryV1 {
                     fid: key.0,
@@ -227,24 +203,18 @@ impl Checkpoints {
             entries.sort_by(entry_order);
             // `seen_ms` alone changing is not worth a write.
             let same = entries.len() == st.last_written.len()
-                && entries.iter().zip(&st.last_written).all(|(a, b)| {
-                    a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.path == b.path
-                });
+                && entries
+                    .iter()
+                    .zip(&st.last_written)
+                    .all(|(a, b)| a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.path == b.path);
             if same {
                 return Ok(false);
             }
             st.last_written = entries.clone();
             entries
         };
-        let disk = DiskV1 {
-            version: 1,
-            saved_ms: now,
-            files: entries,
-        };
-        write_atomic(
-            &self.dir,
-            &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?,
-        )?;
+        let disk = DiskV1 { version: 1, saved_ms: now, files: entries };
+        write_atomic(&self.dir, &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?)?;
         Ok(true)
     }
 
@@ -270,9 +240,7 @@ fn parse(bytes: &[u8]) -> Result<DiskV1, String> {
     let v: Version = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     match v.version {
         1 => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-        other => Err(format!(
-            "unsupported checkpoint version {other} (this build reads version 1)"
-        )),
+        other => Err(format!("unsupported checkpoint version {other} (this build reads version 1)")),
     }
 }
 
@@ -294,11 +262,7 @@ mod tests {
     use crate::batch::BatchAck;
 
     fn fid(ino: u64) -> FileId {
-        FileId {
-            dev: 1,
-            ino,
-            head: 42,
-        }
+        FileId { dev: 1, ino, head: 42 }
     }
 
     #[test]
@@ -338,33 +302,17 @@ mod tests {
         src.progress.advance();
         cp.save().unwrap();
         fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"saved").unwrap();
-        assert_eq!(
-            Checkpoints::open(dir.path())
-                .unwrap()
-                .lookup(fid(1), &topic),
-            Some(5)
-        );
+        assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(5));
         let full = fs::read(dir.path().join(FILE_NAME)).unwrap();
-        let newer = String::from_utf8(full)
-            .unwrap()
-            .replace("\"offset\": 5", "\"offset\": 9");
+        let newer = String::from_utf8(full).unwrap().replace("\"offset\": 5", "\"offset\": 9");
         fs::write(dir.path().join(TMP_NAME), newer).unwrap();
-        assert_eq!(
-            Checkpoints::open(dir.path())
-                .unwrap()
-                .lookup(fid(1), &topic),
-            Some(9)
-        );
+        assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(9));
     }
 
     #[test]
     fn unknown_versions_and_garbage_are_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join(FILE_NAME),
-            b"{\"version\":7,\"saved_ms\":0,\"files\":[]}",
-        )
-        .unwrap();
+        fs::write(dir.path().join(FILE_NAME), b"{\"version\":7,\"saved_ms\":0,\"files\":[]}").unwrap();
         let e = Checkpoints::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("version 7") && e.contains(FILE_NAME), "{e}");
         fs::write(dir.path().join(FILE_NAME), b"garbage").unwrap();
@@ -385,11 +333,6 @@ mod tests {
         a.ack();
         cp.save().unwrap();
         assert!(cp.live().is_empty());
-        assert_eq!(
-            Checkpoints::open(dir.path())
-                .unwrap()
-                .lookup(fid(1), &topic),
-            None
-        );
+        assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), None);
     }
 }

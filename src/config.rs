@@ -34,10 +34,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        message: message.into(),
-    }
+    ConfigError { key: key.into(), message: message.into() }
 }
 
 /// Where a reader starts in a file that has no checkpoint.
@@ -135,19 +132,7 @@ pub struct Config {
 /// `collect` take any key.
 const KNOWN: &[(&str, &[&str])] = &[
     ("kafka", &["address", "chan_max_size", "topic", "group_id"]),
-    (
-        "etcd",
-        &[
-            "address",
-            "timeout",
-            "collect_log_key",
-            "username",
-            "password",
-            "ca_file",
-            "cert_file",
-            "key_file",
-        ],
-    ),
+    ("etcd", &["address", "timeout", "collect_log_key", "username", "password", "ca_file", "cert_file", "key_file"]),
     (
         "agent",
         &[
@@ -188,10 +173,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("http", &["listen"]),
     ("metrics", &["interval_ms", "topic", "enabled"]),
-    (
-        "index",
-        &["retention_days", "retention_bytes", "commit_interval_ms"],
-    ),
+    ("index", &["retention_days", "retention_bytes", "commit_interval_ms"]),
 ];
 const OPEN_SECTIONS: &[&str] = &["kafka.producer", "kafka.consumer", "collect"];
 
@@ -201,8 +183,7 @@ type Raw = BTreeMap<String, BTreeMap<String, String>>;
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
         Config::from_ini_str(&text).map_err(|e| {
             if e.key.is_empty() {
                 err(path.display().to_string(), e.message)
@@ -223,21 +204,10 @@ impl Config {
             if OPEN_SECTIONS.contains(&section.as_str()) {
                 continue;
             }
-            let known = KNOWN
-                .iter()
-                .find(|(s, _)| s == section)
-                .map(|(_, k)| *k)
-                .ok_or_else(|| {
-                    let all: Vec<&str> = KNOWN
-                        .iter()
-                        .map(|(s, _)| *s)
-                        .chain(OPEN_SECTIONS.iter().copied())
-                        .collect();
-                    err(
-                        format!("[{section}]"),
-                        format!("unknown section (known: {})", all.join(", ")),
-                    )
-                })?;
+            let known = KNOWN.iter().find(|(s, _)| s == section).map(|(_, k)| *k).ok_or_else(|| {
+                let all: Vec<&str> = KNOWN.iter().map(|(s, _)| *s).chain(OPEN_SECTIONS.iter().copied()).collect();
+                err(format!("[{section}]"), format!("unknown section (known: {})", all.join(", ")))
+            })?;
             for key in keys.keys() {
                 if !known.contains(&key.as_str()) {
                     return Err(err(
@@ -249,13 +219,7 @@ impl Config {
         }
         let s = Sections { raw: &raw };
         let brokers = s.list("kafka", "address");
-        let chan_max_size = s.num(
-            "kafka",
-            "chan_max_size",
-            DEFAULT_CHAN_MAX_SIZE,
-            1,
-            usize::MAX >> 8,
-        )?;
+        let chan_max_size = s.num("kafka", "chan_max_size", DEFAULT_CHAN_MAX_SIZE, 1, usize::MAX >> 8)?;
         let topics = s.list("kafka", "topic");
         for t in &topics {
             check_topic(t).map_err(|m| err("kafka.topic", m))?;
@@ -266,10 +230,7 @@ impl Config {
             Some(KafkaConfig {
                 brokers,
                 topics,
-                group_id: s
-                    .str("kafka", "group_id")
-                    .unwrap_or("logtransfer")
-                    .to_string(),
+                group_id: s.str("kafka", "group_id").unwrap_or("logtransfer").to_string(),
                 producer: s.pairs("kafka.producer"),
                 consumer: s.pairs("kafka.consumer"),
             })
@@ -279,15 +240,9 @@ impl Config {
         let etcd = if endpoints.is_empty() {
             None
         } else {
-            let key = s
-                .str("etcd", "collect_log_key")
-                .unwrap_or(DEFAULT_COLLECT_LOG_KEY)
-                .to_string();
+            let key = s.str("etcd", "collect_log_key").unwrap_or(DEFAULT_COLLECT_LOG_KEY).to_string();
             if key.matches("%s").count() != 1 {
-                return Err(err(
-                    "etcd.collect_log_key",
-                    format!("{key:?} must contain %s exactly once (the host IP)"),
-                ));
+                return Err(err("etcd.collect_log_key", format!("{key:?} must contain %s exactly once (the host IP)")));
             }
             Some(EtcdConfig {
                 endpoints,
@@ -304,52 +259,24 @@ impl Config {
         let read_from = match s.str("agent", "read_from").unwrap_or("end") {
             "end" => ReadFrom::End,
             "beginning" => ReadFrom::Beginning,
-            other => {
-                return Err(err(
-                    "agent.read_from",
-                    format!("{other:?} is not one of: end, beginning"),
-                ))
-            }
+            other => return Err(err("agent.read_from", format!("{other:?} is not one of: end, beginning"))),
         };
         let long_lines = match s.str("agent", "long_lines").unwrap_or("split") {
             "split" => LongLines::Split,
             "truncate" => LongLines::Truncate,
-            other => {
-                return Err(err(
-                    "agent.long_lines",
-                    format!("{other:?} is not one of: split, truncate"),
-                ))
-            }
+            other => return Err(err("agent.long_lines", format!("{other:?} is not one of: split, truncate"))),
         };
         let agent = AgentConfig {
             data_dir: PathBuf::from(s.str("agent", "data_dir").unwrap_or("./data")),
             host: s.opt("agent", "host"),
             read_from,
-            max_line_bytes: s.num(
-                "agent",
-                "max_line_bytes",
-                DEFAULT_MAX_LINE_BYTES,
-                1,
-                1 << 30,
-            )?,
+            max_line_bytes: s.num("agent", "max_line_bytes", DEFAULT_MAX_LINE_BYTES, 1, 1 << 30)?,
             long_lines,
-            partial_line_flush_ms: s.num(
-                "agent",
-                "partial_line_flush_ms",
-                5_000,
-                0,
-                u64::MAX >> 2,
-            )?,
+            partial_line_flush_ms: s.num("agent", "partial_line_flush_ms", 5_000, 0, u64::MAX >> 2)?,
             scan_interval_ms: s.num("agent", "scan_interval_ms", 500, 10, 3_600_000)?,
             rotate_wait_ms: s.num("agent", "rotate_wait_ms", 5_000, 0, 3_600_000)?,
             poll_max_ms: s.num("agent", "poll_max_ms", 250, 1, 60_000)?,
-            checkpoint_interval_ms: s.num(
-                "agent",
-                "checkpoint_interval_ms",
-                1_000,
-                10,
-                3_600_000,
-            )?,
+            checkpoint_interval_ms: s.num("agent", "checkpoint_interval_ms", 1_000, 10, 3_600_000)?,
             shutdown_timeout_ms: s.num("agent", "shutdown_timeout_ms", 5_000, 0, 3_600_000)?,
             read_chunk_bytes: s.num("agent", "read_chunk_bytes", 128 << 10, 16 << 10, 64 << 20)?,
         };
@@ -359,21 +286,13 @@ impl Config {
             check_topic(topic).map_err(|m| err(format!("collect.{topic}"), m))?;
             for path in split_list(paths) {
                 if let Err(e) = glob::Pattern::new(&path) {
-                    return Err(err(
-                        format!("collect.{topic}"),
-                        format!("bad glob {path:?}: {e}"),
-                    ));
+                    return Err(err(format!("collect.{topic}"), format!("bad glob {path:?}: {e}")));
                 }
-                collect.push(CollectEntry {
-                    path,
-                    topic: topic.clone(),
-                });
+                collect.push(CollectEntry { path, topic: topic.clone() });
             }
         }
 
-        let log = LogConfig {
-            level: s.str("log", "level").unwrap_or("info").to_string(),
-        };
+        let log = LogConfig { level: s.str("log", "level").unwrap_or("info").to_string() };
         drop(s);
         let mut extra = Raw::new();
         for name in ["es", "http", "metrics", "index"] {
@@ -381,15 +300,7 @@ impl Config {
                 extra.insert(name.to_string(), sec);
             }
         }
-        Ok(Config {
-            kafka,
-            chan_max_size,
-            etcd,
-            agent,
-            collect,
-            log,
-            extra,
-        })
+        Ok(Config { kafka, chan_max_size, etcd, agent, collect, log, extra })
     }
 }
 
@@ -401,11 +312,7 @@ struct Sections<'a> {
 impl<'a> Sections<'a> {
     /// A value, `None` when missing or empty (an empty value means default).
     fn str(&self, section: &str, key: &str) -> Option<&'a str> {
-        self.raw
-            .get(section)?
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.raw.get(section)?.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     fn opt(&self, section: &str, key: &str) -> Option<String> {
@@ -419,11 +326,7 @@ impl<'a> Sections<'a> {
     fn pairs(&self, section: &str) -> Vec<(String, String)> {
         self.raw
             .get(section)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.trim().to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect())
             .unwrap_or_default()
     }
 
@@ -434,17 +337,12 @@ impl<'a> Sections<'a> {
         let Some(v) = self.str(section, key) else {
             return Ok(default);
         };
-        let n: T = v.replace('_', "").parse().map_err(|_| {
-            err(
-                format!("{section}.{key}"),
-                format!("{v:?} is not a whole number"),
-            )
-        })?;
+        let n: T = v
+            .replace('_', "")
+            .parse()
+            .map_err(|_| err(format!("{section}.{key}"), format!("{v:?} is not a whole number")))?;
         if n < min || n > max {
-            return Err(err(
-                format!("{section}.{key}"),
-                format!("{n} is out of range {min}..={max}"),
-            ));
+            return Err(err(format!("{section}.{key}"), format!("{n} is out of range {min}..={max}")));
         }
         Ok(n)
     }
@@ -452,11 +350,7 @@ impl<'a> Sections<'a> {
 
 /// `a;b; c` -> [a, b, c] (the seed's separator; commas are accepted too).
 pub fn split_list(v: &str) -> Vec<String> {
-    v.split([';', ','])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    v.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Kafka's rule for topic names.
@@ -467,13 +361,8 @@ pub fn check_topic(t: &str) -> Result<(), String> {
     if t == "." || t == ".." {
         return Err(format!("topic {t:?} is not allowed"));
     }
-    if let Some(c) = t
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic {t:?} has {c:?}; topics use only a-z A-Z 0-9 . _ -"
-        ));
+    if let Some(c) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("topic {t:?} has {c:?}; topics use only a-z A-Z 0-9 . _ -"));
     }
     Ok(())
 }
@@ -481,11 +370,7 @@ pub fn check_topic(t: &str) -> Result<(), String> {
 /// INI text to raw sections. Values may carry `;` or `#` comments after
 /// white space; keys outside any section are an error.
 fn parse_raw(text: &str) -> Result<Raw, ConfigError> {
-    let opts = ini::ParseOption {
-        enabled_quote: true,
-        enabled_escape: false,
-        ..Default::default()
-    };
+    let opts = ini::ParseOption { enabled_quote: true, enabled_escape: false, ..Default::default() };
     let ini = ini::Ini::load_from_str_opt(text, opts).map_err(|e| err("", e.to_string()))?;
     let mut raw = Raw::new();
     for (section, props) in ini.iter() {
@@ -537,22 +422,13 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let c = Config::from_ini_str(SEED).unwrap();
         let k = c.kafka.unwrap();
         assert_eq!(k.brokers, vec!["127.0.0.1:9092"]);
-        assert_eq!(
-            k.producer,
-            vec![("compression.type".to_string(), "lz4".to_string())]
-        );
+        assert_eq!(k.producer, vec![("compression.type".to_string(), "lz4".to_string())]);
         assert!(k.consumer.is_empty());
         assert_eq!(c.chan_max_size, 100_000);
         assert_eq!(c.agent.host, None);
         assert_eq!(c.agent.read_from, ReadFrom::End);
         assert_eq!(c.agent.max_line_bytes, 1 << 20);
-        assert_eq!(
-            c.collect,
-            vec![CollectEntry {
-                path: "./logs/*.log".into(),
-                topic: "web_log".into()
-            }]
-        );
+        assert_eq!(c.collect, vec![CollectEntry { path: "./logs/*.log".into(), topic: "web_log".into() }]);
         let e = c.etcd.unwrap();
         assert_eq!(e.endpoints, vec!["127.0.0.1:2379"]);
         assert_eq!(e.timeout_secs, 5);
@@ -567,9 +443,7 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 
     #[test]
     fn lists_split_on_semicolons() {
-        let c =
-            Config::from_ini_str("[kafka]\naddress = a:1;b:2\n[collect]\nt = /x/*.log; /y.log\n")
-                .unwrap();
+        let c = Config::from_ini_str("[kafka]\naddress = a:1;b:2\n[collect]\nt = /x/*.log; /y.log\n").unwrap();
         assert_eq!(c.kafka.unwrap().brokers, vec!["a:1", "b:2"]);
         assert_eq!(c.collect.len(), 2);
     }
@@ -580,34 +454,14 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let table: &[(&str, &str, &str)] = &[
             ("[kafka]\nadress = x\n", "kafka.adress", "unknown key"),
             ("[kafak]\n", "[kafak]", "unknown section"),
-            (
-                "[agent]\nmax_line_bytes = lots\n",
-                "agent.max_line_bytes",
-                "\"lots\"",
-            ),
-            (
-                "[agent]\nmax_line_bytes = 0\n",
-                "agent.max_line_bytes",
-                "out of range",
-            ),
+            ("[agent]\nmax_line_bytes = lots\n", "agent.max_line_bytes", "\"lots\""),
+            ("[agent]\nmax_line_bytes = 0\n", "agent.max_line_bytes", "out of range"),
             ("[agent]\nread_from = middle\n", "agent.read_from", "middle"),
             ("[agent]\nlong_lines = fold\n", "agent.long_lines", "fold"),
-            (
-                "[collect]\nbad/topic = /x.log\n",
-                "collect.bad/topic",
-                "a-z",
-            ),
+            ("[collect]\nbad/topic = /x.log\n", "collect.bad/topic", "a-z"),
             ("[collect]\nt = /x/[.log\n", "collect.t", "bad glob"),
-            (
-                "[etcd]\naddress = e:1\ncollect_log_key = /k\n",
-                "etcd.collect_log_key",
-                "%s",
-            ),
-            (
-                "[kafka]\naddress = a\naddress = b\n",
-                "kafka.address",
-                "twice",
-            ),
+            ("[etcd]\naddress = e:1\ncollect_log_key = /k\n", "etcd.collect_log_key", "%s"),
+            ("[kafka]\naddress = a\naddress = b\n", "kafka.address", "twice"),
             ("stray = 1\n", "stray", "outside"),
         ];
         for &(text, key, words) in table {

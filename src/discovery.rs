@@ -54,12 +54,8 @@ impl Discovery {
     /// (after handing on what they read; their checkpoints stay).
     pub fn set_entries(&mut self, entries: Vec<CollectEntry>) {
         let keep: HashSet<&CollectEntry> = entries.iter().collect();
-        let gone: Vec<ReaderKey> = self
-            .readers
-            .iter()
-            .filter(|(_, r)| !keep.contains(&r.entry))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let gone: Vec<ReaderKey> =
+            self.readers.iter().filter(|(_, r)| !keep.contains(&r.entry)).map(|(k, _)| k.clone()).collect();
         for key in gone {
             if let Some(r) = self.readers.remove(&key) {
                 tracing::info!(path = %r.handle.path, topic = %r.entry.topic, "collect entry removed: stopping reader");
@@ -75,18 +71,11 @@ impl Discovery {
     pub fn scan(&mut self) {
         self.readers.retain(|_, r| !r.handle.is_finished());
         for entry in self.entries.clone() {
-            let start = if self.scanned.contains(&entry) {
-                Start::New
-            } else {
-                Start::Present
-            };
+            let start = if self.scanned.contains(&entry) { Start::New } else { Start::Present };
             let paths = match glob::glob(&entry.path) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.report(format!(
-                        "bad glob {:?} for topic {}: {e}",
-                        entry.path, entry.topic
-                    ));
+                    self.report(format!("bad glob {:?} for topic {}: {e}", entry.path, entry.topic));
                     continue;
                 }
             };
@@ -103,10 +92,7 @@ impl Discovery {
                 self.consider(&entry, path, start);
             }
             if matched == 0 {
-                self.report(format!(
-                    "no file matches {:?} (topic {}) yet",
-                    entry.path, entry.topic
-                ));
+                self.report(format!("no file matches {:?} (topic {}) yet", entry.path, entry.topic));
             }
             self.scanned.insert(entry);
         }
@@ -122,11 +108,7 @@ impl Discovery {
         if !meta.is_file() {
             return;
         }
-        let topic = self
-            .topics
-            .entry(entry.topic.clone())
-            .or_insert_with(|| Arc::from(entry.topic.as_str()))
-            .clone();
+        let topic = self.topics.entry(entry.topic.clone()).or_insert_with(|| Arc::from(entry.topic.as_str())).clone();
         let key = (meta.dev(), meta.ino(), topic.clone());
         if self.readers.contains_key(&key) {
             return;
@@ -134,13 +116,7 @@ impl Discovery {
         match tail::spawn(self.ctx.clone(), path.clone(), topic, start) {
             Ok(handle) => {
                 self.reported.retain(|m| !m.contains(&*handle.path));
-                self.readers.insert(
-                    key,
-                    Running {
-                        handle,
-                        entry: entry.clone(),
-                    },
-                );
+                self.readers.insert(key, Running { handle, entry: entry.clone() });
             }
             // Vanished between glob and open, or unreadable: say so once, keep
             // the other files going, try again next scan.
@@ -179,21 +155,19 @@ pub fn spawn(
     mut updates: Receiver<Vec<CollectEntry>>,
     shutdown: Receiver<()>,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("discovery".into())
-        .spawn(move || {
-            disc.scan();
-            loop {
-                crossbeam_channel::select! {
-                    recv(updates) -> msg => match msg {
-                        Ok(entries) => disc.set_entries(entries),
-                        // No more updates will come: keep the list in force.
-                        Err(_) => updates = crossbeam_channel::never(),
-                    },
-                    recv(shutdown) -> _ => break,
-                    default(interval) => disc.scan(),
-                }
+    thread::Builder::new().name("discovery".into()).spawn(move || {
+        disc.scan();
+        loop {
+            crossbeam_channel::select! {
+                recv(updates) -> msg => match msg {
+                    Ok(entries) => disc.set_entries(entries),
+                    // No more updates will come: keep the list in force.
+                    Err(_) => updates = crossbeam_channel::never(),
+                },
+                recv(shutdown) -> _ => break,
+                default(interval) => disc.scan(),
             }
-            disc.stop_all();
-        })
+        }
+        disc.stop_all();
+    })
 }

@@ -9,10 +9,7 @@ pub fn detect(configured: Option<&str>) -> String {
     if let Some(h) = configured {
         return h.to_string();
     }
-    outbound_ip()
-        .or_else(first_interface_ip)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .to_string()
+    outbound_ip().or_else(first_interface_ip).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string()
 }
 
 fn outbound_ip() -> Option<IpAddr> {
@@ -24,11 +21,7 @@ fn outbound_ip() -> Option<IpAddr> {
 
 fn first_interface_ip() -> Option<IpAddr> {
     let ifs = if_addrs::get_if_addrs().ok()?;
-    let mut ips: Vec<IpAddr> = ifs
-        .into_iter()
-        .filter(|i| !i.is_loopback())
-        .map(|i| i.ip())
-        .collect();
+    let mut ips: Vec<IpAddr> = ifs.into_iter().filter(|i| !i.is_loopback()).map(|i| i.ip()).collect();
     ips.sort_by_key(|ip| !ip.is_ipv4()); // prefer IPv4, as the seed's keys do
     ips.into_iter().next()
 }

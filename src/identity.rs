@@ -32,11 +32,7 @@ impl FileId {
     /// first line and fewer than `HEAD_BYTES` bytes (nothing to ship yet).
     pub fn of(file: &File) -> io::Result<Option<FileId>> {
         let meta = file.metadata()?;
-        Ok(head_hash(file, false)?.map(|head| FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            head,
-        }))
+        Ok(head_hash(file, false)?.map(|head| FileId { dev: meta.dev(), ino: meta.ino(), head }))
     }
 
     /// Like [`FileId::of`], but a head without newline is hashed as it is:
@@ -44,11 +40,7 @@ impl FileId {
     pub fn of_partial(file: &File) -> io::Result<FileId> {
         let meta = file.metadata()?;
         let head = head_hash(file, true)?.unwrap_or(0);
-        Ok(FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            head,
-        })
+        Ok(FileId { dev: meta.dev(), ino: meta.ino(), head })
     }
 }
 
@@ -105,21 +97,13 @@ mod tests {
             (&long[..], false, true),
         ];
         for &(head, partial, some) in table {
-            assert_eq!(
-                head_of(head, partial).is_some(),
-                some,
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
+            assert_eq!(head_of(head, partial).is_some(), some, "{:?}", String::from_utf8_lossy(head));
         }
     }
 
     #[test]
     fn growth_after_the_first_line_keeps_the_identity() {
-        assert_eq!(
-            head_of(b"first\n", false),
-            head_of(b"first\nsecond\nthird", false)
-        );
+        assert_eq!(head_of(b"first\n", false), head_of(b"first\nsecond\nthird", false));
         assert_ne!(head_of(b"first\n", false), head_of(b"other\n", false));
         let long = vec![b'y'; 1000];
         assert_eq!(head_of(&long[..256], false), head_of(&long, false));

@@ -9,11 +9,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "logcollect",
-    version,
-    about = "Collect log lines from files into Kafka and Elasticsearch"
-)]
+#[command(name = "logcollect", version, about = "Collect log lines from files into Kafka and Elasticsearch")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,8 +56,5 @@ fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

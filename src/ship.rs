@@ -54,10 +54,7 @@ fn client_config(cfg: &ShipConfig) -> ClientConfig {
         .set("queue.buffering.max.kbytes", "16384")
         .set("queue.buffering.max.messages", "100000")
         .set("batch.size", "1048576")
-        .set(
-            "message.max.bytes",
-            (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string(),
-        );
+        .set("message.max.bytes", (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string());
     for (k, v) in &cfg.producer {
         c.set(k, v);
     }
@@ -103,17 +100,14 @@ impl ProducerContext for ShipContext {
                     ack.fail();
                 } else {
                     tracing::debug!(topic = msg.topic(), %path, %offset, "delivery failed, will retry: {e}");
-                    self.retry
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Retry {
-                            topic: msg.topic().to_string(),
-                            key: msg.key().map(<[u8]>::to_vec),
-                            payload: msg.payload().unwrap_or_default().to_vec(),
-                            headers: msg.headers().map(|h| h.detach()),
-                            timestamp: msg.timestamp().to_millis(),
-                            ack,
-                        });
+                    self.retry.lock().unwrap_or_else(|e| e.into_inner()).push(Retry {
+                        topic: msg.topic().to_string(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        payload: msg.payload().unwrap_or_default().to_vec(),
+                        headers: msg.headers().map(|h| h.detach()),
+                        timestamp: msg.timestamp().to_millis(),
+                        ack,
+                    });
                 }
             }
         }
@@ -184,35 +178,17 @@ impl Shipper {
 
 /// Creates the producer (a bad property is a config error naming it) and
 /// starts the shipping thread.
-pub fn spawn(
-    cfg: &ShipConfig,
-    rx: Receiver<Batch>,
-    stats: Arc<Stats>,
-) -> Result<Shipper, ConfigError> {
-    let ctx = ShipContext {
-        stats: stats.clone(),
-        retry: Mutex::new(Vec::new()),
-    };
-    let producer: BaseProducer<ShipContext> =
-        client_config(cfg)
-            .create_with_context(ctx)
-            .map_err(|e| ConfigError {
-                key: "kafka.producer".into(),
-                message: e.to_string(),
-            })?;
+pub fn spawn(cfg: &ShipConfig, rx: Receiver<Batch>, stats: Arc<Stats>) -> Result<Shipper, ConfigError> {
+    let ctx = ShipContext { stats: stats.clone(), retry: Mutex::new(Vec::new()) };
+    let producer: BaseProducer<ShipContext> = client_config(cfg)
+        .create_with_context(ctx)
+        .map_err(|e| ConfigError { key: "kafka.producer".into(), message: e.to_string() })?;
     let abort = Arc::new(AtomicBool::new(false));
-    let mut ship = Ship {
-        producer,
-        host: cfg.host.clone(),
-        abort: abort.clone(),
-    };
+    let mut ship = Ship { producer, host: cfg.host.clone(), abort: abort.clone() };
     let thread = thread::Builder::new()
         .name("ship".into())
         .spawn(move || ship.run(rx))
-        .map_err(|e| ConfigError {
-            key: String::new(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| ConfigError { key: String::new(), message: e.to_string() })?;
     Ok(Shipper { thread, abort })
 }
 
@@ -242,20 +218,13 @@ impl Ship {
                 }
                 retry_at = Instant::now() + retry_backoff;
             }
-            self.producer
-                .poll(Duration::from_millis(if self.retries_pending() {
-                    20
-                } else {
-                    0
-                }));
+            self.producer.poll(Duration::from_millis(if self.retries_pending() { 20 } else { 0 }));
             if self.abort.load(Ordering::Acquire) {
                 return;
             }
         }
         // Every sender is gone: deliver what is queued, until acknowledged or aborted.
-        while (self.producer.in_flight_count() > 0 || self.retries_pending())
-            && !self.abort.load(Ordering::Acquire)
-        {
+        while (self.producer.in_flight_count() > 0 || self.retries_pending()) && !self.abort.load(Ordering::Acquire) {
             if self.retries_pending() {
                 self.resend();
             }
@@ -264,31 +233,17 @@ impl Ship {
     }
 
     fn retries_pending(&self) -> bool {
-        !self
-            .producer
-            .context()
-            .retry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        !self.producer.context().retry.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// Puts failed-but-retriable records back in the queue. Returns whether
     /// all of them went in.
     fn resend(&mut self) -> bool {
-        let pending = std::mem::take(
-            &mut *self
-                .producer
-                .context()
-                .retry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let pending = std::mem::take(&mut *self.producer.context().retry.lock().unwrap_or_else(|e| e.into_inner()));
         let mut all = true;
         let mut left = Vec::new();
         for r in pending {
-            let mut rec =
-                BaseRecord::with_opaque_to(&r.topic, r.ack.clone()).payload(&r.payload[..]);
+            let mut rec = BaseRecord::with_opaque_to(&r.topic, r.ack.clone()).payload(&r.payload[..]);
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }
@@ -304,12 +259,7 @@ impl Ship {
             }
         }
         if !left.is_empty() {
-            self.producer
-                .context()
-                .retry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(left);
+            self.producer.context().retry.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
         }
         all
     }
@@ -320,36 +270,15 @@ impl Ship {
         let mut part = itoa::Buffer::new();
         for line in batch.lines() {
             let mut headers = OwnedHeaders::new_with_capacity(5)
-                .insert(Header {
-                    key: "host",
-                    value: Some(self.host.as_str()),
-                })
-                .insert(Header {
-                    key: "path",
-                    value: Some(&*src.path),
-                })
-                .insert(Header {
-                    key: "offset",
-                    value: Some(num.format(line.offset)),
-                })
-                .insert(Header {
-                    key: "fid",
-                    value: Some(&*src.fid_text),
-                });
+                .insert(Header { key: "host", value: Some(self.host.as_str()) })
+                .insert(Header { key: "path", value: Some(&*src.path) })
+                .insert(Header { key: "offset", value: Some(num.format(line.offset)) })
+                .insert(Header { key: "fid", value: Some(&*src.fid_text) });
             headers = match line.cut {
                 Cut::Whole => headers,
-                Cut::Part(n) => headers.insert(Header {
-                    key: "split",
-                    value: Some(part.format(n)),
-                }),
-                Cut::Truncated => headers.insert(Header {
-                    key: "truncated",
-                    value: Some("1"),
-                }),
-                Cut::Partial => headers.insert(Header {
-                    key: "partial",
-                    value: Some("1"),
-                }),
+                Cut::Part(n) => headers.insert(Header { key: "split", value: Some(part.format(n)) }),
+                Cut::Truncated => headers.insert(Header { key: "truncated", value: Some("1") }),
+                Cut::Partial => headers.insert(Header { key: "partial", value: Some("1") }),
             };
             let mut record = BaseRecord::with_opaque_to(&*src.topic, batch.ack.clone())
                 .payload(line.bytes)
@@ -369,11 +298,7 @@ impl Ship {
                     }
                     Err((e, r)) => {
                         tracing::error!(topic = %src.topic, path = %src.path, offset = line.offset, "Kafka refused the record: {e}; the file's checkpoint stays before it");
-                        self.producer
-                            .context()
-                            .stats
-                            .lines_failed
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.producer.context().stats.lines_failed.fetch_add(1, Ordering::Relaxed);
                         r.delivery_opaque.fail();
                         break;
                     }

@@ -88,11 +88,7 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig {
-            max_line_bytes: 1 << 20,
-            long_lines: LongLines::Split,
-            chunk_bytes: 128 << 10,
-        }
+        SplitConfig { max_line_bytes: 1 << 20, long_lines: LongLines::Split, chunk_bytes: 128 << 10 }
     }
 }
 
@@ -246,10 +242,7 @@ impl LineBuffer {
             return None;
         }
         let data = self.buf.split_to(start).freeze();
-        let block = Block {
-            data,
-            offset: self.offset,
-        };
+        let block = Block { data, offset: self.offset };
         self.offset += start as u64;
         Some(block)
     }
@@ -262,25 +255,14 @@ impl LineBuffer {
             return None;
         }
         if !self.discarding {
-            let cut = if self.parts > 0 {
-                Cut::Part(self.parts + 1)
-            } else {
-                Cut::Partial
-            };
-            spans.push(Span {
-                start: 0,
-                len: len as u32,
-                cut,
-            });
+            let cut = if self.parts > 0 { Cut::Part(self.parts + 1) } else { Cut::Partial };
+            spans.push(Span { start: 0, len: len as u32, cut });
         }
         self.discarding = false;
         self.parts = 0;
         self.scanned = 0;
         let data = self.buf.split_to(len).freeze();
-        let block = Block {
-            data,
-            offset: self.offset,
-        };
+        let block = Block { data, offset: self.offset };
         self.offset += len as u64;
         Some(block)
     }
@@ -289,13 +271,7 @@ impl LineBuffer {
     /// `end`), cutting it when over-long. Returns how far the buffer may be
     /// consumed: `end + 1` for a complete line; for an unfinished one, the
     /// start of what must stay buffered.
-    fn emit(
-        &mut self,
-        mut start: usize,
-        end: usize,
-        complete: bool,
-        spans: &mut Vec<Span>,
-    ) -> usize {
+    fn emit(&mut self, mut start: usize, end: usize, complete: bool, spans: &mut Vec<Span>) -> usize {
         let max = self.cfg.max_line_bytes;
         let mut stop = end;
         if complete && stop > start && self.buf[stop - 1] == b'\r' {
@@ -308,43 +284,23 @@ impl LineBuffer {
             LongLines::Split => {
                 while stop - start > limit {
                     self.parts += 1;
-                    spans.push(Span {
-                        start: start as u32,
-                        len: max as u32,
-                        cut: Cut::Part(self.parts),
-                    });
+                    spans.push(Span { start: start as u32, len: max as u32, cut: Cut::Part(self.parts) });
                     start += max;
                 }
                 if !complete {
                     return start;
                 }
-                let cut = if self.parts > 0 {
-                    Cut::Part(self.parts + 1)
-                } else {
-                    Cut::Whole
-                };
-                spans.push(Span {
-                    start: start as u32,
-                    len: (stop - start) as u32,
-                    cut,
-                });
+                let cut = if self.parts > 0 { Cut::Part(self.parts + 1) } else { Cut::Whole };
+                spans.push(Span { start: start as u32, len: (stop - start) as u32, cut });
                 self.parts = 0;
             }
             LongLines::Truncate => {
                 if !self.discarding {
                     if stop - start > limit {
-                        spans.push(Span {
-                            start: start as u32,
-                            len: max as u32,
-                            cut: Cut::Truncated,
-                        });
+                        spans.push(Span { start: start as u32, len: max as u32, cut: Cut::Truncated });
                         self.discarding = true;
                     } else if complete {
-                        spans.push(Span {
-                            start: start as u32,
-                            len: (stop - start) as u32,
-                            cut: Cut::Whole,
-                        });
+                        spans.push(Span { start: start as u32, len: (stop - start) as u32, cut: Cut::Whole });
                     } else {
                         return start;
                     }
@@ -405,43 +361,26 @@ mod tests {
     use proptest::prelude::*;
 
     fn cfg(max: usize, mode: LongLines) -> SplitConfig {
-        SplitConfig {
-            max_line_bytes: max,
-            long_lines: mode,
-            chunk_bytes: 16 << 10,
-        }
+        SplitConfig { max_line_bytes: max, long_lines: mode, chunk_bytes: 16 << 10 }
     }
 
     /// Feeds `input` in the given chunk sizes, collecting every line and the
     /// offset it was reported at.
-    fn run(
-        input: &[u8],
-        chunks: &[usize],
-        max: usize,
-        mode: LongLines,
-    ) -> (Vec<(Vec<u8>, Cut, u64)>, LineBuffer) {
+    fn run(input: &[u8], chunks: &[usize], max: usize, mode: LongLines) -> (Vec<(Vec<u8>, Cut, u64)>, LineBuffer) {
         let mut lb = LineBuffer::new(0, cfg(max, mode));
         let mut out = Vec::new();
         let mut spans = Vec::new();
         let mut rest = input;
         let mut i = 0;
         while !rest.is_empty() {
-            let n = chunks
-                .get(i % chunks.len().max(1))
-                .copied()
-                .unwrap_or(rest.len())
-                .clamp(1, rest.len());
+            let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(rest.len()).clamp(1, rest.len());
             i += 1;
             lb.read_from(&mut &rest[..n]).unwrap();
             rest = &rest[n..];
             spans.clear();
             if let Some(block) = lb.take_lines(&mut spans) {
                 for s in &spans {
-                    out.push((
-                        block.data[s.range()].to_vec(),
-                        s.cut,
-                        block.offset + s.start as u64,
-                    ));
+                    out.push((block.data[s.range()].to_vec(), s.cut, block.offset + s.start as u64));
                 }
             }
         }
@@ -508,14 +447,7 @@ mod tests {
     fn long_lines_truncated_and_rest_skipped() {
         let (out, lb) = run(b"abcdefg\nhi\nabcd", &[1], 2, LongLines::Truncate);
         let got: Vec<(&[u8], Cut)> = out.iter().map(|l| (&l.0[..], l.1)).collect();
-        assert_eq!(
-            got,
-            vec![
-                (&b"ab"[..], Cut::Truncated),
-                (b"hi", Cut::Whole),
-                (b"ab", Cut::Truncated)
-            ]
-        );
+        assert_eq!(got, vec![(&b"ab"[..], Cut::Truncated), (b"hi", Cut::Whole), (b"ab", Cut::Truncated)]);
         // the skipped rest is not kept in memory
         assert_eq!(lb.pending(), 0);
         assert_eq!(out[2].2, 11);
@@ -558,11 +490,7 @@ mod tests {
     #[test]
     fn chunks_are_reused_once_lines_are_dropped() {
         let mut lb = LineBuffer::new(0, cfg(1 << 20, LongLines::Split));
-        let line = [b'y'; 199]
-            .iter()
-            .chain(b"\n")
-            .copied()
-            .collect::<Vec<u8>>();
+        let line = [b'y'; 199].iter().chain(b"\n").copied().collect::<Vec<u8>>();
         let mut spans = Vec::new();
         let mut held = std::collections::VecDeque::new();
         for _ in 0..10_000 {
@@ -575,11 +503,7 @@ mod tests {
             }
         }
         // 2 MB went through 16 KiB chunks: reuse keeps allocations to a handful
-        assert!(
-            lb.chunks_allocated() <= 6,
-            "{} chunks allocated",
-            lb.chunks_allocated()
-        );
+        assert!(lb.chunks_allocated() <= 6, "{} chunks allocated", lb.chunks_allocated());
     }
 
     proptest! {
