@@ -5,7 +5,8 @@
 # Works with only the stable toolchain: without nightly, targets are built
 # with `--sanitizer none` (coverage-guided libFuzzer, debug assertions on, no
 # AddressSanitizer). FUZZ_SANITIZER=address asks for ASan; on stable that
-# needs RUSTC_BOOTSTRAP=1, which this script then sets.
+# needs RUSTC_BOOTSTRAP=1, which this script then sets (and it keeps the C
+# dependencies uninstrumented, see below).
 #
 # New corpus entries go to fuzz/corpus/<target>/ and crashes to
 # fuzz/artifacts/<target>/ (both ignored by git). A crash input belongs in
@@ -41,9 +42,16 @@ sanitizer=${FUZZ_SANITIZER:-}
 if [ -z "$sanitizer" ]; then
     if rustc --version | grep -q nightly; then sanitizer=address; else sanitizer=none; fi
 fi
-if [ "$sanitizer" != none ] && ! rustc --version | grep -q nightly; then
-    # -Zsanitizer on a stable compiler.
-    export RUSTC_BOOTSTRAP=1
+if [ "$sanitizer" != none ]; then
+    if ! rustc --version | grep -q nightly; then
+        # -Zsanitizer on a stable compiler.
+        export RUSTC_BOOTSTRAP=1
+    fi
+    # cc instruments C code for the sanitizer rustc uses; librdkafka's
+    # configure then links its probes without the runtime and fails. The
+    # targets fuzz Rust code: leave the C dependencies uninstrumented.
+    export CFLAGS="${CFLAGS:-} -fno-sanitize=$sanitizer"
+    export CXXFLAGS="${CXXFLAGS:-} -fno-sanitize=$sanitizer"
 fi
 
 if [ $# -gt 0 ]; then

@@ -50,14 +50,19 @@ pub enum AgentError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), AgentError> {
+/// A flag SIGTERM and SIGINT set; a second signal exits at once.
+pub fn term_flag() -> std::io::Result<Arc<AtomicBool>> {
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // The second signal exits at once.
         signal_hook::flag::register_conditional_shutdown(sig, 1, term.clone())?;
         signal_hook::flag::register(sig, term.clone())?;
     }
+    Ok(term)
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), AgentError> {
+    let term = term_flag()?;
     run_until(cfg, &term)
 }
 

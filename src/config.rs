@@ -104,6 +104,39 @@ pub struct AgentConfig {
     pub read_chunk_bytes: usize,
 }
 
+/// Where documents Elasticsearch refuses for good go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeadLetter {
+    /// A Kafka topic per source topic: `<topic>.dlq`, the error in a header.
+    Kafka,
+    /// One NDJSON file: `{"topic":…,"error":…,"doc":…}` per line.
+    File(PathBuf),
+}
+
+/// `[es]`: the transfer's Elasticsearch side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EsConfig {
+    /// Node base URLs (`http://host:9200`), at least one; requests rotate over them.
+    pub nodes: Vec<String>,
+    /// `_bulk` requests in flight at once; at least 1.
+    pub workers: usize,
+    /// Bound on records held in memory between Kafka and Elasticsearch.
+    pub chan_max_size: usize,
+    pub index: crate::bulk::IndexPattern,
+    pub bulk_max_bytes: usize,
+    pub bulk_max_docs: usize,
+    pub bulk_max_wait_ms: u64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub api_key: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub dead_letter: DeadLetter,
+    /// Topics whose JSON-object lines are merged into the document; `*`: all.
+    pub parse_json: Vec<String>,
+    /// Longest pause between retries while Elasticsearch refuses.
+    pub retry_max_backoff_ms: u64,
+}
+
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
@@ -119,11 +152,13 @@ pub struct Config {
     /// Bound on lines buffered between stages.
     pub chan_max_size: usize,
     pub etcd: Option<EtcdConfig>,
+    /// `None`: no `[es] address`.
+    pub es: Option<EsConfig>,
     pub agent: AgentConfig,
     /// The static collect list, used when etcd is not configured.
     pub collect: Vec<CollectEntry>,
     pub log: LogConfig,
-    /// Sections later stages read (`es`, `http`, `metrics`): checked against
+    /// Sections later stages read (`http`, `metrics`, `index`): checked against
     /// their known keys here, typed where they are used.
     pub extra: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -292,15 +327,57 @@ impl Config {
             }
         }
 
+        let es_nodes = s.list("es", "address");
+        let es = if es_nodes.is_empty() {
+            None
+        } else {
+            let nodes = es_nodes
+                .into_iter()
+                .map(|n| if n.contains("://") { n } else { format!("http://{n}") })
+                .map(|n| n.trim_end_matches('/').to_string())
+                .collect();
+            let index = crate::bulk::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
+                .map_err(|e| err("es.index", e.to_string()))?;
+            let dead_letter = match s.str("es", "dead_letter").unwrap_or("kafka") {
+                "kafka" => DeadLetter::Kafka,
+                "file" => DeadLetter::File(
+                    s.str("es", "dead_letter_path")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| agent.data_dir.join("dead_letter.ndjson")),
+                ),
+                other => return Err(err("es.dead_letter", format!("{other:?} is not one of: kafka, file"))),
+            };
+            let (username, password) = (s.opt("es", "username"), s.opt("es", "password"));
+            if username.is_some() != password.is_some() {
+                return Err(err("es.username", "username and password go together"));
+            }
+            Some(EsConfig {
+                nodes,
+                workers: s.num("es", "workers", 4, 1, 256)?,
+                chan_max_size: s.num("es", "chan_max_size", DEFAULT_CHAN_MAX_SIZE, 1, usize::MAX >> 8)?,
+                index,
+                bulk_max_bytes: s.num("es", "bulk_max_bytes", 5 << 20, 1 << 10, 100 << 20)?,
+                bulk_max_docs: s.num("es", "bulk_max_docs", 5000, 1, 1_000_000)?,
+                bulk_max_wait_ms: s.num("es", "bulk_max_wait_ms", 200, 0, 3_600_000)?,
+                username,
+                password,
+                api_key: s.opt("es", "api_key"),
+                ca_file: s.opt("es", "ca_file").map(PathBuf::from),
+                dead_letter,
+                parse_json: s.list("es", "parse_json"),
+                retry_max_backoff_ms: s.num("es", "retry_max_backoff_ms", 30_000, 10, 3_600_000)?,
+            })
+        };
+
         let log = LogConfig { level: s.str("log", "level").unwrap_or("info").to_string() };
         drop(s);
         let mut extra = Raw::new();
-        for name in ["es", "http", "metrics", "index"] {
+        for name in ["http", "metrics", "index"] {
             if let Some(sec) = raw.remove(name) {
                 extra.insert(name.to_string(), sec);
             }
         }
-        Ok(Config { kafka, chan_max_size, etcd, agent, collect, log, extra })
+        Ok(Config { kafka, chan_max_size, etcd, es, agent, collect, log, extra })
     }
 }
 
@@ -439,6 +516,19 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let c = Config::from_ini_str("").unwrap();
         assert!(c.kafka.is_none() && c.etcd.is_none() && c.collect.is_empty());
         assert_eq!(c.agent.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn es_section() {
+        let c = Config::from_ini_str("[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n").unwrap();
+        let es = c.es.unwrap();
+        assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
+        assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));
+        assert_eq!(es.dead_letter, DeadLetter::Kafka);
+        let e = Config::from_ini_str("[es]\naddress = x\nindex = Bad*Name\n").unwrap_err();
+        assert_eq!(e.key, "es.index");
+        let e = Config::from_ini_str("[es]\naddress = x\nusername = u\n").unwrap_err();
+        assert_eq!(e.key, "es.username");
     }
 
     #[test]

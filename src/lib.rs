@@ -27,6 +27,8 @@
 //! - [`checkpoint`]: the source registry and the atomic on-disk checkpoints.
 //! - [`ship`]: the Kafka producer stage.
 //! - [`agent`]: wiring and orderly shutdown.
+//! - [`transfer`]: Kafka consumer group to Elasticsearch, offsets committed behind acks.
+//! - [`es`]: `_bulk` requests, per-item retries, dead letters.
 //! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
 //! - [`host`]: the host name records carry.
 //! - [`metrics`]: counters every stage bumps.
@@ -37,9 +39,11 @@ pub mod bulk;
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;
+pub mod es;
 pub mod host;
 pub mod identity;
 pub mod metrics;
 pub mod ship;
 pub mod split;
 pub mod tail;
+pub mod transfer;

@@ -1,6 +1,7 @@
 //! The `logcollect` binary: parse arguments, load config, run a role.
 
 use clap::{Parser, Subcommand};
+use logcollect::agent::AgentError;
 use logcollect::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,26 +23,31 @@ enum Command {
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
     },
+    /// Consume Kafka and bulk-index every record into Elasticsearch.
+    Transfer {
+        #[arg(long, default_value = "config.ini")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Agent { config } => {
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_error(e),
-            };
-            init_tracing(&cfg.log.level);
-            match logcollect::agent::run(cfg) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(logcollect::agent::AgentError::Config(e)) => config_error(e),
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("logcollect: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let (config, role): (PathBuf, fn(Config) -> Result<(), AgentError>) = match cli.command {
+        Command::Agent { config } => (config, logcollect::agent::run),
+        Command::Transfer { config } => (config, logcollect::transfer::run),
+    };
+    let cfg = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    init_tracing(&cfg.log.level);
+    match role(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(AgentError::Config(e)) => config_error(e),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("logcollect: {e}");
+            ExitCode::FAILURE
         }
     }
 }
