@@ -170,7 +170,10 @@ impl DeadLetterSink {
                 .set("bootstrap.servers", brokers.join(","))
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
-                .set("message.timeout.ms", "0")
+                // A bounded delivery time, so a missing dead-letter topic or
+                // a broker that refuses it is reported (and retried) instead
+                // of waiting in silence.
+                .set("message.timeout.ms", "30000")
                 .create()
                 .map(DeadLetterSink::Kafka)
                 .map_err(|e| format!("dead-letter producer: {e}")),
