@@ -32,7 +32,9 @@
 //! - [`es`]: `_bulk` requests, per-item retries, dead letters.
 //! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
 //! - [`host`]: the host name records carry.
-//! - [`metrics`]: counters every stage bumps.
+//! - [`metrics`]: counters every stage bumps (atomics, per batch).
+//! - [`observe`]: `/metrics` (Prometheus), `/health/*`, `/api/status` read from them.
+//! - [`hostmetrics`]: `[metrics]`: host CPU, memory, disk, network, exposed and shipped.
 
 pub mod agent;
 pub mod batch;
@@ -42,8 +44,10 @@ pub mod config;
 pub mod discovery;
 pub mod es;
 pub mod host;
+pub mod hostmetrics;
 pub mod identity;
 pub mod metrics;
+pub mod observe;
 pub mod ship;
 pub mod split;
 pub mod tail;
