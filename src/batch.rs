@@ -11,7 +11,7 @@ use crate::identity::FileId;
 use crate::split::{Block, Cut, Span};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One collected file under one topic: what every record of it carries.
@@ -24,11 +24,45 @@ pub struct Source {
     /// `fid` rendered once: the `fid` header and the record key.
     pub fid_text: Box<str>,
     pub progress: Progress,
+    pub stats: SourceStats,
 }
 
 impl Source {
     pub fn new(topic: Arc<str>, path: Arc<str>, fid: FileId, committed: u64) -> Self {
-        Source { topic, path, fid, fid_text: fid.to_string().into(), progress: Progress::new(committed) }
+        Source {
+            topic,
+            path,
+            fid,
+            fid_text: fid.to_string().into(),
+            progress: Progress::new(committed),
+            stats: SourceStats::default(),
+        }
+    }
+}
+
+/// What the reader of one file reports about it (per read, never per
+/// line); `/metrics` and `logcollect status` show it per file.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Bytes read from the file by this process.
+    pub read_bytes: AtomicU64,
+    /// File offset just past the last byte read.
+    pub read_offset: AtomicU64,
+    /// File size at the last look.
+    pub size: AtomicU64,
+    /// When data was last read (ms since the epoch; 0: not yet).
+    pub last_read_ms: AtomicI64,
+    /// Times the file was seen rotated away.
+    pub rotations: AtomicU64,
+}
+
+impl SourceStats {
+    /// Bytes a restart would read again: the larger of the size and the
+    /// read offset (the size is only looked at when the reader reaches the
+    /// end), minus the checkpoint.
+    pub fn behind(&self, committed: u64) -> u64 {
+        let end = self.size.load(Ordering::Relaxed).max(self.read_offset.load(Ordering::Relaxed));
+        end.saturating_sub(committed)
     }
 }
 
@@ -75,22 +109,41 @@ impl Batch {
 #[derive(Debug)]
 pub struct BatchAck {
     remaining: AtomicU32,
+    /// Lines in the batch.
+    lines: u32,
     failed: AtomicBool,
+    /// When the batch was read (ms since the epoch; 0: unknown), for the
+    /// delivery latency.
+    read_ms: i64,
 }
 
 impl BatchAck {
     pub fn new(lines: usize) -> Self {
-        BatchAck { remaining: AtomicU32::new(lines as u32), failed: AtomicBool::new(false) }
+        BatchAck::read_at(lines, 0)
     }
 
-    /// One line was stored by the next stage.
-    pub fn ack(&self) {
-        self.remaining.fetch_sub(1, Ordering::AcqRel);
+    /// A batch of `lines` read at `read_ms`.
+    pub fn read_at(lines: usize, read_ms: i64) -> Self {
+        BatchAck { remaining: AtomicU32::new(lines as u32), lines: lines as u32, failed: AtomicBool::new(false), read_ms }
     }
 
-    /// `n` lines were stored at once.
-    pub fn ack_many(&self, n: u32) {
-        self.remaining.fetch_sub(n, Ordering::AcqRel);
+    /// One line was stored by the next stage. True when that was the last
+    /// line of the batch.
+    pub fn ack(&self) -> bool {
+        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// `n` lines were stored at once. True when they were the last.
+    pub fn ack_many(&self, n: u32) -> bool {
+        n > 0 && self.remaining.fetch_sub(n, Ordering::AcqRel) == n
+    }
+
+    pub fn lines(&self) -> u32 {
+        self.lines
+    }
+
+    pub fn read_ms(&self) -> i64 {
+        self.read_ms
     }
 
     /// One line was rejected for good: the checkpoint must not pass it.
@@ -121,6 +174,8 @@ pub struct Progress {
     /// Where the next reader of this file continues (set by a reader that
     /// stops; lines before it are in flight or acknowledged).
     resume: AtomicU64,
+    /// Lines of completed batches (acknowledged, or rejected for good).
+    done_lines: AtomicU64,
 }
 
 impl Progress {
@@ -130,6 +185,7 @@ impl Progress {
             committed: AtomicU64::new(committed),
             held: AtomicBool::new(false),
             resume: AtomicU64::new(committed),
+            done_lines: AtomicU64::new(0),
         }
     }
 
@@ -153,6 +209,7 @@ impl Progress {
             if !self.held.load(Ordering::Acquire) {
                 self.committed.store(*end, Ordering::Release);
             }
+            self.done_lines.fetch_add(u64::from(ack.lines()), Ordering::Relaxed);
             q.pop_front();
         }
         self.committed.load(Ordering::Acquire)
@@ -160,6 +217,11 @@ impl Progress {
 
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
+    }
+
+    /// Lines of the batches [`Progress::advance`] found complete so far.
+    pub fn done_lines(&self) -> u64 {
+        self.done_lines.load(Ordering::Relaxed)
     }
 
     /// True when a line was rejected for good and the checkpoint is pinned.

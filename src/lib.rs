@@ -34,6 +34,7 @@
 //! - [`host`]: the host name records carry.
 //! - [`metrics`]: counters every stage bumps (atomics, per batch).
 //! - [`observe`]: `/metrics` (Prometheus), `/health/*`, `/api/status` read from them.
+//! - [`status`]: `logcollect status`, a live table of a running process.
 //! - [`hostmetrics`]: `[metrics]`: host CPU, memory, disk, network, exposed and shipped.
 
 pub mod agent;
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod observe;
 pub mod ship;
 pub mod split;
+pub mod status;
 pub mod tail;
 pub mod transfer;
 pub mod wake;

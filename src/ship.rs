@@ -89,7 +89,10 @@ impl ProducerContext for ShipContext {
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Arc<BatchAck>) {
         match result {
             Ok(_) => {
-                ack.ack();
+                if ack.ack() && ack.read_ms() > 0 {
+                    // The batch's last line: its delivery latency, once per batch.
+                    self.stats.delivery_latency.observe_ms(crate::checkpoint::now_ms() - ack.read_ms());
+                }
                 self.stats.lines_acked.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {

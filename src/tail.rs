@@ -121,6 +121,7 @@ pub fn spawn(ctx: Arc<TailCtx>, path: PathBuf, topic: Arc<str>, start: Start) ->
         last_data: Instant::now(),
         moved_since: None,
         watch: None,
+        unaccounted: 0,
     };
     reader.position(&meta, start)?;
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
@@ -147,6 +148,8 @@ struct Reader {
     moved_since: Option<Instant>,
     /// The inotify watch that unparks this thread, when there is one.
     watch: Option<Registration>,
+    /// Bytes read not yet added to the source's stats.
+    unaccounted: u64,
 }
 
 enum Next {
@@ -216,17 +219,16 @@ impl Reader {
                 Ok(0) => self.at_eof(),
                 Ok(n) => {
                     self.ctx.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    self.unaccounted += n as u64;
                     self.last_data = Instant::now();
                     backoff = Duration::from_millis(1);
-                    match self.lb.take_lines(&mut self.spans) {
-                        Some(block) => {
-                            if !self.send(block) {
-                                return false;
-                            }
-                            Next::Read
+                    if let Some(block) = self.lb.take_lines(&mut self.spans) {
+                        if !self.send(block) {
+                            return false;
                         }
-                        None => Next::Read,
                     }
+                    self.account();
+                    Next::Read
                 }
                 Err(e) => {
                     tracing::warn!(path = %self.path_text, "read failed: {e}; retrying");
@@ -262,6 +264,9 @@ impl Reader {
                 return Next::Park;
             }
         };
+        if let Some(src) = &self.source {
+            src.stats.size.store(meta.len(), Ordering::Relaxed);
+        }
         if meta.len() < self.lb.read_offset() {
             self.restart_truncated("size below the read offset");
             return Next::Read;
@@ -290,6 +295,9 @@ impl Reader {
         let since = *self.moved_since.get_or_insert_with(|| {
             tracing::info!(path = %self.path_text, "file rotated away: reading it to its end");
             self.ctx.stats.rotations.fetch_add(1, Ordering::Relaxed);
+            if let Some(src) = &self.source {
+                src.stats.rotations.fetch_add(1, Ordering::Relaxed);
+            }
             Instant::now()
         });
         if since.elapsed() >= self.ctx.cfg.rotate_wait && idle >= self.ctx.cfg.rotate_wait {
@@ -298,6 +306,16 @@ impl Reader {
             return Next::Exit { forget: false };
         }
         Next::Park
+    }
+
+    /// Moves the bytes read so far into the file's stats (a file has no
+    /// source, so no stats, until its first line identified it).
+    fn account(&mut self) {
+        if let Some(src) = &self.source {
+            src.stats.read_bytes.fetch_add(std::mem::take(&mut self.unaccounted), Ordering::Relaxed);
+            src.stats.read_offset.store(self.lb.read_offset(), Ordering::Relaxed);
+            src.stats.last_read_ms.store(now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// After a pause: a file truncated and written again may already have
@@ -356,14 +374,15 @@ impl Reader {
         let n = self.spans.len();
         let end = block.end_offset();
         let cut = self.spans.iter().filter(|s| s.cut != crate::split::Cut::Whole).count();
-        let ack = Arc::new(BatchAck::new(n));
+        let read_ms = now_ms();
+        let ack = Arc::new(BatchAck::read_at(n, read_ms));
         if n == 0 {
             // Only skipped bytes (the rest of a truncated line).
             src.progress.push(ack, end);
             return true;
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
-        let mut batch = Batch { source: src.clone(), block, spans, read_ms: now_ms(), ack: ack.clone() };
+        let mut batch = Batch { source: src.clone(), block, spans, read_ms, ack: ack.clone() };
         let stats = &self.ctx.stats;
         loop {
             match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {
