@@ -90,8 +90,17 @@ async fn bounded<T>(
     let endpoints = || cfg.endpoints.join(";");
     match tokio::time::timeout(Duration::from_secs(cfg.timeout_secs), call).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(EtcdError::Client { endpoints: endpoints(), message: e.to_string() }),
+        Ok(Err(e)) => Err(EtcdError::Client { endpoints: endpoints(), message: describe(&e) }),
         Err(_) => Err(EtcdError::Timeout { endpoints: endpoints(), secs: cfg.timeout_secs }),
+    }
+}
+
+/// An etcd client error in one line: a gRPC status as its message and code
+/// (the default rendering adds empty details and metadata).
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{} (gRPC {:?})", s.message(), s.code()),
+        other => other.to_string(),
     }
 }
 
@@ -165,7 +174,7 @@ async fn session(
     on(Event::Watching { revision: from });
     *outage = 0;
     loop {
-        let Some(resp) = stream.message().await.map_err(|e| err(format!("watch: {e}")))? else {
+        let Some(resp) = stream.message().await.map_err(|e| err(format!("watch: {}", describe(&e))))? else {
             return Err(err("the watch stream ended".into()));
         };
         if resp.compact_revision() > 0 {
