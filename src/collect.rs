@@ -190,6 +190,33 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
     Some(CollectEntry { path: path?, topic: topic?, options: opts })
 }
 
+/// What must hold for any input, checked by the fuzz target
+/// (`fuzz/fuzz_targets/collect.rs`) and by the unit tests over its seeds:
+/// [`parse`] does not panic; a refusal names at least one problem and reads
+/// as one line (it is logged as one); an accepted list has non-empty paths
+/// and distinct (path, topic) pairs, and [`to_json`] of it parses back to the
+/// same entries, so what an operator puts, what the agent caches and what it
+/// applies agree. Panics when one does not hold.
+pub fn assert_invariants(input: &[u8]) {
+    match parse(input) {
+        Ok(entries) => {
+            assert!(entries.iter().all(|e| !e.path.trim().is_empty() && !e.topic.is_empty()));
+            let mut keys: Vec<(&str, &str)> = entries.iter().map(|e| e.key()).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), entries.len(), "duplicate (path, topic) accepted");
+            let json = to_json(&entries);
+            let again = parse(json.as_bytes()).unwrap_or_else(|e| panic!("to_json output {json:?} refused: {e}"));
+            assert_eq!(again, entries, "round trip through {json:?}");
+        }
+        Err(e) => {
+            assert!(!e.problems.is_empty());
+            let line = e.to_string();
+            assert!(!line.is_empty() && !line.contains('\n'), "not one line: {line:?}");
+        }
+    }
+}
+
 /// The collect list as JSON, options only where they are set: what
 /// [`parse`] reads back into the same entries.
 pub fn to_json(entries: &[CollectEntry]) -> String {
@@ -460,6 +487,20 @@ mod tests {
         assert!(parse(deep.as_bytes()).is_err());
         let deep_field = format!(r#"[{{"path":"/a","topic":"t","x":{}{}}}]"#, "[".repeat(5_000), "]".repeat(5_000));
         assert!(parse(deep_field.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_fuzz_seeds_and_the_tables_hold_the_invariants() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/collect");
+        let mut n = 0;
+        for f in std::fs::read_dir(&seeds).unwrap() {
+            assert_invariants(&std::fs::read(f.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 5, "seeds in {}", seeds.display());
+        for text in ["", "[", "[{\"path\":\"a\\nb\",\"topic\":\"t\",\"x\\n\":1}]", "[{\"path\":\"/a\",\"topic\":\"t\"}]"] {
+            assert_invariants(text.as_bytes());
+        }
     }
 
     #[test]
