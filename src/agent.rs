@@ -98,6 +98,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     let (updates_tx, updates) = crossbeam_channel::unbounded();
     let (collect, etcd_stage) = match &cfg.etcd {
         Some(e) => {
+            etcd::check_files(e)?;
             let key = e.key_for(&host);
             tracing::info!(key = %key, endpoints = %e.endpoints.join(";"), "reading the collect list from etcd");
             let (first, stage) = etcd::spawn(e, key, &cfg.agent.data_dir, cfg.collect.clone(), updates_tx)?;

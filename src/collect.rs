@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(at, vec!["[0].path", "[1].topic", "[1].\"x\"", "[2]"]);
         let line = e.to_string();
         assert!(!line.contains('\n'), "{line}");
-        let many = format!("[{}]", vec!["1"; 9].join(","));
+        let many = format!("[{}]", ["1"; 9].join(","));
         let e = parse(many.as_bytes()).unwrap_err().to_string();
         assert!(e.ends_with("; and 4 more"), "{e}");
         // A long bad value is cut in the message.

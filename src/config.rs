@@ -660,6 +660,13 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
     }
 
     #[test]
+    fn the_shipped_config_parses() {
+        let c = Config::from_ini_str(include_str!("../config.ini")).unwrap();
+        assert!(c.etcd.is_none() && c.kafka.is_some());
+        assert_eq!(c.collect, vec![CollectEntry::new("./logs/*.log", "web_log")]);
+    }
+
+    #[test]
     fn etcd_keys_per_host() {
         let c = Config::from_ini_str("[etcd]\naddress = a:1; http://b:2\n").unwrap();
         let e = c.etcd.unwrap();

@@ -81,11 +81,6 @@ impl Discovery {
         }
     }
 
-    /// The collect list in force.
-    pub fn entries(&self) -> &[CollectEntry] {
-        &self.entries
-    }
-
     /// Replaces the collect list, reconciling by (path, topic) (see the
     /// module doc). Readers that stop hand on what they read first.
     pub fn set_entries(&mut self, entries: Vec<CollectEntry>) {
@@ -294,4 +289,31 @@ pub fn spawn(
         }
         disc.stop_all();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_patterns_match_names_or_whole_paths() {
+        // (patterns, path, excluded)
+        let table: &[(&[&str], &str, bool)] = &[
+            (&[], "/var/log/a.log", false),
+            (&["*.gz"], "/var/log/a.log.gz", true),
+            (&["*.gz"], "/var/log/a.log", false),
+            (&["a.log"], "/var/log/a.log", true),
+            (&["a.log"], "/var/log/ba.log", false),
+            // With a '/': the whole path, and '*' stays within one directory.
+            (&["/var/log/debug-*"], "/var/log/debug-1.log", true),
+            (&["/var/log/*"], "/var/log/sub/x.log", false),
+            (&["/var/log/**/x.log"], "/var/log/sub/x.log", true),
+            (&["debug-*", "*.gz"], "/srv/debug-2.log", true),
+            (&["[ab].log"], "/srv/b.log", true),
+        ];
+        for &(patterns, path, want) in table {
+            let compiled: Vec<glob::Pattern> = patterns.iter().map(|p| glob::Pattern::new(p).unwrap()).collect();
+            assert_eq!(excluded(&compiled, Path::new(path)), want, "{patterns:?} {path}");
+        }
+    }
 }

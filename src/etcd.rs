@@ -53,6 +53,19 @@ pub enum EtcdError {
     File { key: &'static str, path: PathBuf, message: String },
 }
 
+/// Checks that the TLS files can be read, so that a wrong path stops the
+/// start (exit 2) instead of looking like an unreachable etcd.
+pub fn check_files(cfg: &EtcdConfig) -> Result<(), ConfigError> {
+    let files = [("etcd.ca_file", &cfg.ca_file), ("etcd.cert_file", &cfg.cert_file), ("etcd.key_file", &cfg.key_file)];
+    for (key, path) in files {
+        if let Some(p) = path {
+            std::fs::read(p)
+                .map_err(|e| ConfigError { key: key.to_string(), message: format!("{}: {e}", p.display()) })?;
+        }
+    }
+    Ok(())
+}
+
 /// A client for the configured endpoints, with the dial timeout, HTTP/2
 /// keepalive, TLS (`ca_file`, `cert_file` + `key_file`: endpoints without a
 /// scheme then use https) and user/password when configured.
@@ -368,14 +381,16 @@ impl Applier {
 
     fn apply(&mut self, entries: Vec<CollectEntry>) {
         self.current = Some(entries.clone());
-        match self.initial.take() {
-            Some(first) => {
-                let _ = first.send(entries);
-            }
-            None => {
-                let _ = self.updates.send(entries);
-            }
-        }
+        // The first list goes to the agent waiting to start; if it gave up
+        // waiting, this one is an update like any other.
+        let entries = match self.initial.take() {
+            Some(first) => match first.send(entries) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(entries)) => entries,
+            },
+            None => entries,
+        };
+        let _ = self.updates.send(entries);
     }
 }
 
@@ -655,6 +670,17 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), vec![]);
         a.on(Event::Unreachable { error: "gone".into(), retry_in: BACKOFF_MIN, outage: 1 });
         assert!(rx.try_recv().is_err(), "etcd away while running: nothing changes");
+    }
+
+    #[test]
+    fn a_first_list_nobody_waits_for_any_more_is_an_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, rx) = applier(dir.path(), vec![]);
+        let (tx, first) = std::sync::mpsc::channel();
+        a.initial = Some(tx);
+        drop(first);
+        a.on(value(3, r#"[{"path":"/late","topic":"t"}]"#));
+        assert_eq!(rx.try_recv().unwrap(), vec![entry("/late")]);
     }
 
     #[test]

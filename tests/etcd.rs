@@ -566,6 +566,18 @@ fn config_cli_put_get_hosts_watch_delete_and_put_refuses_invalid_lists() {
     let (code, _, err) = cli(dir.path(), &["--config", "/dev/null", "hosts"]);
     assert_eq!(code, 2);
     assert!(err.contains("etcd.address"), "{err}");
+
+    // A TLS file that cannot be read is a config error (exit 2), for the
+    // commands and for the agent, not an etcd that does not answer.
+    let bad = dir.path().join("bad.ini");
+    std::fs::write(&bad, format!("[kafka]\naddress = 127.0.0.1:1\n[etcd]\naddress = {ep}\nca_file = /nonexistent/ca.pem\n")).unwrap();
+    let (code, _, err) = cli(dir.path(), &["--config", bad.to_str().unwrap(), "get", "--host", "h"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("etcd.ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_logcollect")).args(["agent", "--config"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("logcollect: config etcd.ca_file")), "{err}");
 }
 
 #[test]
