@@ -155,7 +155,10 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
             },
             "max_line_bytes" => match value.as_u64() {
                 Some(n) if n >= 1 && n <= MAX_LINE_BYTES_LIMIT as u64 => opts.max_line_bytes = Some(n as usize),
-                _ => bad(field, format!("expected a whole number 1..={MAX_LINE_BYTES_LIMIT}, got {}", kind_or_value(value))),
+                _ => bad(
+                    field,
+                    format!("expected a whole number 1..={MAX_LINE_BYTES_LIMIT}, got {}", kind_or_value(value)),
+                ),
             },
             "parse_json" => match value.as_bool() {
                 Some(b) => opts.parse_json = b,
@@ -170,7 +173,9 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                                 Ok(_) => opts.exclude.push(s.to_string()),
                                 Err(e) => bad(&format!("exclude[{k}]"), format!("bad glob {}: {e}", shown(s))),
                             },
-                            None => bad(&format!("exclude[{k}]"), format!("expected a string (a glob), got {}", kind(g))),
+                            None => {
+                                bad(&format!("exclude[{k}]"), format!("expected a string (a glob), got {}", kind(g)))
+                            }
                         }
                     }
                 }
@@ -436,7 +441,11 @@ mod tests {
             ("[{\"path\":\"/a\",\"topic\":\"\"}]", "[0].topic", "1 to 249"),
             ("[{\"path\":\"/a\",\"topic\":\"a b\"}]", "[0].topic", "a-z"),
             ("[{\"path\":\"/a\",\"topic\":[\"t\"]}]", "[0].topic", "got an array"),
-            ("[{\"path\":\"/a\",\"topic\":\"t\",\"Path\":\"/b\"}]", "[0].\"Path\"", "unknown field (known: path, topic"),
+            (
+                "[{\"path\":\"/a\",\"topic\":\"t\",\"Path\":\"/b\"}]",
+                "[0].\"Path\"",
+                "unknown field (known: path, topic",
+            ),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"path\":\"/b\"}]", "[0].path", "given twice"),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"read_from\":\"middle\"}]", "[0].read_from", "got \"middle\""),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"long_lines\":\"fold\"}]", "[0].long_lines", "got \"fold\""),
@@ -498,7 +507,9 @@ mod tests {
             n += 1;
         }
         assert!(n >= 5, "seeds in {}", seeds.display());
-        for text in ["", "[", "[{\"path\":\"a\\nb\",\"topic\":\"t\",\"x\\n\":1}]", "[{\"path\":\"/a\",\"topic\":\"t\"}]"] {
+        for text in
+            ["", "[", "[{\"path\":\"a\\nb\",\"topic\":\"t\",\"x\\n\":1}]", "[{\"path\":\"/a\",\"topic\":\"t\"}]"]
+        {
             assert_invariants(text.as_bytes());
         }
     }

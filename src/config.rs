@@ -356,7 +356,10 @@ impl Config {
             // Settings for an etcd that is not there are a mistake (a
             // commented-out address), not something to ignore.
             if let Some(k) = raw.get("etcd").into_iter().flatten().find(|(_, v)| !v.trim().is_empty()).map(|(k, _)| k) {
-                return Err(err(format!("etcd.{k}"), "set, but [etcd] address is not: set the address too, or neither"));
+                return Err(err(
+                    format!("etcd.{k}"),
+                    "set, but [etcd] address is not: set the address too, or neither",
+                ));
             }
             None
         } else {
@@ -613,7 +616,8 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 
     #[test]
     fn es_section() {
-        let c = Config::from_ini_str("[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n").unwrap();
+        let c = Config::from_ini_str("[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n")
+            .unwrap();
         let es = c.es.unwrap();
         assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
         assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));

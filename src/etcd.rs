@@ -175,7 +175,8 @@ async fn session(
         Some(rev) => rev,
         None => {
             let resp = bounded(cfg, client.get(key, None)).await?;
-            let revision = resp.header().map(|h| h.revision()).ok_or_else(|| err("get answered without a header".into()))?;
+            let revision =
+                resp.header().map(|h| h.revision()).ok_or_else(|| err("get answered without a header".into()))?;
             let value = resp.kvs().first().map(|kv| kv.value().to_vec());
             on(Event::Value { revision, value });
             *seen = Some(revision);
@@ -351,7 +352,9 @@ impl Applier {
             return;
         }
         match &value {
-            None => tracing::info!(key = %self.key, revision, "no collect list in etcd (key absent or deleted): collecting nothing"),
+            None => {
+                tracing::info!(key = %self.key, revision, "no collect list in etcd (key absent or deleted): collecting nothing")
+            }
             Some(_) => tracing::info!(key = %self.key, revision, entries = entries.len(), "collect list from etcd"),
         }
         self.apply(entries);
@@ -591,7 +594,9 @@ fn print_event(out: &mut dyn Write, key: &str, ev: &Event) -> io::Result<()> {
         }
         Event::Unreachable { error, retry_in, .. } => eprintln!("{key}: {error}; retrying in {retry_in:?}"),
         Event::Watching { revision } => eprintln!("{key}: watching from revision {revision}"),
-        Event::Compacted { revision } => eprintln!("{key}: changes compacted (to revision {revision}); reading it again"),
+        Event::Compacted { revision } => {
+            eprintln!("{key}: changes compacted (to revision {revision}); reading it again")
+        }
     }
     out.flush()
 }

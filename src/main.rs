@@ -115,7 +115,9 @@ fn config_command(args: ConfigArgs) -> ExitCode {
                     let mut v = Vec::new();
                     std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map(|_| v)
                 }
-                (Some(f), _) => std::fs::read(&f).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.display()))),
+                (Some(f), _) => {
+                    std::fs::read(&f).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.display())))
+                }
                 (None, json) => Ok(json.unwrap_or_default().into_bytes()),
             };
             match value {

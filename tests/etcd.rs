@@ -176,7 +176,13 @@ fn per_entry_options_take_effect_for_their_readers() {
 
 /// Appends lines `0..lines` of file `f` to `path`, `chunk` at a time with a
 /// pause between; returns how many it wrote.
-fn writer(path: std::path::PathBuf, f: usize, lines: usize, chunk: usize, pause: Duration) -> thread::JoinHandle<usize> {
+fn writer(
+    path: std::path::PathBuf,
+    f: usize,
+    lines: usize,
+    chunk: usize,
+    pause: Duration,
+) -> thread::JoinHandle<usize> {
     thread::spawn(move || {
         let mut i = 0;
         while i < lines {
@@ -386,7 +392,10 @@ fn changes_made_while_cut_off_from_etcd_apply_on_reconnect_in_order_or_after_com
     };
     let (before, last) = (applied(rev - 1), applied(rev));
     assert!(before.is_some() && before < last, "missed changes arrive, in order:\n{}", agent.log_text());
-    assert_eq!(seqs(&consume(&kafka.brokers(), "b", 10, Duration::from_secs(1), Duration::from_secs(30))), range(1, 0, 10));
+    assert_eq!(
+        seqs(&consume(&kafka.brokers(), "b", 10, Duration::from_secs(1), Duration::from_secs(30))),
+        range(1, 0, 10)
+    );
 
     // Cut off again, and the history compacted past what the agent saw: it
     // reads the key afresh.
@@ -397,7 +406,10 @@ fn changes_made_while_cut_off_from_etcd_apply_on_reconnect_in_order_or_after_com
     etcd.compact();
     proxy.restore();
     wait_log(&agent, &["compacted"], 1, Duration::from_secs(15));
-    assert_eq!(seqs(&consume(&kafka.brokers(), "c", 10, Duration::from_secs(1), Duration::from_secs(30))), range(2, 0, 10));
+    assert_eq!(
+        seqs(&consume(&kafka.brokers(), "c", 10, Duration::from_secs(1), Duration::from_secs(30))),
+        range(2, 0, 10)
+    );
     // p[0] left the list in the first outage: nothing more from it.
     append_lines(&p[0], 0, 10, 20);
     thread::sleep(Duration::from_secs(1));
@@ -469,7 +481,8 @@ fn an_agent_started_while_etcd_is_down_collects_the_cached_list_else_the_static_
     // Another host's agent, no cache: the static list, said so; once etcd
     // is back, its key (absent) rules: collect nothing.
     let dir2 = tempfile::tempdir().unwrap();
-    let cfg2 = config(&kafka.brokers(), dir2.path(), &etcd.endpoint(), "other-host", "", &format!("s = {}", g.display()));
+    let cfg2 =
+        config(&kafka.brokers(), dir2.path(), &etcd.endpoint(), "other-host", "", &format!("s = {}", g.display()));
     let other = Agent::start(dir2.path(), &cfg2);
     wait_log(&other, &["none cached: collecting the static [collect] list"], 1, Duration::from_secs(10));
     assert_eq!(seqs(&consume(&kafka.brokers(), "s", 100, Duration::ZERO, Duration::from_secs(30))), range(1, 0, 100));
@@ -480,12 +493,8 @@ fn an_agent_started_while_etcd_is_down_collects_the_cached_list_else_the_static_
 
 /// Runs `logcollect config ARGS`, returning (exit code, stdout, stderr).
 fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_logcollect"))
-        .arg("config")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_logcollect")).arg("config").args(args).current_dir(dir).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
@@ -504,7 +513,8 @@ fn config_cli_put_get_hosts_watch_delete_and_put_refuses_invalid_lists() {
     // --file, and a config file with its own key layout and the address.
     let file = dir.path().join("entries.json");
     std::fs::write(&file, r#"[{"path":"/srv/app/*.log","topic":"app","exclude":["*.gz"],"parse_json":true}]"#).unwrap();
-    std::fs::write(dir.path().join("config.ini"), format!("[etcd]\naddress = {ep}\ncollect_log_key = /team/%s/logs\n")).unwrap();
+    std::fs::write(dir.path().join("config.ini"), format!("[etcd]\naddress = {ep}\ncollect_log_key = /team/%s/logs\n"))
+        .unwrap();
     let (code, _, err) = cli(dir.path(), &["put", "--host", "web-1", "--file", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(etcd.get("/team/web-1/logs").is_some());
@@ -570,7 +580,11 @@ fn config_cli_put_get_hosts_watch_delete_and_put_refuses_invalid_lists() {
     // A TLS file that cannot be read is a config error (exit 2), for the
     // commands and for the agent, not an etcd that does not answer.
     let bad = dir.path().join("bad.ini");
-    std::fs::write(&bad, format!("[kafka]\naddress = 127.0.0.1:1\n[etcd]\naddress = {ep}\nca_file = /nonexistent/ca.pem\n")).unwrap();
+    std::fs::write(
+        &bad,
+        format!("[kafka]\naddress = 127.0.0.1:1\n[etcd]\naddress = {ep}\nca_file = /nonexistent/ca.pem\n"),
+    )
+    .unwrap();
     let (code, _, err) = cli(dir.path(), &["--config", bad.to_str().unwrap(), "get", "--host", "h"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("etcd.ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
@@ -599,7 +613,8 @@ fn tls_with_a_client_certificate_and_a_password() {
             tls.client_key.display()
         )
     };
-    let cfg = config(&kafka.brokers(), dir.path(), &etcd.endpoint(), HOST, "", "").replace("timeout = 1\n", &secure("s3cret"));
+    let cfg = config(&kafka.brokers(), dir.path(), &etcd.endpoint(), HOST, "", "")
+        .replace("timeout = 1\n", &secure("s3cret"));
     std::fs::write(dir.path().join("config.ini"), &cfg).unwrap();
     // The operator's put goes over TLS with the password too.
     let (code, _, err) = cli(dir.path(), &["put", "--host", HOST, &list(&[(&f, "a", "")])]);

@@ -133,25 +133,23 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     pub fn generate(dir: &Path) -> TlsFiles {
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian openssl)");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        // File names have no spaces: each command is one line split on them.
+        let run = |cmd: String| {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            let out = Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl (Debian openssl)");
+            assert!(out.status.success(), "openssl {cmd}: {}", String::from_utf8_lossy(&out.stderr));
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=logcollect-test-ca"]]
-            .concat());
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        run(format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=logcollect-test-ca"));
         for (name, ext) in [
             ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
             ("client", "extendedKeyUsage=clientAuth\n"),
         ] {
-            let (key, csr, pem, extfile) =
-                (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-            std::fs::write(dir.join(&extfile), ext).unwrap();
-            run(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
-            run(&[
-                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &pem, "-days",
-                "2", "-extfile", &extfile,
-            ]);
+            std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+            run(format!("req {ec} -keyout {name}.key -out {name}.csr -subj /CN={name}"));
+            run(format!(
+                "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 2 -extfile {name}.ext"
+            ));
         }
         TlsFiles {
             ca: dir.join("ca.pem"),
@@ -228,8 +226,7 @@ impl Etcd {
                 .arg("--client-cert-auth");
         }
         let child = die_with_parent(
-            cmd
-                .arg("--name=default")
+            cmd.arg("--name=default")
                 .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
                 .arg(format!("--listen-client-urls={client}"))
                 .arg(format!("--advertise-client-urls={client}"))
