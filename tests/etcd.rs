@@ -8,6 +8,7 @@ use common::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -215,7 +216,8 @@ impl Rng {
 fn a_hundred_random_config_changes_lose_and_duplicate_no_line_of_files_that_stay_configured() {
     const FILES: usize = 5;
     const INITIAL: usize = 1_000;
-    const LINES: usize = 20_000;
+    /// At most this many lines per file (about 20,000 per second are written).
+    const MAX_LINES: usize = 60_000;
     const CHANGES: usize = 100;
     let kafka = Tansu::start();
     kafka.create_topic("stay", 3);
@@ -239,24 +241,26 @@ fn a_hundred_random_config_changes_lose_and_duplicate_no_line_of_files_that_stay
     let first = consume(&kafka.brokers(), "stay", FILES * INITIAL, Duration::ZERO, Duration::from_secs(30));
     assert_eq!(first.len(), FILES * INITIAL);
 
-    // Appended continuously (100 lines every few ms per file) while the list
-    // changes 100 times: each f-file stays configured to "stay" throughout,
-    // with random options (any change restarts its reader), beside entries
-    // that come and go: the same files to another topic, a glob over them
-    // to the same topic (it may take over their readers), other files.
+    // Appended continuously (chunks of 100 lines, a few ms apart, per file)
+    // for as long as the list changes 100 times: each f-file stays configured
+    // to "stay" throughout, with random options (any change restarts its
+    // reader), beside entries that come and go: the same files to another
+    // topic, a glob over them to the same topic (it may take over their
+    // readers), other files.
+    let changing = Arc::new(AtomicBool::new(true));
     let writers: Vec<_> = files
         .iter()
         .enumerate()
         .map(|(f, p)| {
-            let p = p.clone();
+            let (p, changing) = (p.clone(), changing.clone());
             thread::spawn(move || {
                 let mut i = INITIAL;
-                while i < LINES {
-                    let to = (i + 100).min(LINES);
-                    append_lines(&p, f, i, to);
-                    i = to;
-                    thread::sleep(Duration::from_millis(3));
+                while changing.load(Ordering::Acquire) && i < MAX_LINES {
+                    append_lines(&p, f, i, i + 100);
+                    i += 100;
+                    thread::sleep(Duration::from_millis(5));
                 }
+                i
             })
         })
         .collect();
@@ -303,12 +307,12 @@ fn a_hundred_random_config_changes_lose_and_duplicate_no_line_of_files_that_stay
         etcd.put(&key(HOST), &list(&refs));
         thread::sleep(Duration::from_millis(5 + rng.below(40)));
     }
-    eprintln!("{CHANGES} changes in {:?}", t.elapsed());
     etcd.put(&key(HOST), &base);
-    for w in writers {
-        w.join().unwrap();
-    }
-    let recs = consume(&kafka.brokers(), "stay", FILES * LINES, Duration::from_secs(3), Duration::from_secs(120));
+    changing.store(false, Ordering::Release);
+    let written: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let total: usize = written.iter().sum();
+    eprintln!("{CHANGES} changes in {:?} while {written:?} lines were written", t.elapsed());
+    let recs = consume(&kafka.brokers(), "stay", total, Duration::from_secs(3), Duration::from_secs(120));
     let mut count: HashMap<(usize, usize), usize> = HashMap::new();
     for r in &recs {
         let (f, i) = seq_of(&r.value);
@@ -318,7 +322,7 @@ fn a_hundred_random_config_changes_lose_and_duplicate_no_line_of_files_that_stay
         }
     }
     let missing: Vec<_> =
-        (0..FILES).flat_map(|f| (0..LINES).map(move |i| (f, i))).filter(|k| !count.contains_key(k)).collect();
+        (0..FILES).flat_map(|f| (0..written[f]).map(move |i| (f, i))).filter(|k| !count.contains_key(k)).collect();
     let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).map(|(k, n)| (*k, *n)).collect();
     let applied = log_count(&agent, &["collect list from etcd"]);
     let restarts = log_count(&agent, &["collect entry changed"]);
