@@ -12,6 +12,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)   # certificates for the etcd TLS test
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if ((${#need[@]})); then

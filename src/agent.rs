@@ -1,5 +1,6 @@
-//! The agent: wires discovery, readers, the channel, the Kafka shipper and
-//! the checkpoint saver together, and shuts them down in order.
+//! The agent: wires the etcd config watch, discovery, readers, the channel,
+//! the Kafka shipper and the checkpoint saver together, and shuts them down
+//! in order.
 //!
 //! Shutdown (SIGTERM/SIGINT): readers stop and hand on what they read;
 //! the shipper drains the channel and waits for Kafka's acknowledgements up
@@ -9,6 +10,7 @@
 use crate::checkpoint::Checkpoints;
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, Discovery};
+use crate::etcd;
 use crate::metrics::Stats;
 use crate::ship::{self, ShipConfig};
 use crate::split::SplitConfig;
@@ -38,6 +40,7 @@ pub fn tail_config(cfg: &Config) -> TailConfig {
         partial_flush: (a.partial_line_flush_ms > 0).then(|| Duration::from_millis(a.partial_line_flush_ms)),
         rotate_wait: Duration::from_millis(a.rotate_wait_ms),
         poll_max: Duration::from_millis(a.poll_max_ms),
+        parse_json: false,
     }
 }
 
@@ -89,8 +92,21 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         rx,
         stats.clone(),
     )?;
-    tracing::info!(host = %host, brokers = %kafka.brokers.join(","), files = cfg.collect.len(), "agent started");
 
+    // With etcd, the collect list is this host's key there (the static list
+    // only stands in when etcd and the cache have none at start).
+    let (updates_tx, updates) = crossbeam_channel::unbounded();
+    let (collect, etcd_stage) = match &cfg.etcd {
+        Some(e) => {
+            etcd::check_files(e)?;
+            let key = e.key_for(&host);
+            tracing::info!(key = %key, endpoints = %e.endpoints.join(";"), "reading the collect list from etcd");
+            let (first, stage) = etcd::spawn(e, key, &cfg.agent.data_dir, cfg.collect.clone(), updates_tx)?;
+            (first, Some(stage))
+        }
+        None => (cfg.collect.clone(), None),
+    };
+    tracing::info!(host = %host, brokers = %kafka.brokers.join(","), entries = collect.len(), "agent started");
     let ctx = Arc::new(TailCtx {
         cfg: tail_config(&cfg),
         checkpoints: checkpoints.clone(),
@@ -100,9 +116,9 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
-        Discovery::new(ctx, cfg.collect.clone()),
+        Discovery::new(ctx, collect),
         Duration::from_millis(cfg.agent.scan_interval_ms),
-        crossbeam_channel::never(),
+        updates,
         discovery_stopped,
     )?;
 
@@ -124,6 +140,9 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     }
 
     tracing::info!("stopping: finishing reads, flushing Kafka, writing checkpoints");
+    if let Some(stage) = etcd_stage {
+        stage.stop();
+    }
     drop(stop_discovery);
     let _ = disc.join();
     shipper.finish(Duration::from_millis(cfg.agent.shutdown_timeout_ms));

@@ -85,6 +85,8 @@ pub struct Batch {
     /// When the block was read, in ms since the Unix epoch.
     pub read_ms: i64,
     pub ack: Arc<BatchAck>,
+    /// The lines are JSON the transfer should merge (records carry `json: 1`).
+    pub parse_json: bool,
 }
 
 impl Batch {

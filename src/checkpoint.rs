@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const FILE_NAME: &str = "checkpoints.json";
+/// What [`tmp_path`] gives for [`FILE_NAME`].
 const TMP_NAME: &str = "checkpoints.json.tmp";
 /// Entries of files not seen for this long are forgotten.
 const FORGET_AFTER_MS: i64 = 14 * 24 * 3600 * 1000;
@@ -214,7 +215,7 @@ impl Checkpoints {
             entries
         };
         let disk = DiskV1 { version: 1, saved_ms: now, files: entries };
-        write_atomic(&self.dir, &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?)?;
+        write_atomic(&self.dir.join(FILE_NAME), &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?)?;
         Ok(true)
     }
 
@@ -244,16 +245,26 @@ fn parse(bytes: &[u8]) -> Result<DiskV1, String> {
     }
 }
 
-/// temp file, fsync, rename, fsync of the directory.
-fn write_atomic(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(TMP_NAME);
+/// Replaces `path` with `bytes` so that a crash leaves the old content or
+/// the new, never a mix: `<path>.tmp`, fsync, rename over `path`, fsync of
+/// the directory. A reader should try `<path>.tmp` first: a complete temp
+/// file is the newer content, its rename interrupted.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, dir.join(FILE_NAME))?;
-    File::open(dir)?.sync_all()
+    fs::rename(&tmp, path)?;
+    File::open(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// The temp file [`write_atomic`] writes first.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]

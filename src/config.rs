@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_CHAN_MAX_SIZE: usize = 100_000;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 pub const DEFAULT_COLLECT_LOG_KEY: &str = "/logagent/%s/collect_config";
+pub const DEFAULT_ETCD_TIMEOUT_SECS: u64 = 5;
+/// Largest `max_line_bytes`, in `[agent]` and in collect entries.
+pub const MAX_LINE_BYTES_LIMIT: usize = 1 << 30;
 
 /// A configuration error: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,17 +41,54 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 /// Where a reader starts in a file that has no checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReadFrom {
     Beginning,
     End,
 }
 
 /// One collect entry: files matching `path` (a glob) go to `topic`.
+///
+/// An entry is known by its (`path`, `topic`) pair ([`CollectEntry::key`]);
+/// two entries with the same key and different options are the same entry,
+/// changed. The static `[collect]` list gives default options; the etcd JSON
+/// ([`crate::collect`]) may set them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CollectEntry {
+    /// A glob; never empty.
     pub path: String,
+    /// A valid Kafka topic name.
     pub topic: String,
+    pub options: EntryOptions,
+}
+
+impl CollectEntry {
+    /// An entry with default options.
+    pub fn new(path: impl Into<String>, topic: impl Into<String>) -> Self {
+        CollectEntry { path: path.into(), topic: topic.into(), options: EntryOptions::default() }
+    }
+
+    /// What identifies the entry across config changes.
+    pub fn key(&self) -> (&str, &str) {
+        (&self.path, &self.topic)
+    }
+}
+
+/// Per-entry settings; `None` means the `[agent]` value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryOptions {
+    /// Where files present when the entry is first seen start.
+    pub read_from: Option<ReadFrom>,
+    /// Globs of files the entry skips: a pattern with a `/` is matched
+    /// against the whole (absolute) path, one without against the file name.
+    /// Each is a valid glob.
+    pub exclude: Vec<String>,
+    /// At least 1, at most [`MAX_LINE_BYTES_LIMIT`].
+    pub max_line_bytes: Option<usize>,
+    pub long_lines: Option<LongLines>,
+    /// Records carry the header `json: 1`: the transfer merges the fields of
+    /// JSON-object lines into the document (as `[es] parse_json` does per topic).
+    pub parse_json: bool,
 }
 
 /// `[kafka]` and its pass-through subsections.
@@ -68,15 +108,54 @@ pub struct KafkaConfig {
 /// `[etcd]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EtcdConfig {
+    /// `host:port` or `http(s)://host:port`, at least one.
     pub endpoints: Vec<String>,
+    /// Dial timeout, and the bound on each request.
     pub timeout_secs: u64,
-    /// Key of this host's collect list; `%s` is the host's IP.
+    /// Key of this host's collect list; `%s` (exactly once) is the host's IP.
     pub collect_log_key: String,
+    /// Both or neither (checked).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS: the CA that signed the servers' certificates.
     pub ca_file: Option<PathBuf>,
+    /// TLS client certificate and its key: both or neither (checked).
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+}
+
+impl EtcdConfig {
+    /// Default settings for `endpoints` (the CLI's `--etcd` without a config file).
+    pub fn new(endpoints: Vec<String>) -> Self {
+        EtcdConfig {
+            endpoints,
+            timeout_secs: DEFAULT_ETCD_TIMEOUT_SECS,
+            collect_log_key: DEFAULT_COLLECT_LOG_KEY.to_string(),
+            username: None,
+            password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    /// The collect list key of `host`.
+    pub fn key_for(&self, host: &str) -> String {
+        self.collect_log_key.replacen("%s", host, 1)
+    }
+
+    /// The host a key belongs to, if the key has the shape of
+    /// `collect_log_key` (the host part is not empty and has no `/`).
+    pub fn host_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let (prefix, suffix) = self.collect_log_key.split_once("%s")?;
+        let host = key.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        (!host.is_empty() && !host.contains('/')).then_some(host)
+    }
+
+    /// What every host's key starts with.
+    pub fn key_prefix(&self) -> &str {
+        self.collect_log_key.split_once("%s").map_or(&self.collect_log_key, |(p, _)| p)
+    }
 }
 
 /// `[agent]`.
@@ -157,7 +236,8 @@ pub struct Config {
     /// `None`: no `[es] address`.
     pub es: Option<EsConfig>,
     pub agent: AgentConfig,
-    /// The static collect list, used when etcd is not configured.
+    /// The static collect list: used when etcd is not configured, and when
+    /// etcd is unreachable at start with no cached list.
     pub collect: Vec<CollectEntry>,
     pub log: LogConfig,
     /// Sections later stages read (`http`, `metrics`, `index`): checked against
@@ -276,21 +356,37 @@ impl Config {
 
         let endpoints = s.list("etcd", "address");
         let etcd = if endpoints.is_empty() {
+            // Settings for an etcd that is not there are a mistake (a
+            // commented-out address), not something to ignore.
+            if let Some(k) = raw.get("etcd").into_iter().flatten().find(|(_, v)| !v.trim().is_empty()).map(|(k, _)| k) {
+                return Err(err(
+                    format!("etcd.{k}"),
+                    "set, but [etcd] address is not: set the address too, or neither",
+                ));
+            }
             None
         } else {
             let key = s.str("etcd", "collect_log_key").unwrap_or(DEFAULT_COLLECT_LOG_KEY).to_string();
             if key.matches("%s").count() != 1 {
                 return Err(err("etcd.collect_log_key", format!("{key:?} must contain %s exactly once (the host IP)")));
             }
+            let (username, password) = (s.opt("etcd", "username"), s.opt("etcd", "password"));
+            if username.is_some() != password.is_some() {
+                return Err(err("etcd.username", "username and password go together"));
+            }
+            let (cert_file, key_file) = (s.opt("etcd", "cert_file"), s.opt("etcd", "key_file"));
+            if cert_file.is_some() != key_file.is_some() {
+                return Err(err("etcd.cert_file", "cert_file and key_file go together (the client certificate)"));
+            }
             Some(EtcdConfig {
                 endpoints,
-                timeout_secs: s.num("etcd", "timeout", 5, 1, 3600)?,
+                timeout_secs: s.num("etcd", "timeout", DEFAULT_ETCD_TIMEOUT_SECS, 1, 3600)?,
                 collect_log_key: key,
-                username: s.opt("etcd", "username"),
-                password: s.opt("etcd", "password"),
+                username,
+                password,
                 ca_file: s.opt("etcd", "ca_file").map(PathBuf::from),
-                cert_file: s.opt("etcd", "cert_file").map(PathBuf::from),
-                key_file: s.opt("etcd", "key_file").map(PathBuf::from),
+                cert_file: cert_file.map(PathBuf::from),
+                key_file: key_file.map(PathBuf::from),
             })
         };
 
@@ -308,7 +404,7 @@ impl Config {
             data_dir: PathBuf::from(s.str("agent", "data_dir").unwrap_or("./data")),
             host: s.opt("agent", "host"),
             read_from,
-            max_line_bytes: s.num("agent", "max_line_bytes", DEFAULT_MAX_LINE_BYTES, 1, 1 << 30)?,
+            max_line_bytes: s.num("agent", "max_line_bytes", DEFAULT_MAX_LINE_BYTES, 1, MAX_LINE_BYTES_LIMIT)?,
             long_lines,
             partial_line_flush_ms: s.num("agent", "partial_line_flush_ms", 5_000, 0, u64::MAX >> 2)?,
             scan_interval_ms: s.num("agent", "scan_interval_ms", 500, 10, 3_600_000)?,
@@ -326,7 +422,7 @@ impl Config {
                 if let Err(e) = glob::Pattern::new(&path) {
                     return Err(err(format!("collect.{topic}"), format!("bad glob {path:?}: {e}")));
                 }
-                collect.push(CollectEntry { path, topic: topic.clone() });
+                collect.push(CollectEntry::new(path, topic.clone()));
             }
         }
 
@@ -519,7 +615,7 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(c.agent.host, None);
         assert_eq!(c.agent.read_from, ReadFrom::End);
         assert_eq!(c.agent.max_line_bytes, 1 << 20);
-        assert_eq!(c.collect, vec![CollectEntry { path: "./logs/*.log".into(), topic: "web_log".into() }]);
+        assert_eq!(c.collect, vec![CollectEntry::new("./logs/*.log", "web_log")]);
         let e = c.etcd.unwrap();
         assert_eq!(e.endpoints, vec!["127.0.0.1:2379"]);
         assert_eq!(e.timeout_secs, 5);
@@ -534,7 +630,8 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 
     #[test]
     fn es_section() {
-        let c = Config::from_ini_str("[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n").unwrap();
+        let c = Config::from_ini_str("[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n")
+            .unwrap();
         let es = c.es.unwrap();
         assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
         assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));
@@ -568,6 +665,11 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             ("[collect]\nbad/topic = /x.log\n", "collect.bad/topic", "a-z"),
             ("[collect]\nt = /x/[.log\n", "collect.t", "bad glob"),
             ("[etcd]\naddress = e:1\ncollect_log_key = /k\n", "etcd.collect_log_key", "%s"),
+            ("[etcd]\naddress = e:1\ncollect_log_key = /%s/%s\n", "etcd.collect_log_key", "exactly once"),
+            ("[etcd]\naddress = e:1\nusername = u\n", "etcd.username", "together"),
+            ("[etcd]\naddress = e:1\nkey_file = k.pem\n", "etcd.cert_file", "together"),
+            ("[etcd]\naddress = e:1\ntimeout = 0\n", "etcd.timeout", "out of range"),
+            ("[etcd]\ntimeout = 3\n", "etcd.timeout", "address is not"),
             ("[kafka]\naddress = a\naddress = b\n", "kafka.address", "twice"),
             ("stray = 1\n", "stray", "outside"),
         ];
@@ -576,6 +678,37 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             assert_eq!(e.key, key, "{text:?}: {e}");
             assert!(e.to_string().contains(words), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_shipped_config_parses() {
+        let c = Config::from_ini_str(include_str!("../config.ini")).unwrap();
+        assert!(c.etcd.is_none() && c.kafka.is_some());
+        assert_eq!(c.collect, vec![CollectEntry::new("./logs/*.log", "web_log")]);
+    }
+
+    #[test]
+    fn etcd_keys_per_host() {
+        let c = Config::from_ini_str("[etcd]\naddress = a:1; http://b:2\n").unwrap();
+        let e = c.etcd.unwrap();
+        assert_eq!(e.endpoints, vec!["a:1", "http://b:2"]);
+        assert_eq!(e.key_for("10.0.0.5"), "/logagent/10.0.0.5/collect_config");
+        assert_eq!(e.key_prefix(), "/logagent/");
+        // (key, host it belongs to)
+        let table: &[(&str, Option<&str>)] = &[
+            ("/logagent/10.0.0.5/collect_config", Some("10.0.0.5")),
+            ("/logagent/web-1/collect_config", Some("web-1")),
+            ("/logagent//collect_config", None),
+            ("/logagent/a/b/collect_config", None),
+            ("/logagent/10.0.0.5/other", None),
+            ("/other/10.0.0.5/collect_config", None),
+        ];
+        for &(key, host) in table {
+            assert_eq!(e.host_of(key), host, "{key}");
+        }
+        let tail = EtcdConfig { collect_log_key: "/hosts/%s".into(), ..EtcdConfig::new(vec![]) };
+        assert_eq!(tail.host_of("/hosts/h1"), Some("h1"));
+        assert_eq!(tail.key_prefix(), "/hosts/");
     }
 
     #[test]

@@ -3,16 +3,29 @@
 //!
 //! Every `scan_interval` the globs are expanded; a regular file that has no
 //! reader (keyed by device, inode and topic, so a renamed file is not taken
-//! for a new one) gets one. Readers that ended (file deleted, rotated away)
-//! are reaped. A new collect list (from etcd) stops the readers of entries
-//! that are gone and starts the new entries' files at once.
+//! for a new one) gets one, unless the entry excludes it. Readers that ended
+//! (file deleted, rotated away) are reaped.
+//!
+//! A new collect list (from etcd) is reconciled by (path, topic): an entry
+//! that is new starts readers at once; one that is gone stops its readers
+//! after they hand on what they read (their checkpoints stay, so adding the
+//! entry back resumes where it stopped); one whose options changed restarts
+//! its readers from where they were with the new options. An entry that did
+//! not change keeps its readers untouched: no line of its files is lost or
+//! read twice by any change of the list.
+//!
+//! Per-entry options ([`EntryOptions`]) give each entry's readers their own
+//! settings (a [`TailCtx`] per entry): `read_from`, `max_line_bytes`,
+//! `long_lines`, `parse_json`; `exclude` is applied here.
+//!
+//! [`EntryOptions`]: crate::config::EntryOptions
 
 use crate::config::CollectEntry;
 use crate::tail::{self, ReaderHandle, Start, TailCtx};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -20,18 +33,35 @@ use std::time::Duration;
 /// One reader per (device, inode, topic).
 type ReaderKey = (u64, u64, Arc<str>);
 
+/// What identifies an entry across lists: (path, topic).
+type EntryKey = (String, String);
+
+fn entry_key(e: &CollectEntry) -> EntryKey {
+    (e.path.clone(), e.topic.clone())
+}
+
 struct Running {
     handle: ReaderHandle,
     /// The entry that found the file.
     entry: CollectEntry,
 }
 
+/// An entry's readers' settings, and its exclude patterns compiled.
+struct EntryRuntime {
+    ctx: Arc<TailCtx>,
+    exclude: Vec<glob::Pattern>,
+}
+
 /// The set of running readers and the entries they serve.
 pub struct Discovery {
-    ctx: Arc<TailCtx>,
+    /// Settings from `[agent]`; entries without options share it.
+    base: Arc<TailCtx>,
     entries: Vec<CollectEntry>,
-    /// Entries scanned at least once: files they find later are new files.
-    scanned: HashSet<CollectEntry>,
+    /// Per entry of `entries`, built on first use.
+    runtimes: HashMap<CollectEntry, EntryRuntime>,
+    /// Entries (by key) scanned at least once: files they find later are
+    /// new files. A changed entry stays scanned.
+    scanned: HashSet<EntryKey>,
     readers: HashMap<ReaderKey, Running>,
     /// Problems already reported, so a broken path is logged once, not per scan.
     reported: HashSet<String>,
@@ -41,8 +71,9 @@ pub struct Discovery {
 impl Discovery {
     pub fn new(ctx: Arc<TailCtx>, entries: Vec<CollectEntry>) -> Self {
         Discovery {
-            ctx,
+            base: ctx,
             entries,
+            runtimes: HashMap::new(),
             scanned: HashSet::new(),
             readers: HashMap::new(),
             reported: HashSet::new(),
@@ -50,19 +81,42 @@ impl Discovery {
         }
     }
 
-    /// Replaces the collect list. Readers of entries that are gone stop
-    /// (after handing on what they read; their checkpoints stay).
+    /// Replaces the collect list, reconciling by (path, topic) (see the
+    /// module doc). Readers that stop hand on what they read first.
     pub fn set_entries(&mut self, entries: Vec<CollectEntry>) {
+        let old: HashMap<EntryKey, &CollectEntry> = self.entries.iter().map(|e| (entry_key(e), e)).collect();
+        let new: HashMap<EntryKey, &CollectEntry> = entries.iter().map(|e| (entry_key(e), e)).collect();
+        for e in &entries {
+            match old.get(&entry_key(e)) {
+                None => tracing::info!(path = %e.path, topic = %e.topic, "collect entry added"),
+                Some(o) if *o != e => {
+                    tracing::info!(path = %e.path, topic = %e.topic, "collect entry changed: restarting its readers")
+                }
+                Some(_) => {}
+            }
+        }
+        for (k, o) in &old {
+            if !new.contains_key(k) {
+                tracing::info!(path = %o.path, topic = %o.topic, "collect entry removed: stopping its readers");
+            }
+        }
+        // Readers of entries that are gone or changed: ask them all to stop,
+        // then wait for each (they stop in parallel).
         let keep: HashSet<&CollectEntry> = entries.iter().collect();
         let gone: Vec<ReaderKey> =
             self.readers.iter().filter(|(_, r)| !keep.contains(&r.entry)).map(|(k, _)| k.clone()).collect();
+        for key in &gone {
+            self.readers[key].handle.stop();
+        }
         for key in gone {
             if let Some(r) = self.readers.remove(&key) {
-                tracing::info!(path = %r.handle.path, topic = %r.entry.topic, "collect entry removed: stopping reader");
+                tracing::debug!(path = %r.handle.path, topic = %r.entry.topic, "reader stopped by a collect list change");
                 r.handle.join();
             }
         }
-        self.scanned.retain(|e| keep.contains(e));
+        self.scanned.retain(|k| new.contains_key(k));
+        self.runtimes.retain(|e, _| keep.contains(e));
+        drop((old, new, keep));
         self.entries = entries;
         self.scan();
     }
@@ -71,7 +125,8 @@ impl Discovery {
     pub fn scan(&mut self) {
         self.readers.retain(|_, r| !r.handle.is_finished());
         for entry in self.entries.clone() {
-            let start = if self.scanned.contains(&entry) { Start::New } else { Start::Present };
+            let key = entry_key(&entry);
+            let start = if self.scanned.contains(&key) { Start::New } else { Start::Present };
             let paths = match glob::glob(&entry.path) {
                 Ok(p) => p,
                 Err(e) => {
@@ -94,7 +149,7 @@ impl Discovery {
             if matched == 0 {
                 self.report(format!("no file matches {:?} (topic {}) yet", entry.path, entry.topic));
             }
-            self.scanned.insert(entry);
+            self.scanned.insert(key);
         }
     }
 
@@ -113,7 +168,12 @@ impl Discovery {
         if self.readers.contains_key(&key) {
             return;
         }
-        match tail::spawn(self.ctx.clone(), path.clone(), topic, start) {
+        let rt = self.runtime(entry);
+        if excluded(&rt.exclude, &path) {
+            return;
+        }
+        let ctx = rt.ctx.clone();
+        match tail::spawn(ctx, path.clone(), topic, start) {
             Ok(handle) => {
                 self.reported.retain(|m| !m.contains(&*handle.path));
                 self.readers.insert(key, Running { handle, entry: entry.clone() });
@@ -122,6 +182,46 @@ impl Discovery {
             // the other files going, try again next scan.
             Err(e) => self.report(format!("cannot open {}: {e}", path.display())),
         }
+    }
+
+    /// The entry's reader settings: `[agent]`'s with the entry's options over them.
+    fn runtime(&mut self, entry: &CollectEntry) -> &EntryRuntime {
+        if !self.runtimes.contains_key(entry) {
+            let o = &entry.options;
+            let mut cfg = self.base.cfg.clone();
+            if let Some(r) = o.read_from {
+                cfg.read_from = r;
+            }
+            if let Some(l) = o.long_lines {
+                cfg.split.long_lines = l;
+            }
+            if let Some(m) = o.max_line_bytes {
+                // The producer is sized for [agent] max_line_bytes: a longer
+                // record would be refused for good.
+                let limit = self.base.cfg.split.max_line_bytes;
+                if m > limit {
+                    tracing::warn!(path = %entry.path, topic = %entry.topic, max_line_bytes = m, limit, "the entry's max_line_bytes is above [agent] max_line_bytes (the producer's record size): using the limit");
+                }
+                cfg.split.max_line_bytes = m.min(limit);
+            }
+            cfg.parse_json = o.parse_json;
+            let base = &self.base;
+            let ctx = if o == &Default::default() {
+                base.clone()
+            } else {
+                Arc::new(TailCtx {
+                    cfg,
+                    checkpoints: base.checkpoints.clone(),
+                    tx: base.tx.clone(),
+                    stats: base.stats.clone(),
+                    wake: base.wake.clone(),
+                })
+            };
+            // The parser checked every pattern; one that fails here is skipped.
+            let exclude = o.exclude.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+            self.runtimes.insert(entry.clone(), EntryRuntime { ctx, exclude });
+        }
+        &self.runtimes[entry]
     }
 
     fn report(&mut self, msg: String) {
@@ -146,6 +246,20 @@ impl Discovery {
     }
 }
 
+/// Whether an exclude pattern matches `path`: patterns with a `/` against the
+/// whole path, the others against the file name. `*` never crosses a `/`.
+fn excluded(patterns: &[glob::Pattern], path: &Path) -> bool {
+    let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+    let name = path.file_name().map(Path::new);
+    patterns.iter().any(|p| {
+        if p.as_str().contains('/') {
+            p.matches_path_with(path, opts)
+        } else {
+            name.is_some_and(|n| p.matches_path_with(n, opts))
+        }
+    })
+}
+
 /// Runs discovery on its own thread: a scan every `interval`, a new collect
 /// list whenever one arrives on `updates`; stops every reader and returns
 /// when `shutdown` is dropped or signalled.
@@ -160,7 +274,13 @@ pub fn spawn(
         loop {
             crossbeam_channel::select! {
                 recv(updates) -> msg => match msg {
-                    Ok(entries) => disc.set_entries(entries),
+                    Ok(mut entries) => {
+                        // Only the newest list matters: skip the ones it replaces.
+                        while let Ok(newer) = updates.try_recv() {
+                            entries = newer;
+                        }
+                        disc.set_entries(entries)
+                    }
                     // No more updates will come: keep the list in force.
                     Err(_) => updates = crossbeam_channel::never(),
                 },
@@ -170,4 +290,31 @@ pub fn spawn(
         }
         disc.stop_all();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_patterns_match_names_or_whole_paths() {
+        // (patterns, path, excluded)
+        let table: &[(&[&str], &str, bool)] = &[
+            (&[], "/var/log/a.log", false),
+            (&["*.gz"], "/var/log/a.log.gz", true),
+            (&["*.gz"], "/var/log/a.log", false),
+            (&["a.log"], "/var/log/a.log", true),
+            (&["a.log"], "/var/log/ba.log", false),
+            // With a '/': the whole path, and '*' stays within one directory.
+            (&["/var/log/debug-*"], "/var/log/debug-1.log", true),
+            (&["/var/log/*"], "/var/log/sub/x.log", false),
+            (&["/var/log/**/x.log"], "/var/log/sub/x.log", true),
+            (&["debug-*", "*.gz"], "/srv/debug-2.log", true),
+            (&["[ab].log"], "/srv/b.log", true),
+        ];
+        for &(patterns, path, want) in table {
+            let compiled: Vec<glob::Pattern> = patterns.iter().map(|p| glob::Pattern::new(p).unwrap()).collect();
+            assert_eq!(excluded(&compiled, Path::new(path)), want, "{patterns:?} {path}");
+        }
+    }
 }

@@ -5,6 +5,9 @@
 //! ```text
 //!  agent (every host)                                   transfer
 //!  ───────────────────────────────────────────────      ─────────────────────
+//!  etcd watch ─► collect list (per host, validated, cached)
+//!      │
+//!      ▼
 //!  discovery ─► tail (1 thread/file) ─► channel ─► ship ═► Kafka ═► consume ─► bulk ─► Elasticsearch
 //!    globs        LineBuffer (split)    bounded    rdkafka            group     _bulk NDJSON
 //!                 Bytes slices, no copy  batches    batching
@@ -24,14 +27,19 @@
 //! - [`batch`]: the unit that travels, and per-file acknowledgement tracking.
 //! - [`tail`]: one reader thread per file: growth, truncation, rotation.
 //! - [`wake`]: inotify wakes parked readers when their file changes.
-//! - [`discovery`]: glob expansion, one reader per matching file.
+//! - [`discovery`]: glob expansion, one reader per matching file; reconciles
+//!   a new collect list by (path, topic).
+//! - [`collect`]: the etcd collect list format: JSON to validated entries.
+//! - [`etcd`]: this host's collect list, read and watched live (cached under
+//!   `data_dir`); the `logcollect config` operator commands.
 //! - [`checkpoint`]: the source registry and the atomic on-disk checkpoints.
 //! - [`ship`]: the Kafka producer stage.
 //! - [`agent`]: wiring and orderly shutdown.
 //! - [`transfer`]: Kafka consumer group to Elasticsearch, offsets committed behind acks.
 //! - [`es`]: `_bulk` requests, per-item retries, dead letters.
 //! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
-//! - [`host`]: the host name records carry.
+//! - [`host`]: the host name records carry and the etcd key names: `[agent]
+//!   host`, else the outbound IP.
 //! - [`metrics`]: counters every stage bumps (atomics, per batch).
 //! - [`observe`]: `/metrics` (Prometheus), `/health/*`, `/api/status` read from them.
 //! - [`status`]: `logcollect status`, a live table of a running process.
@@ -41,9 +49,11 @@ pub mod agent;
 pub mod batch;
 pub mod bulk;
 pub mod checkpoint;
+pub mod collect;
 pub mod config;
 pub mod discovery;
 pub mod es;
+pub mod etcd;
 pub mod host;
 pub mod hostmetrics;
 pub mod identity;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use logcollect::agent::AgentError;
 use logcollect::config::Config;
+use logcollect::etcd::Command as EtcdCommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +29,52 @@ enum Command {
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
     },
+    /// Read and write the per-host collect lists in etcd.
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Where [etcd] is read from (address, timeout, collect_log_key, TLS, user);
+    /// optional with --etcd.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// etcd endpoints (';' separated); overrides [etcd] address.
+    #[arg(long, global = true)]
+    etcd: Option<String>,
+    #[command(subcommand)]
+    op: ConfigOp,
+}
+
+#[derive(Subcommand)]
+enum ConfigOp {
+    /// Validate a collect list and write it to the host's key.
+    Put {
+        #[arg(long)]
+        host: String,
+        /// A file holding the JSON list ('-': standard input).
+        #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+        file: Option<PathBuf>,
+        /// The JSON list, e.g. '[{"path":"/var/log/nginx/*.log","topic":"web_log"}]'.
+        json: Option<String>,
+    },
+    /// Print the host's collect list.
+    Get {
+        #[arg(long)]
+        host: String,
+    },
+    /// Print the host's collect list and every change to it, until Ctrl-C.
+    Watch {
+        #[arg(long)]
+        host: String,
+    },
+    /// Remove the host's collect list.
+    Delete {
+        #[arg(long)]
+        host: String,
+    },
+    /// List the hosts that have a collect list.
+    Hosts,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +82,7 @@ fn main() -> ExitCode {
     let (config, role): (PathBuf, fn(Config) -> Result<(), AgentError>) = match cli.command {
         Command::Agent { config } => (config, logcollect::agent::run),
         Command::Transfer { config } => (config, logcollect::transfer::run),
+        Command::Config(args) => return config_command(args),
     };
     let cfg = match Config::load(&config) {
         Ok(c) => c,
@@ -52,6 +100,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// `logcollect config …`: [etcd] from the config file and `--etcd`, then
+/// the command (see `logcollect::etcd::run_command`).
+fn config_command(args: ConfigArgs) -> ExitCode {
+    let etcd = match logcollect::etcd::command_config(args.config.as_deref(), args.etcd.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return config_error(e),
+    };
+    init_tracing("warn");
+    let cmd = match args.op {
+        ConfigOp::Put { host, file, json } => {
+            let value = match (file, json) {
+                (Some(f), _) if f.as_os_str() == "-" => {
+                    let mut v = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map(|_| v)
+                }
+                (Some(f), _) => {
+                    std::fs::read(&f).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.display())))
+                }
+                (None, json) => Ok(json.unwrap_or_default().into_bytes()),
+            };
+            match value {
+                Ok(value) => EtcdCommand::Put { host, value },
+                Err(e) => return config_error(e),
+            }
+        }
+        ConfigOp::Get { host } => EtcdCommand::Get { host },
+        ConfigOp::Watch { host } => EtcdCommand::Watch { host },
+        ConfigOp::Delete { host } => EtcdCommand::Delete { host },
+        ConfigOp::Hosts => EtcdCommand::Hosts,
+    };
+    match logcollect::etcd::run_command(&etcd, cmd, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logcollect: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Config errors exit with status 2 and a one-line reason.
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("logcollect: {e}");
@@ -62,7 +149,7 @@ fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colors only on a terminal: log files and journald get plain text.
+    // Colours only on a terminal: log files and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

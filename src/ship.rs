@@ -5,7 +5,8 @@
 //! Record: value = the line's bytes; key = the file identity (so one file's
 //! lines stay in one partition, in order); headers `host`, `path`, `offset`
 //! (of the line's first byte), `fid`, and `split` (part number) / `truncated`
-//! / `partial` for cut lines; timestamp = when the line was read.
+//! / `partial` for cut lines, `json = 1` when the collect entry asks the
+//! transfer to merge JSON lines (`parse_json`); timestamp = when the line was read.
 //!
 //! librdkafka's queue is bounded (`queue.buffering.max.kbytes`); when it is
 //! full the thread polls and retries, so backpressure reaches the readers
@@ -272,7 +273,7 @@ impl Ship {
         let mut num = itoa::Buffer::new();
         let mut part = itoa::Buffer::new();
         for line in batch.lines() {
-            let mut headers = OwnedHeaders::new_with_capacity(5)
+            let mut headers = OwnedHeaders::new_with_capacity(6)
                 .insert(Header { key: "host", value: Some(self.host.as_str()) })
                 .insert(Header { key: "path", value: Some(&*src.path) })
                 .insert(Header { key: "offset", value: Some(num.format(line.offset)) })
@@ -283,6 +284,9 @@ impl Ship {
                 Cut::Truncated => headers.insert(Header { key: "truncated", value: Some("1") }),
                 Cut::Partial => headers.insert(Header { key: "partial", value: Some("1") }),
             };
+            if batch.parse_json {
+                headers = headers.insert(Header { key: "json", value: Some("1") });
+            }
             let mut record = BaseRecord::with_opaque_to(&*src.topic, batch.ack.clone())
                 .payload(line.bytes)
                 .key(src.fid_text.as_bytes())

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use std::io::{self, Read};
 
 /// What to do with a line longer than `max_line_bytes`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LongLines {
     /// Ship it as several records of at most `max_line_bytes`, numbered from 1.
     Split,

@@ -52,6 +52,8 @@ pub struct TailConfig {
     pub partial_flush: Option<Duration>,
     pub rotate_wait: Duration,
     pub poll_max: Duration,
+    /// Mark batches for the transfer to merge JSON-object lines (an entry option).
+    pub parse_json: bool,
 }
 
 /// What every reader needs: settings, the checkpoint registry, the channel.
@@ -382,7 +384,14 @@ impl Reader {
             return true;
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
-        let mut batch = Batch { source: src.clone(), block, spans, read_ms, ack: ack.clone() };
+        let mut batch = Batch {
+            source: src.clone(),
+            block,
+            spans,
+            read_ms,
+            ack: ack.clone(),
+            parse_json: self.ctx.cfg.parse_json,
+        };
         let stats = &self.ctx.stats;
         loop {
             match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {

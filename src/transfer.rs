@@ -306,7 +306,11 @@ impl Transfer {
     /// Appends one record to the request being built.
     fn add(&mut self, m: &BorrowedMessage<'_>, stop: &AtomicBool) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
-        let (topic, mode) = self.topic(m.topic());
+        let (topic, mut mode) = self.topic(m.topic());
+        // The agent marks lines of entries with `parse_json` (header `json: 1`).
+        if m.headers().is_some_and(|h| h.iter().any(|hd| hd.key == "json" && hd.value == Some(b"1"))) {
+            mode = MessageMode::ParseJson;
+        }
         let origin =
             m.headers().and_then(|h| Origin::from_headers(h.iter().map(|hd| (hd.key, hd.value.unwrap_or_default()))));
         let rec = Record {

