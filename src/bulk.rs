@@ -85,6 +85,10 @@ pub struct Record<'a> {
     pub origin: Option<Origin<'a>>,
 }
 
+/// [`Record::partition`] of a line that did not come through Kafka (`logcollect
+/// run` writing straight to Elasticsearch): its document has no `kafka` field.
+pub const NOT_FROM_KAFKA: i32 = -1;
+
 /// The agent's record headers (see the `ship` module): where a line was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin<'a> {
@@ -182,7 +186,9 @@ pub fn doc_id(rec: &Record<'_>) -> DocId {
     doc_id_with(rec, &mut input)
 }
 
-fn doc_id_with(rec: &Record<'_>, input: &mut Vec<u8>) -> DocId {
+/// [`doc_id`] with a reused scratch buffer for the hash input (the embedded
+/// index builds ids line by line without allocating).
+pub fn doc_id_with(rec: &Record<'_>, input: &mut Vec<u8>) -> DocId {
     fn prefixed(input: &mut Vec<u8>, field: &[u8]) {
         input.extend_from_slice(&(field.len() as u64).to_le_bytes());
         input.extend_from_slice(field);
@@ -630,11 +636,13 @@ fn write_head(buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> bool {
     }
     buf.extend_from_slice(br#","topic":"#);
     lossy |= write_str(buf, rec.topic.as_bytes());
-    buf.extend_from_slice(br#","kafka":{"partition":"#);
-    buf.extend_from_slice(num.format(rec.partition).as_bytes());
-    buf.extend_from_slice(br#","offset":"#);
-    buf.extend_from_slice(num.format(rec.offset).as_bytes());
-    buf.push(b'}');
+    if rec.partition != NOT_FROM_KAFKA {
+        buf.extend_from_slice(br#","kafka":{"partition":"#);
+        buf.extend_from_slice(num.format(rec.partition).as_bytes());
+        buf.extend_from_slice(br#","offset":"#);
+        buf.extend_from_slice(num.format(rec.offset).as_bytes());
+        buf.push(b'}');
+    }
     lossy
 }
 
@@ -1740,6 +1748,9 @@ mod tests {
         let r = Record { partition: i32::MIN, offset: i64::MIN, ..rec(b"x") };
         let (_, doc, _) = one(&r, MessageMode::Plain);
         assert_eq!(doc["kafka"], json!({"partition": i32::MIN, "offset": i64::MIN}));
+        let r = Record { partition: NOT_FROM_KAFKA, ..rec(b"x") };
+        let (_, doc, _) = one(&r, MessageMode::Plain);
+        assert_eq!(doc.get("kafka"), None, "not from Kafka: no kafka field");
     }
 
     #[test]

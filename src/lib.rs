@@ -12,6 +12,13 @@
 //!                      └──── checkpoint ◄─ progress ◄─┘ (acked prefix only)
 //! ```
 //!
+//! On one host (`logcollect run`) the channel can feed the embedded index
+//! directly, and the same process serves the search page:
+//!
+//! ```text
+//!  tail ─► channel ─► ingest ─► index (tantivy, checkpoints in each commit) ◄─ search ◄─ http (page, /api/)
+//! ```
+//!
 //! A line is read once into a pooled chunk, travels as a slice of it, and is
 //! acknowledged back: a file's checkpoint moves only over lines the next
 //! stage confirmed, so a crash anywhere loses nothing (at-least-once).
@@ -31,6 +38,12 @@
 //! - [`es`]: `_bulk` requests, per-item retries, dead letters.
 //! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
 //! - [`host`]: the host name records carry.
+//! - [`run`]: `logcollect run`, everything on one host (modes by config).
+//! - [`index`]: the embedded tantivy index: documents, commits with checkpoints, retention, searches.
+//! - [`ingest`]: the embedded index's writers: from the readers, or from Kafka.
+//! - [`query`]: the search language: parser, AST, the model, Elasticsearch DSL.
+//! - [`search`]: the API's searches over the embedded index or Elasticsearch.
+//! - [`http`]: the search page and `/api/` (axum); other routes merge into it.
 //! - [`metrics`]: counters every stage bumps.
 
 pub mod agent;
@@ -41,8 +54,14 @@ pub mod config;
 pub mod discovery;
 pub mod es;
 pub mod host;
+pub mod http;
 pub mod identity;
+pub mod index;
+pub mod ingest;
 pub mod metrics;
+pub mod query;
+pub mod run;
+pub mod search;
 pub mod ship;
 pub mod split;
 pub mod tail;

@@ -115,7 +115,7 @@ struct OpenSlot {
     generation: u64,
 }
 
-fn consumer_config(k: &KafkaConfig) -> ClientConfig {
+pub(crate) fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", k.brokers.join(","))
         .set("group.id", &k.group_id)
