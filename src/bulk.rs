@@ -1014,6 +1014,74 @@ impl IndexPattern {
     }
 }
 
+impl IndexPattern {
+    /// The index names this pattern gives `topic`, as an index pattern for
+    /// a template: the date parts become `*` (`{topic}-%Y.%m.%d` ->
+    /// `app-*`).
+    pub fn wildcard(&self, topic: &str) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(l) => out.push_str(l),
+                Part::Topic => out.extend(topic.chars().map(|c| c.to_ascii_lowercase())),
+                Part::Year | Part::Month | Part::Day | Part::Hour => {
+                    if !out.ends_with('*') {
+                        out.push('*');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The composable index template (`PUT _index_template/<name>`) that maps
+/// the fields this module writes, so the first document of an index cannot
+/// give them a wrong type (Elasticsearch's dynamic mapping would map a
+/// `message` that reads as a date as `date`, then refuse every other line).
+/// Fields merged from JSON lines stay dynamically mapped.
+///
+/// `message` is cut into words as the embedded index and the search
+/// language cut it (`query::words`: runs of letters and digits,
+/// lower-cased, at most 255 long), so a search means the same on both.
+pub fn index_template(index_patterns: &[String], priority: u32) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "index_patterns": index_patterns,
+        "priority": priority,
+        "_meta": {"managed_by": "logcollect"},
+        "template": {
+            "settings": {"analysis": {
+                "analyzer": {"logcollect_words": {
+                    "type": "custom",
+                    "tokenizer": "logcollect_words",
+                    "filter": ["lowercase", "logcollect_max_word"]
+                }},
+                "tokenizer": {"logcollect_words": {"type": "pattern", "pattern": "[^\\p{IsAlphabetic}\\p{N}]+"}},
+                "filter": {"logcollect_max_word": {"type": "length", "max": 255}}
+            }},
+            "mappings": {
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "message": {"type": "text", "analyzer": "logcollect_words"},
+                    "host": {"properties": {"name": {"type": "keyword"}}},
+                    "log": {"properties": {
+                        "file": {"properties": {"path": {"type": "keyword"}}},
+                        "offset": {"type": "long"},
+                        "flags": {"type": "keyword"},
+                        "part": {"type": "long"}
+                    }},
+                    "topic": {"type": "keyword"},
+                    "kafka": {"properties": {
+                        "partition": {"type": "integer"},
+                        "offset": {"type": "long"}
+                    }}
+                }
+            }
+        }
+    });
+    serde_json::to_vec(&doc).expect("a JSON value serializes")
+}
+
 impl std::str::FromStr for IndexPattern {
     type Err = IndexError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -2191,6 +2259,30 @@ mod tests {
         let long = "a".repeat(250);
         let e = IndexPattern::parse(&format!("{long}-{{topic}}")).unwrap();
         assert!(matches!(IndexNames::new(e).name("abcdef", 0), Err(IndexError::Name { .. })));
+    }
+
+    #[test]
+    fn template_patterns_cover_every_name() {
+        // (pattern, topic, wildcard)
+        let table = [
+            ("{topic}", "App", "app"),
+            ("{topic}-%Y.%m.%d", "app", "app-*.*.*"),
+            ("logs-{topic}-%Y%m%d%H", "nginx", "logs-nginx-*"),
+            ("fixed", "x", "fixed"),
+        ];
+        for (pattern, topic, want) in table {
+            assert_eq!(IndexPattern::parse(pattern).unwrap().wildcard(topic), want, "{pattern}");
+        }
+        let t: serde_json::Value = serde_json::from_slice(&index_template(&["app-*".into()], 7)).unwrap();
+        assert_eq!(t["index_patterns"][0], "app-*");
+        assert_eq!(t["priority"], 7);
+        assert_eq!(t["template"]["mappings"]["properties"]["message"]["type"], "text");
+        assert_eq!(t["template"]["mappings"]["properties"]["message"]["analyzer"], "logcollect_words");
+        assert_eq!(
+            t["template"]["settings"]["analysis"]["tokenizer"]["logcollect_words"]["pattern"],
+            r"[^\p{IsAlphabetic}\p{N}]+"
+        );
+        assert_eq!(t["template"]["mappings"]["properties"]["log"]["properties"]["offset"]["type"], "long");
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct EsConfig {
     pub parse_json: Vec<String>,
     /// Longest pause between retries while Elasticsearch refuses.
     pub retry_max_backoff_ms: u64,
+    /// Install an index template mapping our fields for each topic's indices.
+    pub manage_template: bool,
 }
 
 /// `[index]`: the embedded index of `logcollect run` (used when `[es]` has
@@ -233,6 +235,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "dead_letter_path",
             "parse_json",
             "retry_max_backoff_ms",
+            "manage_template",
         ],
     ),
     ("http", &["listen"]),
@@ -410,6 +413,7 @@ impl Config {
                 dead_letter,
                 parse_json: s.list("es", "parse_json"),
                 retry_max_backoff_ms: s.num("es", "retry_max_backoff_ms", 30_000, 10, 3_600_000)?,
+                manage_template: s.flag("es", "manage_template", true)?,
             })
         };
 
@@ -467,6 +471,16 @@ impl<'a> Sections<'a> {
             .get(section)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect())
             .unwrap_or_default()
+    }
+
+    /// `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+    fn flag(&self, section: &str, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.str(section, key).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "yes" | "on" | "1") => Ok(true),
+            Some("false" | "no" | "off" | "0") => Ok(false),
+            Some(other) => Err(err(format!("{section}.{key}"), format!("{other:?} is not one of: true, false"))),
+        }
     }
 
     fn num<T>(&self, section: &str, key: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
@@ -624,6 +638,9 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(es.dead_letter, DeadLetter::File(PathBuf::from("./data/dead_letter.ndjson")));
         let e = Config::from_ini_str("[es]\naddress = e:9200\ndead_letter = kafka\n").unwrap_err();
         assert_eq!(e.key, "es.dead_letter");
+        assert!(es.manage_template);
+        let e = Config::from_ini_str("[es]\naddress = x\nmanage_template = maybe\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.message.as_str()), ("es.manage_template", "\"maybe\" is not one of: true, false"));
         let e = Config::from_ini_str("[es]\naddress = x\nindex = Bad*Name\n").unwrap_err();
         assert_eq!(e.key, "es.index");
         let e = Config::from_ini_str("[es]\naddress = x\nusername = u\n").unwrap_err();
@@ -688,6 +705,15 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         for bad in ["", "MiB", "1.5GiB", "99999999999999999999", "20000000TiB"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_shipped_config_is_a_single_host_setup() {
+        let c = Config::from_ini_str(include_str!("../config.ini")).unwrap();
+        assert!(c.kafka.is_none() && c.es.is_none() && c.etcd.is_none(), "no servers needed out of the box");
+        assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+        assert!(c.collect.iter().any(|e| e.path == "./logs/*.log"));
+        assert!(c.index.retention_days > 0 && c.index.retention_bytes > 0);
     }
 
     #[test]

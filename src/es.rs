@@ -98,13 +98,8 @@ impl EsClient {
 
     async fn post_bulk(&self, body: Bytes) -> Answer {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
-        let mut req =
-            self.http.post(&self.bulk_urls[i]).header("Content-Type", "application/x-ndjson").body(body);
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Auth::ApiKey(k) => req.header("Authorization", k),
-        };
+        let req =
+            self.authorize(self.http.post(&self.bulk_urls[i]).header("Content-Type", "application/x-ndjson").body(body));
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -119,6 +114,35 @@ impl EsClient {
 
     fn node(&self, i: usize) -> &str {
         self.bulk_urls[i].split("/_bulk").next().unwrap_or("")
+    }
+
+    /// Installs (or replaces) the index template `name`. `Err(None)`: no
+    /// node answered (try again later); `Err(Some(msg))`: refused for good.
+    pub async fn put_template(&self, name: &str, body: Vec<u8>) -> Result<(), Option<String>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
+        let url = format!("{}/_index_template/{name}", self.node(i));
+        let req = self.authorize(self.http.put(&url).header("Content-Type", "application/json").body(body));
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => Err(None),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.bytes().await.map(|b| excerpt(&b)).unwrap_or_default();
+                Err(Some(format!("{url}: {status} {text}")))
+            }
+            Err(e) => {
+                tracing::warn!("{url}: {e}");
+                Err(None)
+            }
+        }
+    }
+
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::ApiKey(k) => req.header("Authorization", k),
+        }
     }
 
     /// Whether any node answers `GET /` (for readiness).
@@ -167,7 +191,10 @@ impl DeadLetterSink {
                 .set("bootstrap.servers", brokers.join(","))
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
-                .set("message.timeout.ms", "0")
+                // A bounded delivery time, so a missing dead-letter topic or
+                // a broker that refuses it is reported (and retried) instead
+                // of waiting in silence.
+                .set("message.timeout.ms", "30000")
                 .create()
                 .map(DeadLetterSink::Kafka)
                 .map_err(|e| format!("dead-letter producer: {e}")),
@@ -281,10 +308,8 @@ impl Worker {
                     // alone is too large): each document goes to the dead letter.
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
                     let err = ItemError { status, kind: "request_refused".into(), reason: excerpt(&text) };
-                    tracing::error!(status, "Elasticsearch refused the request: {err}; dead-lettering {} documents", pending.len());
-                    for &i in &pending {
-                        self.reject(&req, &pairs, i, &err).await;
-                    }
+                    let rejected: Vec<_> = pending.iter().map(|&i| (i, err.clone())).collect();
+                    self.reject_all(&req, &pairs, &rejected).await;
                 }
                 Answer::Status(_, mut text) => match classify(&mut text, pending.len(), &mut outcomes) {
                     Err(e) => {
@@ -293,6 +318,8 @@ impl Worker {
                         retry = pending;
                     }
                     Ok(()) => {
+                        let mut rejected = Vec::new();
+                        let mut first_retry = None;
                         for (k, outcome) in outcomes.iter().enumerate() {
                             let i = pending[k];
                             match outcome {
@@ -304,15 +331,18 @@ impl Worker {
                                     self.stats.docs_duplicate.fetch_add(1, Ordering::Relaxed);
                                     req.slots[req.docs[i] as usize].ack.ack();
                                 }
-                                ItemOutcome::Retry(_) => retry.push(i),
-                                ItemOutcome::Reject(err) => {
-                                    let err = err.clone();
-                                    self.reject(&req, &pairs, i, &err).await;
+                                ItemOutcome::Retry(err) => {
+                                    first_retry.get_or_insert_with(|| err.clone());
+                                    retry.push(i);
                                 }
+                                ItemOutcome::Reject(err) => rejected.push((i, err.clone())),
                             }
                         }
-                        if !retry.is_empty() {
-                            tracing::warn!("{} documents refused for now (429/5xx); retrying in {:?}", retry.len(), backoff);
+                        if let Some(err) = first_retry {
+                            tracing::warn!("{} documents refused for now (first: {err}); retrying them in {:?}", retry.len(), backoff);
+                        }
+                        if !rejected.is_empty() {
+                            self.reject_all(&req, &pairs, &rejected).await;
                         }
                     }
                 },
@@ -328,16 +358,25 @@ impl Worker {
         }
     }
 
-    async fn reject(&self, req: &Request, pairs: &[Range<usize>], i: usize, err: &ItemError) {
-        let slot = &req.slots[req.docs[i] as usize];
-        let pair = &req.body[pairs[i].clone()];
-        // The source line: the second line of the pair, without its newline.
-        let nl = memchr::memchr(b'\n', pair).map(|p| p + 1).unwrap_or(0);
-        let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
-        tracing::error!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}; sent to the dead letter");
-        self.dead_letter.put(&slot.topic, doc, err, self.max_backoff).await;
-        self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
-        slot.ack.ack();
+    /// Sends refused documents to the dead letter, then acknowledges them.
+    /// One log line per request (the first error stands for the rest; each
+    /// document's error is at debug level and in the dead letter itself).
+    async fn reject_all(&self, req: &Request, pairs: &[Range<usize>], rejected: &[(usize, ItemError)]) {
+        if let Some((i, err)) = rejected.first() {
+            let slot = &req.slots[req.docs[*i] as usize];
+            tracing::error!(topic = %slot.topic, partition = slot.partition, "{} documents refused for good, sent to the dead letter; first: {err}", rejected.len());
+        }
+        for (i, err) in rejected {
+            let slot = &req.slots[req.docs[*i] as usize];
+            let pair = &req.body[pairs[*i].clone()];
+            // The source line: the second line of the pair, without its newline.
+            let nl = memchr::memchr(b'\n', pair).map(|p| p + 1).unwrap_or(0);
+            let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
+            tracing::debug!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}");
+            self.dead_letter.put(&slot.topic, doc, err, self.max_backoff).await;
+            self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
+            slot.ack.ack();
+        }
     }
 }
 

@@ -30,6 +30,7 @@
 //! - [`identity`]: `FileId`, device + inode + head fingerprint.
 //! - [`batch`]: the unit that travels, and per-file acknowledgement tracking.
 //! - [`tail`]: one reader thread per file: growth, truncation, rotation.
+//! - [`wake`]: inotify wakes parked readers when their file changes.
 //! - [`discovery`]: glob expansion, one reader per matching file.
 //! - [`checkpoint`]: the source registry and the atomic on-disk checkpoints.
 //! - [`ship`]: the Kafka producer stage.
@@ -66,3 +67,4 @@ pub mod ship;
 pub mod split;
 pub mod tail;
 pub mod transfer;
+pub mod wake;

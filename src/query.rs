@@ -34,9 +34,10 @@
 //!   ([`parse_time`]).
 //!
 //! Elasticsearch gets a `bool` query built from the AST ([`es_query`]):
-//! `match_phrase` for text (analyzed by the index's own analyzer),
-//! `prefix`, and `term`/`prefix` on the `.keyword` sub-fields that dynamic
-//! mapping gives the transfer's string fields.
+//! `match_phrase` for text (analyzed by the transfer's index template with
+//! the same word cutting as [`words`], so a phrase means the same there),
+//! `prefix`, and `term`/`prefix` on `host.name`, `log.file.path` and `topic`,
+//! which the transfer's index template maps as `keyword` (exact values).
 
 use serde_json::{json, Value};
 use std::fmt;
@@ -49,8 +50,6 @@ pub const MAX_DEPTH: usize = 32;
 /// Longest word the index keeps, in bytes; longer ones are not searchable
 /// (the embedded index drops them, and so does [`words`]).
 pub const MAX_WORD_BYTES: usize = 255;
-/// Elasticsearch: the exact-match sub-field dynamic mapping adds to strings.
-pub const ES_KEYWORD_SUFFIX: &str = ".keyword";
 
 /// A field a query can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -628,9 +627,8 @@ pub fn es_query(node: &Node) -> Value {
         Node::Text { words, prefix: true, .. } => json!({"prefix": {"message": {"value": words[0].text}}}),
         Node::Text { text, .. } => json!({"match_phrase": {"message": {"query": text}}}),
         Node::Exact { field, value, prefix } => {
-            let name = format!("{}{ES_KEYWORD_SUFFIX}", field.doc_name());
             let kind = if *prefix { "prefix" } else { "term" };
-            json!({kind: {name: {"value": value}}})
+            json!({kind: {field.doc_name(): {"value": value}}})
         }
         Node::And(kids) => {
             let (mut filter, mut must_not) = (Vec::new(), Vec::new());
@@ -840,7 +838,7 @@ mod tests {
         assert_eq!(h("\"disk full\""), vec![11..15, 16..20]);
         assert_eq!(h("ünï"), vec![0..3]);
         assert_eq!(h("err* -disk"), vec![4..9, 22..27]);
-        assert_eq!(h("host:x"), vec![]);
+        assert_eq!(h("host:x"), Vec::<Range<usize>>::new());
         assert_eq!(h("error OR again"), vec![4..9, 22..27, 28..33]);
     }
 
@@ -853,12 +851,12 @@ mod tests {
                 "filter": [
                     {"match_phrase": {"message": {"query": "error"}}},
                     {"bool": {"should": [
-                        {"prefix": {"log.file.path.keyword": {"value": "/var/"}}},
+                        {"prefix": {"log.file.path": {"value": "/var/"}}},
                         {"match_phrase": {"message": {"query": "disk full"}}}
                     ], "minimum_should_match": 1}},
                     {"prefix": {"message": {"value": "tim"}}}
                 ],
-                "must_not": [{"term": {"host.name.keyword": {"value": "web-1"}}}]
+                "must_not": [{"term": {"host.name": {"value": "web-1"}}}]
             }})
         );
         assert_eq!(es_query(&parse("NOT a").unwrap()), json!({"bool": {"must_not": [{"match_phrase": {"message": {"query": "a"}}}]}}));

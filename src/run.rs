@@ -25,7 +25,7 @@ use crate::http::{self, AppState};
 use crate::index::{IndexConfig, IndexError, Store};
 use crate::ingest;
 use crate::metrics::{Stats, TransferStats};
-use crate::search::{self, Backend, EsSearch};
+use crate::search::{Backend, EsSearch};
 use crate::tail::TailCtx;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -123,7 +123,7 @@ fn start_readers(
     if cfg.collect.is_empty() {
         tracing::warn!("nothing to collect: [collect] is empty");
     }
-    let ctx = Arc::new(TailCtx { cfg: agent::tail_config(cfg), checkpoints, tx, stats });
+    let ctx = Arc::new(TailCtx { cfg: agent::tail_config(cfg), checkpoints, tx, stats, wake: crate::wake::Wake::start() });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
         Discovery::new(ctx, cfg.collect.clone()),
@@ -222,7 +222,8 @@ fn embedded_from_kafka(
 
 fn es_backend(es: &EsConfig) -> Result<Backend, AgentError> {
     let client = EsClient::new(es).map_err(|m| ConfigError { key: "es".into(), message: m })?;
-    Ok(Backend::Elasticsearch(EsSearch { client, indices: search::search_pattern(es.index.as_str()) }))
+    // Every topic's indices: the pattern with `*` for the topic.
+    Ok(Backend::Elasticsearch(EsSearch { client, indices: es.index.wildcard("*") }))
 }
 
 /// Kafka and Elasticsearch: the agent and the transfer in one process.
@@ -249,7 +250,8 @@ fn es_direct(cfg: &Config, es: &EsConfig, rt: &tokio::runtime::Runtime, stop: &A
     let host = crate::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
     let (tx, rx) = crossbeam_channel::bounded(agent::channel_batches(cfg.chan_max_size));
-    let sink = EsSink::start(es, rt, host)?;
+    let topics: Vec<String> = cfg.collect.iter().map(|c| c.topic.clone()).collect();
+    let sink = EsSink::start(es, rt, host, &topics, stop)?;
     let shutdown_timeout = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
     let sink_thread = thread::Builder::new().name("es".into()).spawn(move || sink.run(rx, shutdown_timeout))?;
     let (disc, stop_discovery) = start_readers(cfg, checkpoints.clone(), tx, stats.clone())?;
@@ -285,7 +287,13 @@ struct EsSink {
 }
 
 impl EsSink {
-    fn start(es: &EsConfig, rt: &tokio::runtime::Runtime, host: String) -> Result<EsSink, AgentError> {
+    fn start(
+        es: &EsConfig,
+        rt: &tokio::runtime::Runtime,
+        host: String,
+        topics: &[String],
+        stop: &AtomicBool,
+    ) -> Result<EsSink, AgentError> {
         let need = |key: &str, m: String| ConfigError { key: key.into(), message: m };
         let client = EsClient::new(es).map_err(|m| need("es", m))?;
         let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, &[])).map_err(|m| need("es.dead_letter", m))?;
@@ -295,6 +303,12 @@ impl EsSink {
             stats: Arc::new(TransferStats::default()),
             max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
         });
+        if es.manage_template {
+            let mut topics: Vec<String> = topics.to_vec();
+            topics.sort();
+            topics.dedup();
+            rt.block_on(crate::transfer::install_templates(&worker.client, es, &topics, stop));
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<Request>(es.workers);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let workers = (0..es.workers)

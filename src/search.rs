@@ -270,19 +270,6 @@ pub fn interval_for(span_ms: i64, want: usize) -> i64 {
     })
 }
 
-/// The index pattern to search for an index name pattern of the transfer
-/// (`{topic}-%Y.%m.%d` → `*-*.*.*`).
-pub fn search_pattern(index: &str) -> String {
-    let mut s = index.replace("{topic}", "*");
-    for p in ["%Y", "%m", "%d", "%H"] {
-        s = s.replace(p, "*");
-    }
-    while s.contains("**") {
-        s = s.replace("**", "*");
-    }
-    s
-}
-
 // ---------------------------------------------------------------------------
 // Elasticsearch
 // ---------------------------------------------------------------------------
@@ -296,16 +283,17 @@ pub struct EsSearch {
 
 /// Newest first; the later keys only break ties so `search_after` is exact:
 /// the transfer's documents are unique by Kafka coordinates, documents
-/// written without Kafka by host, path and offset.
+/// written without Kafka by host, path and offset. The string keys are the
+/// `keyword` fields of the transfer's index template (`es.manage_template`).
 fn es_sort() -> Value {
     json!([
         {"@timestamp": {"order": "desc"}},
         {"log.offset": {"order": "desc", "unmapped_type": "long"}},
         {"kafka.offset": {"order": "desc", "unmapped_type": "long"}},
         {"kafka.partition": {"order": "desc", "unmapped_type": "long"}},
-        {"topic.keyword": {"order": "desc", "unmapped_type": "keyword"}},
-        {"host.name.keyword": {"order": "desc", "unmapped_type": "keyword"}},
-        {"log.file.path.keyword": {"order": "desc", "unmapped_type": "keyword"}}
+        {"topic": {"order": "desc", "unmapped_type": "keyword"}},
+        {"host.name": {"order": "desc", "unmapped_type": "keyword"}},
+        {"log.file.path": {"order": "desc", "unmapped_type": "keyword"}}
     ])
 }
 
@@ -427,7 +415,7 @@ mod tests {
             (86_400_000, 60, 1_800_000),
             (1, 60, 1_000),
             (0, 1, 1_000),
-            (7 * 86_400_000, 60, 21_600_000),
+            (7 * 86_400_000, 60, 10_800_000),
             (365 * 86_400_000, 10, 6 * 604_800_000),
         ];
         for &(span, want, interval) in table {
@@ -437,14 +425,11 @@ mod tests {
     }
 
     #[test]
-    fn cursors_and_patterns() {
+    fn cursors_and_times() {
         assert_eq!(parse_index_cursor("ix:-5:7").unwrap(), (-5, 7));
         for bad in ["", "ix:1", "es:[1]", "ix:a:b"] {
             assert!(matches!(parse_index_cursor(bad), Err(SearchError::BadRequest { param: "cursor", .. })), "{bad}");
         }
-        assert_eq!(search_pattern("{topic}"), "*");
-        assert_eq!(search_pattern("{topic}-%Y.%m.%d"), "*-*.*.*");
-        assert_eq!(search_pattern("logs-{topic}"), "logs-*");
         assert_eq!(rfc3339_ms(1_795_600_800_500), "2026-11-25T10:00:00.500Z");
     }
 }

@@ -94,6 +94,8 @@ impl Default for SplitConfig {
 
 /// Reads ask for at least this much room; below it a new chunk is taken.
 const MIN_READ: usize = 8 << 10;
+/// The first chunk of a buffer (and the first after an idle release).
+const FIRST_CHUNK: usize = MIN_READ * 2;
 /// Chunks with lines still in flight that a reader keeps for reuse.
 const POOL_CHUNKS: usize = 4;
 
@@ -113,6 +115,11 @@ pub struct LineBuffer {
     pool: Vec<BytesMut>,
     /// Chunks allocated so far (reuse keeps this small).
     chunks_allocated: u64,
+    /// Size of the next chunk: starts at [`FIRST_CHUNK`] and doubles up to
+    /// `cfg.chunk_bytes` each time a read fills all the room it had, so a
+    /// slow or small file never holds a big chunk and a fast one soon reads
+    /// in full-size chunks.
+    chunk_now: usize,
     cfg: SplitConfig,
 }
 
@@ -120,16 +127,18 @@ impl LineBuffer {
     /// A buffer whose first byte will be the file's byte at `offset`.
     pub fn new(offset: u64, cfg: SplitConfig) -> Self {
         assert!(cfg.max_line_bytes >= 1 && cfg.max_line_bytes <= u32::MAX as usize / 2);
-        let chunk_bytes = cfg.chunk_bytes.max(MIN_READ * 2);
+        let chunk_bytes = cfg.chunk_bytes.max(FIRST_CHUNK);
         let cfg = SplitConfig { chunk_bytes, ..cfg };
         LineBuffer {
-            buf: BytesMut::with_capacity(chunk_bytes),
+            // Nothing is allocated until the first read.
+            buf: BytesMut::new(),
             offset,
             scanned: 0,
             discarding: false,
             parts: 0,
             pool: Vec::new(),
-            chunks_allocated: 1,
+            chunks_allocated: 0,
+            chunk_now: FIRST_CHUNK,
             cfg,
         }
     }
@@ -150,7 +159,14 @@ impl LineBuffer {
         self.buf.len()
     }
 
-    /// Chunks this buffer has allocated, the first included.
+    /// Whether the buffer holds no chunk (new, or released while idle): a
+    /// reader can then check the file size before reading, so an idle file
+    /// costs no allocation.
+    pub fn is_released(&self) -> bool {
+        self.buf.capacity() == 0
+    }
+
+    /// Chunks this buffer has allocated.
     pub fn chunks_allocated(&self) -> u64 {
         self.chunks_allocated
     }
@@ -162,6 +178,19 @@ impl LineBuffer {
         self.scanned = 0;
         self.discarding = false;
         self.parts = 0;
+    }
+
+    /// Gives the chunk memory back while the file is idle: when nothing is
+    /// pending, the current chunk and the pool are dropped (slices still in
+    /// flight keep their own chunk alive until they are acknowledged). The
+    /// next read allocates again. A thousand quiet files then hold no
+    /// buffers at all.
+    pub fn release_idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+            self.pool.clear();
+            self.chunk_now = FIRST_CHUNK;
+        }
     }
 
     /// Reads once from `r` into the buffer; returns the bytes read (0 at EOF).
@@ -182,6 +211,10 @@ impl LineBuffer {
             };
             debug_assert!(n <= cap - len);
             self.buf.set_len(len + n);
+            if n == cap - len && self.chunk_now < self.cfg.chunk_bytes {
+                // More is probably waiting: read in bigger chunks from now on.
+                self.chunk_now = (self.chunk_now * 2).min(self.cfg.chunk_bytes);
+            }
             Ok(n)
         }
     }
@@ -197,7 +230,7 @@ impl LineBuffer {
         if self.buf.capacity() - self.buf.len() >= MIN_READ {
             return;
         }
-        let want = self.cfg.chunk_bytes.max(self.buf.len() + MIN_READ);
+        let want = self.chunk_now.max(self.buf.len() + MIN_READ);
         // The current chunk, if nothing else refers to it any more.
         if self.buf.try_reclaim(want - self.buf.len()) {
             return;
@@ -504,6 +537,30 @@ mod tests {
         }
         // 2 MB went through 16 KiB chunks: reuse keeps allocations to a handful
         assert!(lb.chunks_allocated() <= 6, "{} chunks allocated", lb.chunks_allocated());
+    }
+
+    #[test]
+    fn idle_release_keeps_pending_bytes_and_offsets() {
+        let mut lb = LineBuffer::new(100, cfg(1 << 20, LongLines::Split));
+        let mut spans = Vec::new();
+        lb.read_from(&mut &b"one\ntw"[..]).unwrap();
+        let first = lb.take_lines(&mut spans).unwrap();
+        // An unfinished line is pending: nothing is given back.
+        lb.release_idle();
+        assert_eq!(lb.pending(), 2);
+        lb.read_from(&mut &b"o\n"[..]).unwrap();
+        spans.clear();
+        let second = lb.take_lines(&mut spans).unwrap();
+        assert_eq!((&second.data[..], second.offset), (&b"two\n"[..], 104));
+        // Nothing pending: the chunk goes, even with lines still in flight.
+        lb.release_idle();
+        assert_eq!(lb.pending(), 0);
+        drop(first);
+        lb.read_from(&mut &b"three\n"[..]).unwrap();
+        spans.clear();
+        let third = lb.take_lines(&mut spans).unwrap();
+        assert_eq!((&third.data[..], third.offset), (&b"three\n"[..], 108));
+        assert_eq!(&second.data[..], b"two\n", "a slice in flight outlives the release");
     }
 
     proptest! {

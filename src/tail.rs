@@ -11,8 +11,11 @@
 //!   the old file is read to its end and watched for late writes for
 //!   `rotate_wait`; then it is let go (its checkpoint stays). The new file at
 //!   the path is found by discovery as a file of its own.
-//! - **idle**: the reader parks, sleeping longer each time up to `poll_max`,
-//!   so a thousand quiet files cost next to nothing; `stop` unparks it.
+//! - **idle**: the reader parks. With inotify ([`crate::wake`]) it sleeps
+//!   until its file changes (checking every [`WATCHED_IDLE`] as a safety
+//!   net); without, it polls, sleeping longer each time up to `poll_max`.
+//!   After [`RELEASE_AFTER`] without data its chunk memory is given back.
+//!   So a thousand quiet files cost next to nothing; `stop` unparks it.
 //!
 //! A batch is registered with the file's progress only once it is in the
 //! channel, so a batch dropped at shutdown is simply read again later.
@@ -23,6 +26,7 @@ use crate::config::ReadFrom;
 use crate::identity::FileId;
 use crate::metrics::Stats;
 use crate::split::{Block, LineBuffer, Span, SplitConfig};
+use crate::wake::{Registration, Wake};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::fs::{self, File};
 use std::io;
@@ -32,6 +36,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// Longest sleep of an idle reader whose file inotify watches: changes wake
+/// it at once; this only bounds how late a change inotify missed is seen.
+pub const WATCHED_IDLE: Duration = Duration::from_secs(5);
+/// An idle reader gives its chunk memory back after this long without data.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(10);
 
 /// Reader settings, shared by every reader.
 #[derive(Clone, Debug)]
@@ -50,6 +60,8 @@ pub struct TailCtx {
     pub checkpoints: Arc<Checkpoints>,
     pub tx: Sender<Batch>,
     pub stats: Arc<Stats>,
+    /// Wakes parked readers on file changes; `None`: readers poll.
+    pub wake: Option<Arc<Wake>>,
 }
 
 /// Where a file with no checkpoint is read from.
@@ -108,6 +120,7 @@ pub fn spawn(ctx: Arc<TailCtx>, path: PathBuf, topic: Arc<str>, start: Start) ->
         stop: stop.clone(),
         last_data: Instant::now(),
         moved_since: None,
+        watch: None,
     };
     reader.position(&meta, start)?;
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
@@ -132,6 +145,8 @@ struct Reader {
     last_data: Instant,
     /// Since when the path no longer leads to this file.
     moved_since: Option<Instant>,
+    /// The inotify watch that unparks this thread, when there is one.
+    watch: Option<Registration>,
 }
 
 enum Next {
@@ -172,6 +187,8 @@ impl Reader {
 
     fn run(mut self) {
         self.ctx.stats.files_open.fetch_add(1, Ordering::Relaxed);
+        // Registered from this thread: it is the one events unpark.
+        self.watch = self.ctx.wake.as_ref().and_then(|w| w.register(&self.file));
         let forget = self.follow();
         let resume = self.lb.offset();
         if let Some(src) = &self.source {
@@ -191,7 +208,11 @@ impl Reader {
             // Positioned reads: the file offset is always the buffer's, so a
             // restart, a checkpoint or a truncation never needs a seek.
             let mut at = ReadAt { file: &self.file, pos: self.lb.read_offset() };
-            let next = match self.lb.read_from(&mut at) {
+            // Without a chunk (idle), look before allocating one to read nothing.
+            let nothing_new = self.lb.is_released()
+                && self.file.metadata().is_ok_and(|m| m.len() == self.lb.read_offset());
+            let read = if nothing_new { Ok(0) } else { self.lb.read_from(&mut at) };
+            let next = match read {
                 Ok(0) => self.at_eof(),
                 Ok(n) => {
                     self.ctx.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
@@ -215,7 +236,14 @@ impl Reader {
             match next {
                 Next::Read => {}
                 Next::Park => {
-                    thread::park_timeout(backoff);
+                    // Watched and nothing timed pending (an unfinished line
+                    // to flush, a rotated file to let go): sleep until a change.
+                    let quiet = self.lb.pending() == 0 && self.moved_since.is_none();
+                    let wait = if self.watch.is_some() && quiet { WATCHED_IDLE } else { backoff };
+                    if quiet && self.last_data.elapsed() >= RELEASE_AFTER {
+                        self.lb.release_idle();
+                    }
+                    thread::park_timeout(wait);
                     backoff = (backoff * 2).min(self.ctx.cfg.poll_max);
                     self.check_head();
                 }

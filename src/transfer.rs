@@ -173,6 +173,10 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         })
         .collect();
 
+    if es.manage_template && !rt.block_on(install_templates(&worker.client, &es, &kafka.topics, stop)) {
+        return Ok(()); // stopped while waiting for Elasticsearch
+    }
+
     let trackers = Arc::new(Mutex::new(Trackers::default()));
     let consumer: Arc<BaseConsumer<TransferContext>> = Arc::new(
         consumer_config(&kafka)
@@ -243,6 +247,43 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     report(&stats);
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+/// Installs one index template per topic (`logcollect-<topic>`, so
+/// transfers consuming other topics do not overwrite each other's) before
+/// anything is indexed. Waits while no node answers; a template refused for
+/// good is logged and the transfer goes on with dynamic mapping. Returns
+/// false if `stop` was set while waiting.
+pub(crate) async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[String], stop: &AtomicBool) -> bool {
+    for topic in topics {
+        let name = format!("logcollect-{}", topic.to_ascii_lowercase());
+        let body = crate::bulk::index_template(&[es.index.wildcard(topic)], 100);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match client.put_template(&name, body.clone()).await {
+                Ok(()) => {
+                    tracing::info!(template = %name, pattern = %es.index.wildcard(topic), "index template installed");
+                    break;
+                }
+                Err(Some(msg)) => {
+                    tracing::warn!(template = %name, "index template refused ({msg}); indexing with dynamic mapping (set es.manage_template = false to skip)");
+                    break;
+                }
+                Err(None) => {
+                    tracing::warn!(template = %name, "Elasticsearch unreachable; retrying the index template in {backoff:?}");
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until {
+                        if stop.load(Ordering::Acquire) {
+                            return false;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(es.retry_max_backoff_ms));
+                }
+            }
+        }
+    }
+    true
 }
 
 struct Transfer {

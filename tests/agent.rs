@@ -336,3 +336,51 @@ fn a_config_error_exits_2_naming_the_key() {
         assert!(reason.contains(key), "{text:?}: {err}");
     }
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn a_thousand_idle_files_cost_little_memory_and_cpu_and_a_new_line_still_arrives_at_once() {
+    const FILES: usize = 1000;
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for f in 0..FILES {
+        append_lines(&logs.join(format!("f{f}.log")), f, 0, 1);
+    }
+    let cfg = agent_config(&kafka.brokers(), dir.path(), "", &format!("app = {}/*.log", logs.display()));
+    let mut agent = Agent::start(dir.path(), &cfg);
+    let first = consume(&kafka.brokers(), "app", FILES, Duration::from_millis(500), Duration::from_secs(60));
+    assert_eq!(first.len(), FILES);
+    // Idle now: every reader parked.
+    thread::sleep(Duration::from_secs(2));
+    let cpu0 = cpu_seconds(agent.pid());
+    thread::sleep(Duration::from_secs(10));
+    let idle_cpu = cpu_seconds(agent.pid()) - cpu0;
+    let rss_mb = proc_status_kb(agent.pid(), "VmRSS:") / 1024;
+    eprintln!("{FILES} idle files: {idle_cpu:.2} CPU-s over 10 s, RSS {rss_mb} MB");
+    // Generous bounds: polling a thousand files every 250 ms, or a chunk
+    // buffer (or a huge page) per reader, would break them.
+    assert!(idle_cpu < 1.0, "{idle_cpu} CPU-s in 10 s idle");
+    assert!(rss_mb < 250, "RSS {rss_mb} MB for {FILES} idle files");
+    // A line written to one of them is woken for at once (inotify), not at
+    // the next poll.
+    let t = Instant::now();
+    append_lines(&logs.join("f500.log"), 500, 1, 2);
+    let recs = consume(&kafka.brokers(), "app", FILES + 1, Duration::from_millis(10), Duration::from_secs(10));
+    let took = t.elapsed();
+    assert_eq!(recs.len(), FILES + 1);
+    eprintln!("a new line in an idle file arrived after {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(agent.terminate().0, Some(0));
+}

@@ -167,7 +167,8 @@ fn write_corpus(logs: &Path, rounds: usize, per_round: usize, pause: Duration) -
     for r in 0..rounds {
         let mut bufs: [String; 3] = Default::default();
         for _ in 0..per_round {
-            let f = i % 3;
+            // Every kind of line in every file.
+            let f = (i + i / 9) % 3;
             let text = corpus_line(i);
             let path = logs.join(files[f].0);
             out.push(Written {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod es;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -190,19 +192,36 @@ pub fn by_path(recs: &[Rec]) -> HashMap<String, Vec<&Rec>> {
     m
 }
 
-/// The agent binary running with a config written into `dir`.
+/// A `logcollect` process (the agent, or another role) running with a
+/// config written into `dir`.
 pub struct Agent {
     child: Option<Child>,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// The subcommand: `agent`, `transfer`, ...
+    pub role: &'static str,
+    pub config: PathBuf,
 }
 
 impl Agent {
     /// Writes `config` to `dir/config.ini` and starts `logcollect agent`.
     pub fn start(dir: &Path, config: &str) -> Agent {
-        std::fs::write(dir.join("config.ini"), config).unwrap();
-        let log = dir.join("agent.log");
-        let mut a = Agent { child: None, dir: dir.to_path_buf(), log };
+        Agent::start_as(dir, "agent", "config.ini", config)
+    }
+
+    /// Writes `config` to `dir/<role>.ini` and starts `logcollect transfer`,
+    /// logging to `dir/<name>.log`; `name` tells several transfers apart.
+    pub fn transfer(dir: &Path, name: &str, config: &str) -> Agent {
+        Agent::start_as(dir, "transfer", &format!("{name}.ini"), config)
+    }
+
+    /// Writes `config` to `dir/<config_name>` and starts `logcollect <role>`.
+    pub fn start_as(dir: &Path, role: &'static str, config_name: &str, config: &str) -> Agent {
+        let cfg = dir.join(config_name);
+        std::fs::write(&cfg, config).unwrap();
+        let stem = if role == "agent" { "agent".to_string() } else { config_name.trim_end_matches(".ini").to_string() };
+        let log = dir.join(format!("{stem}.log"));
+        let mut a = Agent { child: None, dir: dir.to_path_buf(), log, role, config: cfg };
         a.restart();
         a
     }
@@ -212,16 +231,21 @@ impl Agent {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = die_with_parent(
             Command::new(env!("CARGO_BIN_EXE_logcollect"))
-                .args(["agent", "--config"])
-                .arg(self.dir.join("config.ini"))
+                .args([self.role, "--config"])
+                .arg(&self.config)
                 .current_dir(&self.dir)
                 .env("RUST_LOG", "logcollect=debug,info")
                 .stdout(Stdio::null())
                 .stderr(log),
         )
         .spawn()
-        .expect("start agent");
+        .expect("start logcollect");
         self.child = Some(child);
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     pub fn pid(&self) -> u32 {
@@ -247,7 +271,7 @@ impl Agent {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("agent did not exit within 30 s of SIGTERM");
+                panic!("{} did not exit within 30 s of SIGTERM", self.role);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -331,4 +355,20 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     cond()
+}
+
+/// Prints the last lines of every `*.log` in `dir` (for failed tests).
+pub fn dump_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("----- {} (last 60 of {} lines) -----", p.display(), lines.len());
+            for l in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
