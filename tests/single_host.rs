@@ -635,3 +635,24 @@ fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histog
 fn checkpoint_now() -> i64 {
     logcollect::checkpoint::now_ms()
 }
+
+#[test]
+fn bare_logcollect_runs_the_config_ini_of_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "hello from a bare start\n").unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join("config.ini"), run_config(dir.path(), port, "web_log = ./logs/*.log", "")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logcollect"))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let found = wait_until(Duration::from_secs(30), || total(port, "bare").is_some_and(|n| n == 1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(found, "the line was not searchable");
+    assert_eq!(status.code(), Some(0));
+}
