@@ -180,11 +180,11 @@ pub fn index_records(
     let consumed = Arc::new(Mutex::new(Consumed::default()));
     let consumer: BaseConsumer<IngestContext> = crate::transfer::consumer_config(kafka)
         .create_with_context(IngestContext { consumed: consumed.clone() })
-        .map_err(|e| IndexError::Open { dir: "kafka.consumer".into(), message: e.to_string() })?;
+        .map_err(|e| IndexError::Feed { key: "kafka.consumer".into(), message: e.to_string() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&names)
-        .map_err(|e| IndexError::Open { dir: "kafka.topic".into(), message: e.to_string() })?;
+        .map_err(|e| IndexError::Feed { key: "kafka.topic".into(), message: e.to_string() })?;
     tracing::info!(topics = %topics.join(","), group = %kafka.group_id, "indexing Kafka records");
     let every = Duration::from_millis(cfg.commit_interval_ms);
     let retention = cfg.retention_days > 0 || cfg.retention_bytes > 0;

@@ -52,7 +52,10 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
 }
 
 fn index_error(e: IndexError) -> AgentError {
-    AgentError::Io(std::io::Error::other(e.to_string()))
+    match e {
+        IndexError::Feed { key, message } => ConfigError { key, message }.into(),
+        e => AgentError::Io(std::io::Error::other(e.to_string())),
+    }
 }
 
 fn open_index(cfg: &Config) -> Result<(Arc<Store>, crate::index::Payload, IndexConfig), AgentError> {
