@@ -41,8 +41,8 @@ if [[ -z ${LOGCOLLECT_BIN:-} ]]; then
 fi
 [[ -x $LOGCOLLECT_BIN ]] || die "no binary at $LOGCOLLECT_BIN"
 
-# --- the input file (cached): gen makes whole ~200-byte lines up to a size ---
-BYTES=$((LINES_WANTED * 200))
+# --- the input file (cached): gen makes whole ~205-byte lines up to a size ---
+BYTES=$((LINES_WANTED * 205))  # gen lines average 204.7 bytes
 FILE=$OUT/lines-$BYTES.log
 META=$FILE.meta
 if [[ ! -f $FILE || ! -f $META ]]; then

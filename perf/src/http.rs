@@ -87,7 +87,8 @@ pub fn wait_total(args: &Args) -> Result<(), String> {
         if started.elapsed() > timeout {
             return Err(format!("only {seen} of {expect} after {timeout:?}"));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Each poll counts the whole index: not too often.
+        std::thread::sleep(Duration::from_millis(500));
     }
     let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_nanos();
     let secs = (now_ns - t0_ns) as f64 / 1e9;
