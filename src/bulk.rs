@@ -85,6 +85,10 @@ pub struct Record<'a> {
     pub origin: Option<Origin<'a>>,
 }
 
+/// [`Record::partition`] of a line that did not come through Kafka (`logcollect
+/// run` writing straight to Elasticsearch): its document has no `kafka` field.
+pub const NOT_FROM_KAFKA: i32 = -1;
+
 /// The agent's record headers (see the `ship` module): where a line was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin<'a> {
@@ -182,7 +186,9 @@ pub fn doc_id(rec: &Record<'_>) -> DocId {
     doc_id_with(rec, &mut input)
 }
 
-fn doc_id_with(rec: &Record<'_>, input: &mut Vec<u8>) -> DocId {
+/// [`doc_id`] with a reused scratch buffer for the hash input (the embedded
+/// index builds ids line by line without allocating).
+pub fn doc_id_with(rec: &Record<'_>, input: &mut Vec<u8>) -> DocId {
     fn prefixed(input: &mut Vec<u8>, field: &[u8]) {
         input.extend_from_slice(&(field.len() as u64).to_le_bytes());
         input.extend_from_slice(field);
@@ -630,11 +636,13 @@ fn write_head(buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> bool {
     }
     buf.extend_from_slice(br#","topic":"#);
     lossy |= write_str(buf, rec.topic.as_bytes());
-    buf.extend_from_slice(br#","kafka":{"partition":"#);
-    buf.extend_from_slice(num.format(rec.partition).as_bytes());
-    buf.extend_from_slice(br#","offset":"#);
-    buf.extend_from_slice(num.format(rec.offset).as_bytes());
-    buf.push(b'}');
+    if rec.partition != NOT_FROM_KAFKA {
+        buf.extend_from_slice(br#","kafka":{"partition":"#);
+        buf.extend_from_slice(num.format(rec.partition).as_bytes());
+        buf.extend_from_slice(br#","offset":"#);
+        buf.extend_from_slice(num.format(rec.offset).as_bytes());
+        buf.push(b'}');
+    }
     lossy
 }
 
@@ -1032,16 +1040,29 @@ impl IndexPattern {
 /// give them a wrong type (Elasticsearch's dynamic mapping would map a
 /// `message` that reads as a date as `date`, then refuse every other line).
 /// Fields merged from JSON lines stay dynamically mapped.
+///
+/// `message` is cut into words as the embedded index and the search
+/// language cut it (`query::words`: runs of letters and digits,
+/// lower-cased, at most 255 long), so a search means the same on both.
 pub fn index_template(index_patterns: &[String], priority: u32) -> Vec<u8> {
     let doc = serde_json::json!({
         "index_patterns": index_patterns,
         "priority": priority,
         "_meta": {"managed_by": "logcollect"},
         "template": {
+            "settings": {"analysis": {
+                "analyzer": {"logcollect_words": {
+                    "type": "custom",
+                    "tokenizer": "logcollect_words",
+                    "filter": ["lowercase", "logcollect_max_word"]
+                }},
+                "tokenizer": {"logcollect_words": {"type": "pattern", "pattern": "[^\\p{IsAlphabetic}\\p{N}]+"}},
+                "filter": {"logcollect_max_word": {"type": "length", "max": 255}}
+            }},
             "mappings": {
                 "properties": {
                     "@timestamp": {"type": "date"},
-                    "message": {"type": "text"},
+                    "message": {"type": "text", "analyzer": "logcollect_words"},
                     "host": {"properties": {"name": {"type": "keyword"}}},
                     "log": {"properties": {
                         "file": {"properties": {"path": {"type": "keyword"}}},
@@ -1795,6 +1816,9 @@ mod tests {
         let r = Record { partition: i32::MIN, offset: i64::MIN, ..rec(b"x") };
         let (_, doc, _) = one(&r, MessageMode::Plain);
         assert_eq!(doc["kafka"], json!({"partition": i32::MIN, "offset": i64::MIN}));
+        let r = Record { partition: NOT_FROM_KAFKA, ..rec(b"x") };
+        let (_, doc, _) = one(&r, MessageMode::Plain);
+        assert_eq!(doc.get("kafka"), None, "not from Kafka: no kafka field");
     }
 
     #[test]
@@ -2253,6 +2277,11 @@ mod tests {
         assert_eq!(t["index_patterns"][0], "app-*");
         assert_eq!(t["priority"], 7);
         assert_eq!(t["template"]["mappings"]["properties"]["message"]["type"], "text");
+        assert_eq!(t["template"]["mappings"]["properties"]["message"]["analyzer"], "logcollect_words");
+        assert_eq!(
+            t["template"]["settings"]["analysis"]["tokenizer"]["logcollect_words"]["pattern"],
+            r"[^\p{IsAlphabetic}\p{N}]+"
+        );
         assert_eq!(t["template"]["mappings"]["properties"]["log"]["properties"]["offset"]["type"], "long");
     }
 

@@ -8,6 +8,11 @@
 //! and the directory fsync'd. On open the temp file is tried first, in case
 //! the process died between the fsync and the rename.
 //!
+//! Where the checkpoints must move together with what they describe (the
+//! embedded index commits them in the same commit as the documents),
+//! [`Checkpoints::snapshot`] hands out what `save` would write, and
+//! [`Checkpoints::restore`] starts from such a snapshot instead of the file.
+//!
 //! [`Progress`]: crate::batch::Progress
 
 use crate::batch::Source;
@@ -30,7 +35,7 @@ const FORGET_AFTER_MS: i64 = 14 * 24 * 3600 * 1000;
 pub type Key = (FileId, Arc<str>);
 
 /// On-disk format, version 1.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct DiskV1 {
     version: u32,
     /// When this file was written (ms since the epoch).
@@ -56,6 +61,20 @@ pub struct Saved {
     pub path: String,
     pub offset: u64,
     seen_ms: i64,
+}
+
+/// Every checkpoint at one moment, as [`Checkpoints::save`] writes it: for a
+/// store that keeps the checkpoints itself (see [`Checkpoints::restore`]).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(transparent)]
+pub struct Snapshot(DiskV1);
+
+impl Snapshot {
+    /// Committed offset of every file, by path (several identities may share
+    /// a path); for tests and status.
+    pub fn offsets(&self) -> Vec<(String, u64)> {
+        self.0.files.iter().map(|e| (e.path.clone(), e.offset)).collect()
+    }
 }
 
 /// The registry of sources and their saved positions.
@@ -106,6 +125,18 @@ impl Checkpoints {
                 Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
             }
         }
+        Ok(Checkpoints::from_disk(dir, loaded))
+    }
+
+    /// Starts from `snapshot` (taken by [`Checkpoints::snapshot`], possibly
+    /// in an earlier process) instead of the checkpoint file; `None`: no
+    /// file was ever read. Such a registry is saved by its owner through
+    /// `snapshot`, not by [`Checkpoints::save`].
+    pub fn restore(dir: &Path, snapshot: Option<Snapshot>) -> Self {
+        Checkpoints::from_disk(dir, snapshot.map(|s| s.0))
+    }
+
+    fn from_disk(dir: &Path, loaded: Option<DiskV1>) -> Self {
         let mut state = State::default();
         let previous_saved_ms = loaded.as_ref().map(|d| d.saved_ms);
         if let Some(d) = loaded {
@@ -118,7 +149,7 @@ impl Checkpoints {
             }
             state.last_written.sort_by(entry_order);
         }
-        Ok(Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms })
+        Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms }
     }
 
     pub fn previous_saved_ms(&self) -> Option<i64> {
@@ -167,41 +198,7 @@ impl Checkpoints {
         let now = now_ms();
         let entries = {
             let mut st = self.lock();
-            let st = &mut *st;
-            // Sources that are gone move out of the live set once drained.
-            let forget = std::mem::take(&mut st.forget);
-            for src in forget {
-                src.progress.advance();
-                let key = (src.fid, src.topic.clone());
-                if src.progress.in_flight() == 0 {
-                    st.live.remove(&key);
-                    st.saved.remove(&key);
-                } else {
-                    st.forget.push(src);
-                }
-            }
-            let mut entries = Vec::with_capacity(st.live.len() + st.saved.len());
-            for (key, src) in &st.live {
-                let offset = src.progress.advance();
-                entries.push(EntryV1 {
-                    fid: key.0,
-                    topic: key.1.to_string(),
-                    path: src.path.to_string(),
-                    offset,
-                    seen_ms: now,
-                });
-            }
-            st.saved.retain(|k, s| !st.live.contains_key(k) && now - s.seen_ms < FORGET_AFTER_MS);
-            for (key, s) in &st.saved {
-                entries.push(EntryV1 {
-                    fid: key.0,
-                    topic: key.1.to_string(),
-                    path: s.path.clone(),
-                    offset: s.offset,
-                    seen_ms: s.seen_ms,
-                });
-            }
-            entries.sort_by(entry_order);
+            let entries = collect(&mut st, now);
             // `seen_ms` alone changing is not worth a write.
             let same = entries.len() == st.last_written.len()
                 && entries
@@ -219,6 +216,14 @@ impl Checkpoints {
         Ok(true)
     }
 
+    /// Advances every source and returns what [`Checkpoints::save`] would
+    /// write, without writing it.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = now_ms();
+        let files = collect(&mut self.lock(), now);
+        Snapshot(DiskV1 { version: 1, saved_ms: now, files })
+    }
+
     /// Committed offset of every live source (for status and tests).
     pub fn live(&self) -> Vec<Arc<Source>> {
         self.lock().live.values().cloned().collect()
@@ -227,6 +232,40 @@ impl Checkpoints {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Advances every source, drops drained forgotten ones and stale entries,
+/// and lists every position, sorted.
+fn collect(st: &mut State, now: i64) -> Vec<EntryV1> {
+    // Sources that are gone move out of the live set once drained.
+    let forget = std::mem::take(&mut st.forget);
+    for src in forget {
+        src.progress.advance();
+        let key = (src.fid, src.topic.clone());
+        if src.progress.in_flight() == 0 {
+            st.live.remove(&key);
+            st.saved.remove(&key);
+        } else {
+            st.forget.push(src);
+        }
+    }
+    let mut entries = Vec::with_capacity(st.live.len() + st.saved.len());
+    for (key, src) in &st.live {
+        let offset = src.progress.advance();
+        entries.push(EntryV1 { fid: key.0, topic: key.1.to_string(), path: src.path.to_string(), offset, seen_ms: now });
+    }
+    st.saved.retain(|k, s| !st.live.contains_key(k) && now - s.seen_ms < FORGET_AFTER_MS);
+    for (key, s) in &st.saved {
+        entries.push(EntryV1 {
+            fid: key.0,
+            topic: key.1.to_string(),
+            path: s.path.clone(),
+            offset: s.offset,
+            seen_ms: s.seen_ms,
+        });
+    }
+    entries.sort_by(entry_order);
+    entries
 }
 
 fn entry_order(a: &EntryV1, b: &EntryV1) -> std::cmp::Ordering {
@@ -328,6 +367,29 @@ mod tests {
         assert!(e.contains("version 7") && e.contains(FILE_NAME), "{e}");
         fs::write(dir.path().join(FILE_NAME), b"garbage").unwrap();
         assert!(Checkpoints::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_restores_like_the_file_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic: Arc<str> = "t".into();
+        let cp = Checkpoints::open(dir.path()).unwrap();
+        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        let a = Arc::new(BatchAck::new(1));
+        src.progress.push(a.clone(), 10);
+        src.progress.push(Arc::new(BatchAck::new(1)), 20);
+        a.ack();
+        let snap = cp.snapshot();
+        assert_eq!(snap.offsets(), vec![("/p".to_string(), 10)], "only the acknowledged prefix");
+        assert!(!dir.path().join(FILE_NAME).exists(), "a snapshot is not a save");
+        // Through its serialized form, as a store keeps it.
+        let text = serde_json::to_string(&snap).unwrap();
+        let back: Snapshot = serde_json::from_str(&text).unwrap();
+        let restored = Checkpoints::restore(dir.path(), Some(back));
+        assert_eq!(restored.lookup(fid(1), &topic), Some(10));
+        assert!(restored.previous_saved_ms().is_some());
+        let fresh = Checkpoints::restore(dir.path(), None);
+        assert_eq!((fresh.lookup(fid(1), &topic), fresh.previous_saved_ms()), (None, None));
     }
 
     #[test]

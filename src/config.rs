@@ -218,6 +218,33 @@ pub struct EsConfig {
     pub manage_template: bool,
 }
 
+/// `[index]`: the embedded index of `logcollect run` (used when `[es]` has
+/// no address).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexSection {
+    /// Documents older than this many days are deleted; 0: kept forever.
+    pub retention_days: u64,
+    /// The oldest documents are deleted while the index is larger; 0: no limit.
+    pub retention_bytes: u64,
+    /// How often retention is checked.
+    pub retention_check_ms: u64,
+    /// How often new lines are committed (and become searchable).
+    pub commit_interval_ms: u64,
+    /// Indexing threads.
+    pub writer_threads: usize,
+    /// Memory each indexing thread fills before it writes a segment.
+    pub writer_memory_bytes: usize,
+}
+
+/// `[http]`: the search page and API of `logcollect run`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpSection {
+    /// Where to listen; `None`: `listen = off`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
@@ -240,8 +267,10 @@ pub struct Config {
     /// etcd is unreachable at start with no cached list.
     pub collect: Vec<CollectEntry>,
     pub log: LogConfig,
-    /// Sections later stages read (`http`, `metrics`, `index`): checked against
-    /// their known keys here, typed where they are used.
+    pub index: IndexSection,
+    pub http: HttpSection,
+    /// Sections later stages read (`metrics`): checked against their known
+    /// keys here, typed where they are used.
     pub extra: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -291,7 +320,17 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("http", &["listen"]),
     ("metrics", &["interval_ms", "topic", "enabled"]),
-    ("index", &["retention_days", "retention_bytes", "commit_interval_ms"]),
+    (
+        "index",
+        &[
+            "retention_days",
+            "retention_bytes",
+            "retention_check_ms",
+            "commit_interval_ms",
+            "writer_threads",
+            "writer_memory_bytes",
+        ],
+    ),
 ];
 const OPEN_SECTIONS: &[&str] = &["kafka.producer", "kafka.consumer", "collect"];
 
@@ -437,7 +476,12 @@ impl Config {
                 .collect();
             let index = crate::bulk::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
                 .map_err(|e| err("es.index", e.to_string()))?;
-            let dead_letter = match s.str("es", "dead_letter").unwrap_or("kafka") {
+            // Without Kafka (single host writing straight to Elasticsearch) a file.
+            let default_dead_letter = if kafka.is_some() { "kafka" } else { "file" };
+            let dead_letter = match s.str("es", "dead_letter").unwrap_or(default_dead_letter) {
+                "kafka" if kafka.is_none() => {
+                    return Err(err("es.dead_letter", "kafka needs a [kafka] address; use dead_letter = file"))
+                }
                 "kafka" => DeadLetter::Kafka,
                 "file" => DeadLetter::File(
                     s.str("es", "dead_letter_path")
@@ -470,14 +514,32 @@ impl Config {
         };
 
         let log = LogConfig { level: s.str("log", "level").unwrap_or("info").to_string() };
+        let index = IndexSection {
+            retention_days: s.num("index", "retention_days", 0, 0, 365_000)?,
+            retention_bytes: s.bytes("index", "retention_bytes", 0)?,
+            retention_check_ms: s.num("index", "retention_check_ms", 60_000, 100, 86_400_000)?,
+            commit_interval_ms: s.num("index", "commit_interval_ms", 1_000, 10, 3_600_000)?,
+            writer_threads: s.num("index", "writer_threads", 1, 1, 64)?,
+            writer_memory_bytes: s.bytes("index", "writer_memory_bytes", 64 << 20)?.try_into().unwrap_or(usize::MAX),
+        };
+        if index.writer_memory_bytes < 16 << 20 {
+            return Err(err("index.writer_memory_bytes", format!("{} is below the 16MiB tantivy needs", index.writer_memory_bytes)));
+        }
+        let listen = match s.str("http", "listen").unwrap_or(DEFAULT_HTTP_LISTEN) {
+            "off" => None,
+            v => Some(v.parse().map_err(|_| {
+                err("http.listen", format!("{v:?} is not an address like 127.0.0.1:8080 (or off)"))
+            })?),
+        };
+        let http = HttpSection { listen };
         drop(s);
         let mut extra = Raw::new();
-        for name in ["http", "metrics", "index"] {
+        for name in ["metrics"] {
             if let Some(sec) = raw.remove(name) {
                 extra.insert(name.to_string(), sec);
             }
         }
-        Ok(Config { kafka, chan_max_size, etcd, es, agent, collect, log, extra })
+        Ok(Config { kafka, chan_max_size, etcd, es, agent, collect, log, index, http, extra })
     }
 }
 
@@ -533,6 +595,38 @@ impl<'a> Sections<'a> {
         }
         Ok(n)
     }
+}
+
+impl Sections<'_> {
+    /// A size in bytes: a whole number, optionally with a unit (`KB`, `MB`,
+    /// `GB`, `TB` are powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` of 1024).
+    fn bytes(&self, section: &str, key: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.str(section, key) {
+            None => Ok(default),
+            Some(v) => parse_bytes(v).map_err(|m| err(format!("{section}.{key}"), m)),
+        }
+    }
+}
+
+/// `10GiB` -> 10737418240; see `Sections::bytes`.
+pub fn parse_bytes(v: &str) -> Result<u64, String> {
+    let t = v.trim().replace('_', "");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{v:?} is not a size (a whole number, optionally with KB, MiB, GiB, …)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => return Err(format!("{v:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{v:?} is too large"))
 }
 
 /// `a;b; c` -> [a, b, c] (the seed's separator; commas are accepted too).
@@ -630,12 +724,16 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 
     #[test]
     fn es_section() {
-        let c = Config::from_ini_str("[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n")
-            .unwrap();
+        let c = Config::from_ini_str("[kafka]\naddress = k:1\n[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n").unwrap();
         let es = c.es.unwrap();
         assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
         assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));
         assert_eq!(es.dead_letter, DeadLetter::Kafka);
+        // Without Kafka the dead letter is a file under data_dir.
+        let es = Config::from_ini_str("[es]\naddress = e:9200\n").unwrap().es.unwrap();
+        assert_eq!(es.dead_letter, DeadLetter::File(PathBuf::from("./data/dead_letter.ndjson")));
+        let e = Config::from_ini_str("[es]\naddress = e:9200\ndead_letter = kafka\n").unwrap_err();
+        assert_eq!(e.key, "es.dead_letter");
         assert!(es.manage_template);
         let e = Config::from_ini_str("[es]\naddress = x\nmanage_template = maybe\n").unwrap_err();
         assert_eq!((e.key.as_str(), e.message.as_str()), ("es.manage_template", "\"maybe\" is not one of: true, false"));
@@ -681,13 +779,6 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
     }
 
     #[test]
-    fn the_shipped_config_parses() {
-        let c = Config::from_ini_str(include_str!("../config.ini")).unwrap();
-        assert!(c.etcd.is_none() && c.kafka.is_some());
-        assert_eq!(c.collect, vec![CollectEntry::new("./logs/*.log", "web_log")]);
-    }
-
-    #[test]
     fn etcd_keys_per_host() {
         let c = Config::from_ini_str("[etcd]\naddress = a:1; http://b:2\n").unwrap();
         let e = c.etcd.unwrap();
@@ -709,6 +800,45 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let tail = EtcdConfig { collect_log_key: "/hosts/%s".into(), ..EtcdConfig::new(vec![]) };
         assert_eq!(tail.host_of("/hosts/h1"), Some("h1"));
         assert_eq!(tail.key_prefix(), "/hosts/");
+    }
+
+    #[test]
+    fn index_and_http_sections() {
+        let c = Config::from_ini_str("").unwrap();
+        assert_eq!(c.index.retention_days, 0);
+        assert_eq!(c.index.commit_interval_ms, 1_000);
+        assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+        let c = Config::from_ini_str("[index]\nretention_days = 7\nretention_bytes = 10GiB\n[http]\nlisten = off\n").unwrap();
+        assert_eq!((c.index.retention_days, c.index.retention_bytes), (7, 10 << 30));
+        assert_eq!(c.http.listen, None);
+        // (config, key named in the error, words the message must contain)
+        let table: &[(&str, &str, &str)] = &[
+            ("[index]\nretention_bytes = 5 parsecs\n", "index.retention_bytes", "unknown unit"),
+            ("[index]\nretention_days = -1\n", "index.retention_days", "whole number"),
+            ("[index]\nwriter_memory_bytes = 1MiB\n", "index.writer_memory_bytes", "16MiB"),
+            ("[index]\nretention = 1\n", "index.retention", "unknown key"),
+            ("[http]\nlisten = localhost\n", "http.listen", "127.0.0.1:8080"),
+        ];
+        for &(text, key, words) in table {
+            let e = Config::from_ini_str(text).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert!(e.to_string().contains(words), "{text:?}: {e}");
+        }
+        for (v, n) in [("0", 0), ("512", 512), ("1_000", 1000), ("2KB", 2000), ("3 MiB", 3 << 20), ("1TB", 1_000_000_000_000)] {
+            assert_eq!(parse_bytes(v), Ok(n), "{v}");
+        }
+        for bad in ["", "MiB", "1.5GiB", "99999999999999999999", "20000000TiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_is_a_single_host_setup() {
+        let c = Config::from_ini_str(include_str!("../config.ini")).unwrap();
+        assert!(c.kafka.is_none() && c.es.is_none() && c.etcd.is_none(), "no servers needed out of the box");
+        assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+        assert!(c.collect.iter().any(|e| e.path == "./logs/*.log"));
+        assert!(c.index.retention_days > 0 && c.index.retention_bytes > 0);
     }
 
     #[test]

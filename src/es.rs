@@ -157,6 +157,27 @@ impl EsClient {
     }
 }
 
+// --- Searches (the search page over Elasticsearch, see `search`) ----------
+
+impl EsClient {
+    /// POSTs a JSON body to `path` (`index/_search?…`) on the next node in
+    /// rotation: the status and the answer, or why there was none.
+    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
+        let url = format!("{}/{}", self.node(i), path.trim_start_matches('/'));
+        let mut req = self.http.post(&url).header("Content-Type", "application/json").body(body);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::ApiKey(k) => req.header("Authorization", k),
+        };
+        let resp = req.send().await.map_err(|e| format!("{}: {e}", self.node(i)))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| format!("{}: reading the answer: {e}", self.node(i)))?;
+        Ok((status, body.to_vec()))
+    }
+}
+
 /// Where refused documents go.
 pub enum DeadLetterSink {
     Kafka(FutureProducer),

@@ -15,6 +15,13 @@
 //!                      └──── checkpoint ◄─ progress ◄─┘ (acked prefix only)
 //! ```
 //!
+//! On one host (`logcollect run`) the channel can feed the embedded index
+//! directly, and the same process serves the search page:
+//!
+//! ```text
+//!  tail ─► channel ─► ingest ─► index (tantivy, checkpoints in each commit) ◄─ search ◄─ http (page, /api/)
+//! ```
+//!
 //! A line is read once into a pooled chunk, travels as a slice of it, and is
 //! acknowledged back: a file's checkpoint moves only over lines the next
 //! stage confirmed, so a crash anywhere loses nothing (at-least-once).
@@ -40,6 +47,12 @@
 //! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
 //! - [`host`]: the host name records carry and the etcd key names: `[agent]
 //!   host`, else the outbound IP.
+//! - [`run`]: `logcollect run`, everything on one host (modes by config).
+//! - [`index`]: the embedded tantivy index: documents, commits with checkpoints, retention, searches.
+//! - [`ingest`]: the embedded index's writers: from the readers, or from Kafka.
+//! - [`query`]: the search language: parser, AST, the model, Elasticsearch DSL.
+//! - [`search`]: the API's searches over the embedded index or Elasticsearch.
+//! - [`http`]: the search page and `/api/` (axum); other routes merge into it.
 //! - [`metrics`]: counters every stage bumps (atomics, per batch).
 //! - [`observe`]: `/metrics` (Prometheus), `/health/*`, `/api/status` read from them.
 //! - [`status`]: `logcollect status`, a live table of a running process.
@@ -56,9 +69,15 @@ pub mod es;
 pub mod etcd;
 pub mod host;
 pub mod hostmetrics;
+pub mod http;
 pub mod identity;
+pub mod index;
+pub mod ingest;
 pub mod metrics;
 pub mod observe;
+pub mod query;
+pub mod run;
+pub mod search;
 pub mod ship;
 pub mod split;
 pub mod status;

@@ -11,14 +11,25 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "logcollect", version, about = "Collect log lines from files into Kafka and Elasticsearch")]
+#[command(
+    name = "logcollect",
+    version,
+    about = "Collect log lines from files into Kafka and Elasticsearch, or index and search them on one host",
+    after_help = "With no command: `run --config config.ini`."
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything in one process: collect, index (embedded, or Kafka and
+    /// Elasticsearch when config.ini names them) and serve the search page.
+    Run {
+        #[arg(long, default_value = "config.ini")]
+        config: PathBuf,
+    },
     /// Tail the configured files and ship every line to Kafka.
     Agent {
         #[arg(long, default_value = "config.ini")]
@@ -79,7 +90,9 @@ enum ConfigOp {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (config, role): (PathBuf, fn(Config) -> Result<(), AgentError>) = match cli.command {
+    let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("config.ini") });
+    let (config, role): (PathBuf, fn(Config) -> Result<(), AgentError>) = match command {
+        Command::Run { config } => (config, logcollect::run::run),
         Command::Agent { config } => (config, logcollect::agent::run),
         Command::Transfer { config } => (config, logcollect::transfer::run),
         Command::Config(args) => return config_command(args),

@@ -115,7 +115,7 @@ struct OpenSlot {
     generation: u64,
 }
 
-fn consumer_config(k: &KafkaConfig) -> ClientConfig {
+pub(crate) fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", k.brokers.join(","))
         .set("group.id", &k.group_id)
@@ -254,7 +254,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
 /// anything is indexed. Waits while no node answers; a template refused for
 /// good is logged and the transfer goes on with dynamic mapping. Returns
 /// false if `stop` was set while waiting.
-async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[String], stop: &AtomicBool) -> bool {
+pub(crate) async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[String], stop: &AtomicBool) -> bool {
     for topic in topics {
         let name = format!("logcollect-{}", topic.to_ascii_lowercase());
         let body = crate::bulk::index_template(&[es.index.wildcard(topic)], 100);

@@ -15,12 +15,15 @@
 //! - [`count`]: consumes a topic from the earliest offsets and counts
 //!   records (Tansu's "latest" offset cannot be trusted).
 //! - [`procfs`]: CPU seconds and memory high-water marks from /proc.
+//! - [`http`]: the single-host search API: time to index a file, request
+//!   latency percentiles (`perf/single.sh`).
 //!
 //! Every measuring subcommand ends with one `RESULT key=value …` line on
 //! stdout, which `run.sh` parses.
 
 mod count;
 mod gen;
+mod http;
 mod procfs;
 mod produce;
 mod watch;
@@ -35,6 +38,8 @@ usage:
   perf-tools watch-agent --pid P --checkpoints FILE --offset N --t0-ns NS [--broker-pid B] [--timeout-s S]
   perf-tools count --brokers B --topic T [--expect N] [--idle-ms MS]
   perf-tools proc-stat --pid P
+  perf-tools wait-total --url URL --expect N --t0-ns NS [--timeout-s S]
+  perf-tools http-latency --url URL [--n N] [--warmup W]
 ";
 
 /// `--name value` options and flags, in the order given.
@@ -107,6 +112,8 @@ fn main() -> ExitCode {
         "watch-agent" => watch::main(&args),
         "count" => count::main(&args),
         "proc-stat" => procfs::main(&args),
+        "wait-total" => http::wait_total(&args),
+        "http-latency" => http::latency(&args),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -1,0 +1,879 @@
+//! The search language of the page and the `/api/` endpoints: text to an
+//! AST ([`Node`]) with errors that say where and what was expected, and the
+//! AST to an Elasticsearch query. Pure code; the embedded index turns the
+//! same AST into a tantivy query (`index::to_tantivy`), and [`Node::matches`]
+//! is the plain model both are tested against.
+//!
+//! # Syntax
+//!
+//! ```text
+//! query  := or | (nothing: every line)
+//! or     := and ( "OR" and )*
+//! and    := unary ( "AND"? unary )*           two terms side by side: AND
+//! unary  := ( "NOT" | "-" ) unary | atom
+//! atom   := "(" or ")" | FIELD ":" value | value | "*"
+//! value  := WORD | WORD* | "PHRASE"
+//! FIELD  := host | path | topic | message  (or host.name, log.file.path)
+//! ```
+//!
+//! NOT binds tighter than AND, AND tighter than OR. Operators are upper case
+//! (`and` is a word to search for). `"…"` takes `\"` and `\\` escapes.
+//!
+//! # Meaning
+//!
+//! - A word or phrase searches the `message`, case-insensitively, by words:
+//!   the text is cut into words (runs of letters and digits, lower-cased),
+//!   and the line must hold those words in a row. So `GET /api/v1` finds
+//!   lines with the words `get api v1` side by side, whatever the
+//!   punctuation between them. A word with a trailing `*` (`time*`) is a
+//!   prefix of one word.
+//! - `host:`, `path:` and `topic:` compare the whole field, exactly (case
+//!   matters); a trailing `*` makes it a prefix (`path:/var/log/*`). Any
+//!   other `name:value` is plain text (`status:500` finds those words).
+//! - A time range is not part of the text: the API takes `from` and `to`
+//!   ([`parse_time`]).
+//!
+//! Elasticsearch gets a `bool` query built from the AST ([`es_query`]):
+//! `match_phrase` for text (analyzed by the transfer's index template with
+//! the same word cutting as [`words`], so a phrase means the same there),
+//! `prefix`, and `term`/`prefix` on `host.name`, `log.file.path` and `topic`,
+//! which the transfer's index template maps as `keyword` (exact values).
+
+use serde_json::{json, Value};
+use std::fmt;
+use std::ops::Range;
+
+/// Longest query accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Deepest nesting of parentheses and NOTs.
+pub const MAX_DEPTH: usize = 32;
+/// Longest word the index keeps, in bytes; longer ones are not searchable
+/// (the embedded index drops them, and so does [`words`]).
+pub const MAX_WORD_BYTES: usize = 255;
+
+/// A field a query can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    Message,
+    Host,
+    Path,
+    Topic,
+}
+
+impl Field {
+    /// The document field (the Elasticsearch name, also the embedded index's).
+    pub fn doc_name(self) -> &'static str {
+        match self {
+            Field::Message => "message",
+            Field::Host => "host.name",
+            Field::Path => "log.file.path",
+            Field::Topic => "topic",
+        }
+    }
+
+    /// The name a query writes.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Field::Message => "message",
+            Field::Host => "host",
+            Field::Path => "path",
+            Field::Topic => "topic",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Field> {
+        Some(match name {
+            "message" => Field::Message,
+            "host" | "host.name" => Field::Host,
+            "path" | "log.file.path" => Field::Path,
+            "topic" => Field::Topic,
+            _ => return None,
+        })
+    }
+}
+
+/// A word of the message: its lower-cased text and its place in the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Word {
+    /// Position in the word sequence, counting words too long to keep.
+    pub position: u32,
+    /// Byte range in the text it was cut from.
+    pub range: Range<usize>,
+    pub text: String,
+}
+
+/// The words of a text, as the embedded index cuts them: maximal runs of
+/// alphanumeric characters (`char::is_alphanumeric`), lower-cased
+/// (`char::to_lowercase`); a run longer than [`MAX_WORD_BYTES`] keeps its
+/// position but is left out.
+pub fn words(text: &str) -> Vec<Word> {
+    let mut out = Vec::new();
+    let mut position = 0u32;
+    let mut start = None;
+    let mut push = |s: usize, e: usize, position: &mut u32| {
+        if e - s <= MAX_WORD_BYTES {
+            let w = &text[s..e];
+            let lower = if w.is_ascii() { w.to_ascii_lowercase() } else { w.chars().flat_map(char::to_lowercase).collect() };
+            out.push(Word { position: *position, range: s..e, text: lower });
+        }
+        *position += 1;
+    };
+    for (i, c) in text.char_indices() {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                push(s, i, &mut position);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        push(s, text.len(), &mut position);
+    }
+    out
+}
+
+/// A parsed query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// Every line (the empty query, or `*`).
+    All,
+    /// Words of the message, side by side in this order.
+    Text {
+        /// As written (the phrase without its quotes): Elasticsearch analyzes it.
+        text: String,
+        /// [`words`] of `text`, at least one; exactly one with `prefix`.
+        words: Vec<Word>,
+        /// The (single) word is a prefix.
+        prefix: bool,
+    },
+    /// A keyword field equal to `value`, or starting with it.
+    Exact { field: Field, value: String, prefix: bool },
+    /// Every child; at least two.
+    And(Vec<Node>),
+    /// Any child; at least two.
+    Or(Vec<Node>),
+    Not(Box<Node>),
+}
+
+/// A query that could not be parsed: where, and what would have fit there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// Character (not byte) offset in the query, 0-based.
+    pub position: usize,
+    /// What the parser expected there, in words.
+    pub expected: String,
+    /// What it found there.
+    pub found: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at character {}: expected {}, found {}", self.position + 1, self.expected, self.found)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tok {
+    LParen,
+    RParen,
+    /// `-` right before a term.
+    Minus,
+    And,
+    Or,
+    Not,
+    Word(String),
+    Phrase(String),
+}
+
+#[derive(Clone, Debug)]
+struct Lexed {
+    tok: Tok,
+    /// Byte range in the query.
+    span: Range<usize>,
+}
+
+const TERM_START: &str = "a word, a \"phrase\", field:value, NOT or (";
+
+fn describe(t: Option<&Lexed>) -> String {
+    match t.map(|l| &l.tok) {
+        None => "the end of the query".into(),
+        Some(Tok::LParen) => "(".into(),
+        Some(Tok::RParen) => ")".into(),
+        Some(Tok::Minus) => "-".into(),
+        Some(Tok::And) => "AND".into(),
+        Some(Tok::Or) => "OR".into(),
+        Some(Tok::Not) => "NOT".into(),
+        Some(Tok::Word(w)) => format!("{w:?}"),
+        Some(Tok::Phrase(p)) => format!("the phrase {p:?}"),
+    }
+}
+
+struct Lexer<'a> {
+    q: &'a str,
+}
+
+impl Lexer<'_> {
+    fn error(&self, byte: usize, expected: impl Into<String>, found: impl Into<String>) -> ParseError {
+        ParseError { position: char_pos(self.q, byte), expected: expected.into(), found: found.into() }
+    }
+
+    fn run(&self) -> Result<Vec<Lexed>, ParseError> {
+        let q = self.q;
+        let b = q.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            if c.is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let tok = match c {
+                b'(' => {
+                    i += 1;
+                    Tok::LParen
+                }
+                b')' => {
+                    i += 1;
+                    Tok::RParen
+                }
+                b'"' => {
+                    i += 1;
+                    let mut s = String::new();
+                    loop {
+                        let Some(ch) = q[i..].chars().next() else {
+                            return Err(self.error(start, "a closing \" for the phrase that starts here", "the end of the query"));
+                        };
+                        i += ch.len_utf8();
+                        match ch {
+                            '"' => break,
+                            '\\' => match q[i..].chars().next() {
+                                Some(e @ ('"' | '\\')) => {
+                                    s.push(e);
+                                    i += 1;
+                                }
+                                _ => s.push('\\'),
+                            },
+                            other => s.push(other),
+                        }
+                    }
+                    Tok::Phrase(s)
+                }
+                b'-' if b.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace() && *n != b')') => {
+                    i += 1;
+                    Tok::Minus
+                }
+                _ => {
+                    while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'(' | b')' | b'"') {
+                        i += 1;
+                    }
+                    match &q[start..i] {
+                        "AND" => Tok::And,
+                        "OR" => Tok::Or,
+                        "NOT" => Tok::Not,
+                        w => Tok::Word(w.to_string()),
+                    }
+                }
+            };
+            out.push(Lexed { tok, span: start..i });
+        }
+        Ok(out)
+    }
+}
+
+fn char_pos(q: &str, byte: usize) -> usize {
+    q.get(..byte).map(|s| s.chars().count()).unwrap_or_else(|| q.chars().count())
+}
+
+struct Parser<'a> {
+    q: &'a str,
+    toks: Vec<Lexed>,
+    at: usize,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Lexed> {
+        self.toks.get(self.at)
+    }
+
+    fn error_here(&self, expected: impl Into<String>) -> ParseError {
+        let byte = self.peek().map(|l| l.span.start).unwrap_or(self.q.len());
+        ParseError { position: char_pos(self.q, byte), expected: expected.into(), found: describe(self.peek()) }
+    }
+
+    fn or(&mut self) -> Result<Node, ParseError> {
+        let mut kids = vec![self.and()?];
+        while matches!(self.peek().map(|l| &l.tok), Some(Tok::Or)) {
+            self.at += 1;
+            kids.push(self.and()?);
+        }
+        Ok(join(kids, Node::Or))
+    }
+
+    fn and(&mut self) -> Result<Node, ParseError> {
+        let mut kids = vec![self.unary()?];
+        loop {
+            match self.peek().map(|l| &l.tok) {
+                Some(Tok::And) => {
+                    self.at += 1;
+                    kids.push(self.unary()?);
+                }
+                None | Some(Tok::Or) | Some(Tok::RParen) => break,
+                Some(_) => kids.push(self.unary()?),
+            }
+        }
+        Ok(join(kids, Node::And))
+    }
+
+    fn unary(&mut self) -> Result<Node, ParseError> {
+        match self.peek().map(|l| &l.tok) {
+            Some(Tok::Not) | Some(Tok::Minus) => {
+                self.deeper()?;
+                self.at += 1;
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(match inner {
+                    Node::Not(x) => *x,
+                    x => Node::Not(Box::new(x)),
+                })
+            }
+            _ => self.atom(),
+        }
+    }
+
+    fn deeper(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error_here(format!("at most {MAX_DEPTH} levels of parentheses and NOT")));
+        }
+        Ok(())
+    }
+
+    fn atom(&mut self) -> Result<Node, ParseError> {
+        let Some(l) = self.peek().cloned() else {
+            return Err(self.error_here(TERM_START));
+        };
+        match l.tok.clone() {
+            Tok::LParen => {
+                self.deeper()?;
+                self.at += 1;
+                if matches!(self.peek().map(|l| &l.tok), Some(Tok::RParen)) {
+                    return Err(self.error_here(format!("a query inside the parentheses ({TERM_START})")));
+                }
+                let inner = self.or()?;
+                match self.peek().map(|l| &l.tok) {
+                    Some(Tok::RParen) => self.at += 1,
+                    _ => {
+                        return Err(self.error_here(format!(
+                            ") to close the ( at character {}",
+                            char_pos(self.q, l.span.start) + 1
+                        )))
+                    }
+                }
+                self.depth -= 1;
+                Ok(inner)
+            }
+            Tok::Phrase(p) => {
+                self.at += 1;
+                self.text(&p, false, l.span)
+            }
+            Tok::Word(w) => {
+                self.at += 1;
+                if w == "*" {
+                    return Ok(Node::All);
+                }
+                if let Some((name, rest)) = w.split_once(':') {
+                    if let Some(field) = Field::parse(name) {
+                        return self.field(field, rest, &l);
+                    }
+                }
+                match w.strip_suffix('*') {
+                    Some(p) => self.text(p, true, l.span),
+                    None => self.text(&w, false, l.span),
+                }
+            }
+            Tok::RParen => Err(self.error_here(format!("{TERM_START} (this ) closes nothing)"))),
+            _ => Err(self.error_here(TERM_START)),
+        }
+    }
+
+    /// `field:` has been read (`rest` is what followed the colon in the word).
+    fn field(&mut self, field: Field, rest: &str, l: &Lexed) -> Result<Node, ParseError> {
+        let (value, quoted, span) = if !rest.is_empty() {
+            (rest.to_string(), false, l.span.clone())
+        } else {
+            match self.peek().cloned() {
+                Some(Lexed { tok: Tok::Phrase(p), span }) if span.start == l.span.end => {
+                    self.at += 1;
+                    (p, true, span)
+                }
+                _ => {
+                    let byte = l.span.end;
+                    let found = match self.peek() {
+                        Some(n) if n.span.start == byte => describe(Some(n)),
+                        Some(_) => "a space".into(),
+                        None => describe(None),
+                    };
+                    return Err(ParseError {
+                        position: char_pos(self.q, byte),
+                        expected: format!(
+                            "a value right after {}: (a word or a \"phrase\"; for several, write (host:a OR host:b))",
+                            field.short_name()
+                        ),
+                        found,
+                    });
+                }
+            }
+        };
+        if field == Field::Message {
+            return match (quoted, value.strip_suffix('*')) {
+                (false, Some(p)) => self.text(p, true, span),
+                _ => self.text(&value, false, span),
+            };
+        }
+        Ok(match (quoted, value.strip_suffix('*')) {
+            (false, Some(p)) => Node::Exact { field, value: p.to_string(), prefix: true },
+            _ => Node::Exact { field, value, prefix: false },
+        })
+    }
+
+    fn text(&self, text: &str, prefix: bool, span: Range<usize>) -> Result<Node, ParseError> {
+        let ws = words(text);
+        let what = if prefix { format!("{text}*") } else { text.to_string() };
+        let here = ParseError { position: char_pos(self.q, span.start), expected: String::new(), found: format!("{what:?}") };
+        if ws.is_empty() {
+            return Err(ParseError { expected: "letters or digits to search for".into(), ..here });
+        }
+        if prefix && ws.len() > 1 {
+            return Err(ParseError { expected: "a single word before * (a prefix matches one word)".into(), ..here });
+        }
+        Ok(Node::Text { text: text.to_string(), words: ws, prefix })
+    }
+}
+
+/// One child stands for itself; nested nodes of the same kind are flattened.
+fn join(kids: Vec<Node>, make: fn(Vec<Node>) -> Node) -> Node {
+    if kids.len() == 1 {
+        return kids.into_iter().next().expect("one");
+    }
+    let and = matches!(make(Vec::new()), Node::And(_));
+    let mut flat = Vec::with_capacity(kids.len());
+    for k in kids {
+        match k {
+            Node::And(inner) if and => flat.extend(inner),
+            Node::Or(inner) if !and => flat.extend(inner),
+            k => flat.push(k),
+        }
+    }
+    make(flat)
+}
+
+/// Parses a query; empty (or blank) text is [`Node::All`].
+pub fn parse(query: &str) -> Result<Node, ParseError> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ParseError {
+            position: 0,
+            expected: format!("a query of at most {MAX_QUERY_BYTES} bytes"),
+            found: format!("{} bytes", query.len()),
+        });
+    }
+    let toks = Lexer { q: query }.run()?;
+    if toks.is_empty() {
+        return Ok(Node::All);
+    }
+    let mut p = Parser { q: query, toks, at: 0, depth: 0 };
+    let node = p.or()?;
+    if p.peek().is_some() {
+        let expected = match p.peek().map(|l| &l.tok) {
+            Some(Tok::RParen) => "the end of the query (this ) closes nothing)".to_string(),
+            _ => format!("AND, OR or {TERM_START}"),
+        };
+        return Err(p.error_here(expected));
+    }
+    Ok(node)
+}
+
+// ---------------------------------------------------------------------------
+// The model: what a query means, on one line
+// ---------------------------------------------------------------------------
+
+/// The fields of one line, for [`Node::matches`].
+#[derive(Clone, Copy, Debug)]
+pub struct DocView<'a> {
+    pub message: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub topic: &'a str,
+}
+
+impl Node {
+    /// Whether a line matches: the plain definition the index queries are
+    /// tested against (slow; for tests and the live filter of small sets).
+    pub fn matches(&self, doc: &DocView<'_>) -> bool {
+        self.matches_words(doc, &positioned(&words(doc.message)))
+    }
+
+    fn matches_words(&self, doc: &DocView<'_>, msg: &[Option<String>]) -> bool {
+        match self {
+            Node::All => true,
+            Node::Text { words: q, prefix: true, .. } => msg.iter().flatten().any(|w| w.starts_with(q[0].text.as_str())),
+            Node::Text { words: q, .. } => phrase_at(msg, q).next().is_some(),
+            Node::Exact { field, value, prefix } => {
+                let v = match field {
+                    Field::Host => doc.host,
+                    Field::Path => doc.path,
+                    Field::Topic => doc.topic,
+                    Field::Message => doc.message,
+                };
+                if *prefix {
+                    v.starts_with(value.as_str())
+                } else {
+                    v == value
+                }
+            }
+            Node::And(k) => k.iter().all(|n| n.matches_words(doc, msg)),
+            Node::Or(k) => k.iter().any(|n| n.matches_words(doc, msg)),
+            Node::Not(n) => !n.matches_words(doc, msg),
+        }
+    }
+
+    /// Character ranges of `message` that the query's positive text terms
+    /// match (not those under a NOT), sorted and merged: what the page
+    /// highlights.
+    pub fn highlights(&self, message: &str) -> Vec<Range<usize>> {
+        let ws = words(message);
+        let msg = positioned(&ws);
+        let mut bytes: Vec<Range<usize>> = Vec::new();
+        self.collect_highlights(&ws, &msg, &mut bytes);
+        bytes.sort_by_key(|r| (r.start, r.end));
+        let mut merged: Vec<Range<usize>> = Vec::new();
+        for r in bytes {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        // Bytes to characters, in one pass.
+        let mut out = Vec::with_capacity(merged.len());
+        let (mut byte, mut chars) = (0usize, 0usize);
+        let mut advance = |to: usize| {
+            chars += message[byte..to].chars().count();
+            byte = to;
+            chars
+        };
+        for r in merged {
+            let s = advance(r.start);
+            let e = advance(r.end);
+            out.push(s..e);
+        }
+        out
+    }
+
+    fn collect_highlights(&self, ws: &[Word], msg: &[Option<String>], out: &mut Vec<Range<usize>>) {
+        match self {
+            Node::Text { words: q, prefix: true, .. } => {
+                out.extend(ws.iter().filter(|w| w.text.starts_with(q[0].text.as_str())).map(|w| w.range.clone()))
+            }
+            Node::Text { words: q, .. } => {
+                for start in phrase_at(msg, q) {
+                    for w in q {
+                        let pos = start + (w.position - q[0].position) as usize;
+                        if let Some(found) = ws.iter().find(|x| x.position as usize == pos) {
+                            out.push(found.range.clone());
+                        }
+                    }
+                }
+            }
+            Node::And(k) | Node::Or(k) => k.iter().for_each(|n| n.collect_highlights(ws, msg, out)),
+            Node::All | Node::Exact { .. } | Node::Not(_) => {}
+        }
+    }
+}
+
+/// Words by position (`None` where a word was too long to keep).
+fn positioned(ws: &[Word]) -> Vec<Option<String>> {
+    let n = ws.last().map(|w| w.position as usize + 1).unwrap_or(0);
+    let mut v = vec![None; n];
+    for w in ws {
+        v[w.position as usize] = Some(w.text.clone());
+    }
+    v
+}
+
+/// Positions in `msg` where the phrase `q` starts.
+fn phrase_at<'a>(msg: &'a [Option<String>], q: &'a [Word]) -> impl Iterator<Item = usize> + 'a {
+    let span = (q[q.len() - 1].position - q[0].position) as usize;
+    (0..msg.len().saturating_sub(span)).filter(move |&start| {
+        q.iter().all(|w| {
+            msg[start + (w.position - q[0].position) as usize].as_deref() == Some(w.text.as_str())
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Elasticsearch
+// ---------------------------------------------------------------------------
+
+/// The Elasticsearch query for a node (a `bool` tree; see the module docs).
+pub fn es_query(node: &Node) -> Value {
+    match node {
+        Node::All => json!({"match_all": {}}),
+        Node::Text { words, prefix: true, .. } => json!({"prefix": {"message": {"value": words[0].text}}}),
+        Node::Text { text, .. } => json!({"match_phrase": {"message": {"query": text}}}),
+        Node::Exact { field, value, prefix } => {
+            let kind = if *prefix { "prefix" } else { "term" };
+            json!({kind: {field.doc_name(): {"value": value}}})
+        }
+        Node::And(kids) => {
+            let (mut filter, mut must_not) = (Vec::new(), Vec::new());
+            for k in kids {
+                match k {
+                    Node::Not(inner) => must_not.push(es_query(inner)),
+                    other => filter.push(es_query(other)),
+                }
+            }
+            let mut b = serde_json::Map::new();
+            if !filter.is_empty() {
+                b.insert("filter".into(), Value::Array(filter));
+            }
+            if !must_not.is_empty() {
+                b.insert("must_not".into(), Value::Array(must_not));
+            }
+            json!({"bool": b})
+        }
+        Node::Or(kids) => {
+            json!({"bool": {"should": kids.iter().map(es_query).collect::<Vec<_>>(), "minimum_should_match": 1}})
+        }
+        Node::Not(inner) => json!({"bool": {"must_not": [es_query(inner)]}}),
+    }
+}
+
+/// The query with a time range `[from_ms, to_ms)` on `@timestamp`.
+pub fn es_query_in_range(node: &Node, from_ms: i64, to_ms: i64) -> Value {
+    let range = json!({"range": {"@timestamp": {"gte": from_ms, "lt": to_ms, "format": "epoch_millis"}}});
+    match node {
+        Node::All => json!({"bool": {"filter": [range]}}),
+        n => json!({"bool": {"filter": [es_query(n), range]}}),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Time
+// ---------------------------------------------------------------------------
+
+/// A point in time, in ms since the epoch: `now`, `now-15m` (units s, m, h,
+/// d, w), a whole number of ms since the epoch, or RFC 3339
+/// (`2026-11-25T10:00:00Z`).
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(rel) = t.strip_prefix("now-") {
+        let split = rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len());
+        let (n, unit) = rel.split_at(split);
+        let n: i64 = n.parse().map_err(|_| format!("{t:?}: expected now-<number><unit>, like now-15m"))?;
+        let unit_ms: i64 = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => return Err(format!("{t:?}: the unit must be one of s, m, h, d, w")),
+        };
+        return n.checked_mul(unit_ms).map(|d| now_ms - d).ok_or_else(|| format!("{t:?}: too far back"));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map_err(|_| format!("{t:?}: too large for ms since the epoch"));
+    }
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|e| format!("{t:?}: expected now, now-15m, ms since the epoch or RFC 3339 ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &str) -> Node {
+        Node::Text { text: t.into(), words: words(t), prefix: false }
+    }
+
+    fn exact(field: Field, v: &str) -> Node {
+        Node::Exact { field, value: v.into(), prefix: false }
+    }
+
+    #[test]
+    fn words_are_lowercased_alphanumeric_runs() {
+        let ws = words("GET /api/v1?x=Ünïcode  42");
+        let t: Vec<_> = ws.iter().map(|w| (w.position, w.text.as_str(), &"GET /api/v1?x=Ünïcode  42"[w.range.clone()])).collect();
+        assert_eq!(
+            t,
+            vec![(0, "get", "GET"), (1, "api", "api"), (2, "v1", "v1"), (3, "x", "x"), (4, "ünïcode", "Ünïcode"), (5, "42", "42")]
+        );
+        assert!(words("").is_empty() && words(" -- ").is_empty());
+        let long = "a".repeat(MAX_WORD_BYTES + 1);
+        let ws = words(&format!("x {long} y"));
+        assert_eq!(ws.iter().map(|w| (w.position, w.text.as_str())).collect::<Vec<_>>(), vec![(0, "x"), (2, "y")]);
+    }
+
+    #[test]
+    fn parses_the_grammar() {
+        use Field::*;
+        let not = |n: Node| Node::Not(Box::new(n));
+        // (query, AST)
+        let table: Vec<(&str, Node)> = vec![
+            ("", Node::All),
+            ("   ", Node::All),
+            ("*", Node::All),
+            ("error", text("error")),
+            ("\"disk full\"", text("disk full")),
+            ("a b", Node::And(vec![text("a"), text("b")])),
+            ("a AND b", Node::And(vec![text("a"), text("b")])),
+            ("a OR b c", Node::Or(vec![text("a"), Node::And(vec![text("b"), text("c")])])),
+            ("a OR b OR c", Node::Or(vec![text("a"), text("b"), text("c")])),
+            ("(a OR b) c", Node::And(vec![Node::Or(vec![text("a"), text("b")]), text("c")])),
+            ("NOT a", not(text("a"))),
+            ("-a", not(text("a"))),
+            ("NOT NOT a", text("a")),
+            ("a -b", Node::And(vec![text("a"), not(text("b"))])),
+            ("-(a b)", not(Node::And(vec![text("a"), text("b")]))),
+            ("host:web-1", exact(Host, "web-1")),
+            ("host.name:web-1", exact(Host, "web-1")),
+            ("path:\"/var/log/my app.log\"", exact(Path, "/var/log/my app.log")),
+            ("path:/var/log/*", Node::Exact { field: Path, value: "/var/log/".into(), prefix: true }),
+            ("topic:\"a*\"", exact(Topic, "a*")),
+            ("message:Error", text("Error")),
+            ("time*", Node::Text { text: "time".into(), words: words("time"), prefix: true }),
+            ("status:500", text("status:500")),
+            ("and or", Node::And(vec![text("and"), text("or")])),
+            ("\"say \\\"hi\\\"\"", text("say \"hi\"")),
+            ("a AND (b OR (c d))", Node::And(vec![text("a"), Node::Or(vec![text("b"), Node::And(vec![text("c"), text("d")])])])),
+        ];
+        for (q, want) in table {
+            assert_eq!(parse(q), Ok(want), "{q:?}");
+        }
+    }
+
+    #[test]
+    fn errors_say_where_and_what_was_expected() {
+        // (query, character position, words in `expected`, words in `found`)
+        let table: &[(&str, usize, &str, &str)] = &[
+            ("a AND", 5, "a word", "end of the query"),
+            ("OR a", 0, "a word", "OR"),
+            ("(a b", 4, ") to close the ( at character 1", "end of the query"),
+            ("a)", 1, "closes nothing", ")"),
+            ("()", 1, "inside the parentheses", ")"),
+            ("\"open", 0, "closing \"", "end of the query"),
+            ("host:", 5, "a value right after host:", "end of the query"),
+            ("host: web", 5, "a value right after host:", "a space"),
+            ("host:(a OR b)", 5, "(host:a OR host:b)", "("),
+            ("...", 0, "letters or digits", "\"...\""),
+            ("\"\"", 0, "letters or digits", "\"\""),
+            ("foo-bar*", 0, "single word before *", "\"foo-bar*\""),
+            ("é AND", 5, "a word", "end"),
+            ("a NOT", 5, "a word", "end"),
+        ];
+        for &(q, pos, expected, found) in table {
+            let e = parse(q).unwrap_err();
+            assert_eq!(e.position, pos, "{q:?}: {e}");
+            assert!(e.expected.contains(expected), "{q:?}: {e}");
+            assert!(e.found.contains(found), "{q:?}: {e}");
+            assert!(e.to_string().starts_with(&format!("at character {}", pos + 1)), "{e}");
+        }
+        let deep = "(".repeat(MAX_DEPTH + 1) + "a" + &")".repeat(MAX_DEPTH + 1);
+        assert!(parse(&deep).unwrap_err().expected.contains("levels"));
+        assert!(parse(&"NOT ".repeat(MAX_DEPTH + 1)).is_err());
+        assert!(parse(&"a ".repeat(MAX_QUERY_BYTES)).is_err());
+    }
+
+    fn doc<'a>(message: &'a str, host: &'a str) -> DocView<'a> {
+        DocView { message, host, path: "/var/log/app.log", topic: "app" }
+    }
+
+    #[test]
+    fn the_model_matches_lines() {
+        let d = doc("POST /api/v1/items 500 Error: disk full (timeout)", "web-1");
+        // (query, matches)
+        let table: &[(&str, bool)] = &[
+            ("", true),
+            ("error", true),
+            ("ERROR", true),
+            ("err", false),
+            ("err*", true),
+            ("\"disk full\"", true),
+            ("\"full disk\"", false),
+            ("api/v1/items", true),
+            ("\"api items\"", false),
+            ("disk full", true),
+            ("disk AND nothere", false),
+            ("disk OR nothere", true),
+            ("NOT disk", false),
+            ("-nothere", true),
+            ("host:web-1", true),
+            ("host:web", false),
+            ("host:web*", true),
+            ("host:WEB-1", false),
+            ("path:/var/log/app.log topic:app", true),
+            ("topic:ap", false),
+            ("(nothere OR timeout) -host:web-2", true),
+            ("message:500", true),
+        ];
+        for &(q, want) in table {
+            assert_eq!(parse(q).unwrap().matches(&d), want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn highlights_are_character_ranges_of_positive_terms() {
+        let m = "Ünï error: disk full, error again";
+        let h = |q: &str| parse(q).unwrap().highlights(m);
+        assert_eq!(h("error"), vec![4..9, 22..27]);
+        assert_eq!(h("\"disk full\""), vec![11..15, 16..20]);
+        assert_eq!(h("ünï"), vec![0..3]);
+        assert_eq!(h("err* -disk"), vec![4..9, 22..27]);
+        assert_eq!(h("host:x"), Vec::<Range<usize>>::new());
+        assert_eq!(h("error OR again"), vec![4..9, 22..27, 28..33]);
+    }
+
+    #[test]
+    fn elasticsearch_queries_are_bool_trees_of_the_ast() {
+        let q = parse("error -host:web-1 (path:/var/* OR \"disk full\") tim*").unwrap();
+        assert_eq!(
+            es_query(&q),
+            json!({"bool": {
+                "filter": [
+                    {"match_phrase": {"message": {"query": "error"}}},
+                    {"bool": {"should": [
+                        {"prefix": {"log.file.path": {"value": "/var/"}}},
+                        {"match_phrase": {"message": {"query": "disk full"}}}
+                    ], "minimum_should_match": 1}},
+                    {"prefix": {"message": {"value": "tim"}}}
+                ],
+                "must_not": [{"term": {"host.name": {"value": "web-1"}}}]
+            }})
+        );
+        assert_eq!(es_query(&parse("NOT a").unwrap()), json!({"bool": {"must_not": [{"match_phrase": {"message": {"query": "a"}}}]}}));
+        let r = es_query_in_range(&Node::All, 1, 2);
+        assert_eq!(r["bool"]["filter"][0]["range"]["@timestamp"]["lt"], 2);
+    }
+
+    #[test]
+    fn times() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("now-15m", now), Ok(now - 900_000));
+        assert_eq!(parse_time("now-2d", now), Ok(now - 2 * 86_400_000));
+        assert_eq!(parse_time("1700000000123", now), Ok(1_700_000_000_123));
+        assert_eq!(parse_time("2026-11-25T10:00:00.5Z", now), Ok(1_795_600_800_500));
+        for bad in ["", "yesterday", "now-15", "now-x m", "now-5y", "2026-13-01T00:00:00Z", "99999999999999999999999"] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Search: what the `/api/` endpoints ask and answer, served by the
+//! embedded index or by Elasticsearch through the same [`Backend`].
+//!
+//! - **search**: matches in a time range, newest first, with highlights, and
+//!   an opaque `cursor` for the next page (`search_after` in Elasticsearch;
+//!   (`@timestamp`, `_seq`) in the embedded index).
+//! - **histogram**: counts per fixed interval (a "nice" one, chosen for
+//!   about the number of buckets asked), buckets aligned to multiples of
+//!   the interval since the epoch (as Elasticsearch's `fixed_interval`).
+//! - **live**: lines that became searchable since the last poll. The
+//!   embedded index numbers documents as it indexes them (`_seq`), so it
+//!   follows exactly; Elasticsearch is asked for the last
+//!   [`LIVE_LOOKBACK_MS`] again each time and ids already sent are skipped,
+//!   since documents may become visible out of timestamp order.
+
+use crate::es::EsClient;
+use crate::index::{Store, StoredHit};
+use crate::query::{self, Node};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Most hits one page returns.
+pub const MAX_PAGE: usize = 1000;
+/// Most buckets a histogram returns.
+pub const MAX_BUCKETS: usize = 1000;
+/// Most lines one live poll returns; past that, live skips ahead.
+pub const LIVE_MAX: usize = 500;
+/// How far back each live poll of Elasticsearch looks again.
+pub const LIVE_LOOKBACK_MS: i64 = 30_000;
+
+/// One matching line.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The document id (the same in both backends for the same line).
+    pub id: String,
+    /// RFC 3339, ms, UTC.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    pub ts_ms: i64,
+    pub message: String,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub offset: Option<u64>,
+    pub topic: String,
+    /// Character ranges `[start, end)` of `message` the query matched.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+/// A page of results.
+#[derive(Serialize, Debug)]
+pub struct Page {
+    /// Every match in the range (not just this page).
+    pub total: u64,
+    pub hits: Vec<Hit>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    pub took_ms: u64,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct Bucket {
+    pub key_ms: i64,
+    pub count: u64,
+}
+
+/// Matches per time bucket.
+#[derive(Serialize, Debug)]
+pub struct Histogram {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub interval_ms: i64,
+    pub total: u64,
+    pub buckets: Vec<Bucket>,
+    pub took_ms: u64,
+}
+
+/// Why a search failed: the HTTP layer maps these to 400, 502 and 500.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("bad query {0}")]
+    Query(#[from] query::ParseError),
+    /// A bad parameter: which one, and why.
+    #[error("{param}: {message}")]
+    BadRequest { param: &'static str, message: String },
+    /// Elasticsearch did not answer, or failed.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn bad(param: &'static str, message: impl Into<String>) -> SearchError {
+    SearchError::BadRequest { param, message: message.into() }
+}
+
+/// Where searches go.
+pub enum Backend {
+    Embedded(Arc<Store>),
+    Elasticsearch(EsSearch),
+}
+
+/// Where a live view stands.
+#[derive(Debug)]
+pub enum LiveCursor {
+    /// Embedded: the last `_seq` sent.
+    Seq(u64),
+    /// Elasticsearch: newest timestamp seen, and the ids sent within the lookback.
+    Time { newest_ms: i64, sent: HashMap<String, i64> },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded(_) => "embedded",
+            Backend::Elasticsearch(_) => "elasticsearch",
+        }
+    }
+
+    /// One page of matches in `[from_ms, to_ms)`, newest first.
+    pub async fn search(
+        &self,
+        q: &Node,
+        from_ms: i64,
+        to_ms: i64,
+        size: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, SearchError> {
+        let started = std::time::Instant::now();
+        let size = size.clamp(1, MAX_PAGE);
+        let (total, mut hits, cursor) = match self {
+            Backend::Embedded(store) => {
+                let before = cursor.map(parse_index_cursor).transpose()?;
+                let (store, q2) = (store.clone(), q.clone());
+                let (total, stored) = blocking(move || store.search(&q2, from_ms, to_ms, size, before)).await?;
+                let next = (stored.len() == size).then(|| stored.last().map(|h| format!("ix:{}:{}", h.ts_ms, h.seq))).flatten();
+                (total, stored.into_iter().map(hit_of).collect::<Vec<_>>(), next)
+            }
+            Backend::Elasticsearch(es) => es.search(q, from_ms, to_ms, size, cursor).await?,
+        };
+        for h in &mut hits {
+            h.highlights = q.highlights(&h.message).into_iter().map(|r| [r.start, r.end]).collect();
+        }
+        Ok(Page { total, hits, cursor, took_ms: started.elapsed().as_millis() as u64 })
+    }
+
+    /// Matches in `[from_ms, to_ms)` per bucket, about `want` buckets.
+    pub async fn histogram(&self, q: &Node, from_ms: i64, to_ms: i64, want: usize) -> Result<Histogram, SearchError> {
+        let started = std::time::Instant::now();
+        let interval = interval_for(to_ms - from_ms, want.clamp(1, MAX_BUCKETS));
+        let start = from_ms.div_euclid(interval) * interval;
+        let n = ((to_ms - start + interval - 1) / interval).clamp(1, MAX_BUCKETS as i64 * 2) as usize;
+        let counts = match self {
+            Backend::Embedded(store) => {
+                let (store, q2) = (store.clone(), q.clone());
+                blocking(move || store.histogram(&q2, from_ms, to_ms, start, interval, n)).await?
+            }
+            Backend::Elasticsearch(es) => es.histogram(q, from_ms, to_ms, start, interval, n).await?,
+        };
+        let total = counts.iter().sum();
+        let buckets =
+            counts.into_iter().enumerate().map(|(i, count)| Bucket { key_ms: start + i as i64 * interval, count }).collect();
+        Ok(Histogram { from_ms, to_ms, interval_ms: interval, total, buckets, took_ms: started.elapsed().as_millis() as u64 })
+    }
+
+    /// Where a live view starts: only lines that become searchable after now.
+    pub async fn live_start(&self, q: &Node, now_ms: i64) -> Result<LiveCursor, SearchError> {
+        match self {
+            Backend::Embedded(store) => Ok(LiveCursor::Seq(store.last_seq())),
+            Backend::Elasticsearch(_) => {
+                let mut cur = LiveCursor::Time { newest_ms: now_ms, sent: HashMap::new() };
+                // What is already there counts as sent.
+                self.live_poll(q, &mut cur, now_ms).await?;
+                Ok(cur)
+            }
+        }
+    }
+
+    /// Lines that became searchable since the last poll, oldest first.
+    pub async fn live_poll(&self, q: &Node, cur: &mut LiveCursor, now_ms: i64) -> Result<Vec<Hit>, SearchError> {
+        let mut hits = match (self, cur) {
+            (Backend::Embedded(store), LiveCursor::Seq(seq)) => {
+                let (store2, q2, after) = (store.clone(), q.clone(), *seq);
+                let stored = blocking(move || store2.since(&q2, after, LIVE_MAX)).await?;
+                if let Some(last) = stored.last() {
+                    *seq = last.seq;
+                }
+                if stored.len() == LIVE_MAX {
+                    // More than a screen full: jump to the newest.
+                    *seq = store.last_seq().max(*seq);
+                }
+                stored.into_iter().map(hit_of).collect()
+            }
+            (Backend::Elasticsearch(es), LiveCursor::Time { newest_ms, sent }) => {
+                let from = *newest_ms - LIVE_LOOKBACK_MS;
+                let page = es.search(q, from, now_ms.max(*newest_ms) + 86_400_000, LIVE_MAX, None).await?;
+                let mut fresh: Vec<Hit> = page.1.into_iter().filter(|h| !sent.contains_key(&h.id)).collect();
+                for h in &fresh {
+                    sent.insert(h.id.clone(), h.ts_ms);
+                    *newest_ms = (*newest_ms).max(h.ts_ms);
+                }
+                let keep_from = *newest_ms - LIVE_LOOKBACK_MS;
+                sent.retain(|_, ts| *ts >= keep_from);
+                fresh.reverse();
+                fresh
+            }
+            _ => return Err(SearchError::Internal("live cursor of another backend".into())),
+        };
+        for h in &mut hits {
+            h.highlights = q.highlights(&h.message).into_iter().map(|r| [r.start, r.end]).collect();
+        }
+        Ok(hits)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::index::IndexError> + Send + 'static,
+) -> Result<T, SearchError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SearchError::Internal(format!("search task: {e}")))?
+        .map_err(|e| SearchError::Internal(e.to_string()))
+}
+
+fn hit_of(h: StoredHit) -> Hit {
+    Hit {
+        id: h.id,
+        timestamp: rfc3339_ms(h.ts_ms),
+        ts_ms: h.ts_ms,
+        message: h.message,
+        host: h.host,
+        path: h.path,
+        offset: h.offset,
+        topic: h.topic,
+        highlights: Vec::new(),
+    }
+}
+
+fn parse_index_cursor(c: &str) -> Result<(i64, u64), SearchError> {
+    let err = || bad("cursor", format!("{c:?} is not a cursor of this backend (pass back the one a page returned)"));
+    let rest = c.strip_prefix("ix:").ok_or_else(err)?;
+    let (ts, seq) = rest.split_once(':').ok_or_else(err)?;
+    Ok((ts.parse().map_err(|_| err())?, seq.parse().map_err(|_| err())?))
+}
+
+/// `2026-11-25T10:44:34.123Z`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")).ok())
+        .unwrap_or_default()
+}
+
+/// Bucket widths the histogram picks from, in ms.
+const NICE_MS: &[i64] = &[
+    1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
+    7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000, 172_800_000, 604_800_000,
+];
+
+/// The smallest nice interval giving at most `want` buckets over `span_ms`
+/// (whole weeks past the list).
+pub fn interval_for(span_ms: i64, want: usize) -> i64 {
+    let span = span_ms.max(1);
+    let want = want.max(1) as i64;
+    NICE_MS.iter().copied().find(|&i| (span + i - 1) / i <= want).unwrap_or_else(|| {
+        let week = 604_800_000;
+        (span / want / week + 1) * week
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Elasticsearch
+// ---------------------------------------------------------------------------
+
+/// The search side of an Elasticsearch cluster.
+pub struct EsSearch {
+    pub client: EsClient,
+    /// Indices searched (a pattern).
+    pub indices: String,
+}
+
+/// Newest first; the later keys only break ties so `search_after` is exact:
+/// the transfer's documents are unique by Kafka coordinates, documents
+/// written without Kafka by host, path and offset. The string keys are the
+/// `keyword` fields of the transfer's index template (`es.manage_template`).
+fn es_sort() -> Value {
+    json!([
+        {"@timestamp": {"order": "desc"}},
+        {"log.offset": {"order": "desc", "unmapped_type": "long"}},
+        {"kafka.offset": {"order": "desc", "unmapped_type": "long"}},
+        {"kafka.partition": {"order": "desc", "unmapped_type": "long"}},
+        {"topic": {"order": "desc", "unmapped_type": "keyword"}},
+        {"host.name": {"order": "desc", "unmapped_type": "keyword"}},
+        {"log.file.path": {"order": "desc", "unmapped_type": "keyword"}}
+    ])
+}
+
+impl EsSearch {
+    async fn post(&self, body: &Value) -> Result<Value, SearchError> {
+        let path = format!("{}/_search?ignore_unavailable=true&allow_no_indices=true", self.indices);
+        let (status, text) = self
+            .client
+            .post_json(&path, serde_json::to_vec(body).expect("json"))
+            .await
+            .map_err(|e| SearchError::Unavailable(format!("Elasticsearch unreachable: {e}")))?;
+        let v: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let reason = v["error"]["root_cause"][0]["reason"]
+            .as_str()
+            .or(v["error"]["reason"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&text[..text.len().min(300)]).into_owned());
+        if status == 400 {
+            Err(bad("q", format!("Elasticsearch refused the search: {reason}")))
+        } else {
+            Err(SearchError::Unavailable(format!("Elasticsearch answered {status}: {reason}")))
+        }
+    }
+
+    async fn search(
+        &self,
+        q: &Node,
+        from_ms: i64,
+        to_ms: i64,
+        size: usize,
+        cursor: Option<&str>,
+    ) -> Result<(u64, Vec<Hit>, Option<String>), SearchError> {
+        let mut body = json!({
+            "size": size,
+            "track_total_hits": true,
+            "query": query::es_query_in_range(q, from_ms, to_ms),
+            "sort": es_sort(),
+            "_source": ["message", "host.name", "log.file.path", "log.offset", "topic"],
+        });
+        if let Some(c) = cursor {
+            let after = c
+                .strip_prefix("es:")
+                .and_then(|j| serde_json::from_str::<Value>(j).ok())
+                .filter(Value::is_array)
+                .ok_or_else(|| bad("cursor", format!("{c:?} is not a cursor of this backend (pass back the one a page returned)")))?;
+            body["search_after"] = after;
+        }
+        let v = self.post(&body).await?;
+        let total = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
+        let raw = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
+        let next = (raw.len() == size).then(|| raw.last().map(|h| format!("es:{}", h["sort"]))).flatten();
+        let hits = raw
+            .iter()
+            .map(|h| {
+                let s = &h["_source"];
+                let ts_ms = h["sort"][0].as_i64().unwrap_or(0);
+                let text = |v: &Value| v.as_str().map(str::to_string);
+                Hit {
+                    id: h["_id"].as_str().unwrap_or_default().to_string(),
+                    timestamp: rfc3339_ms(ts_ms),
+                    ts_ms,
+                    message: text(&s["message"]).unwrap_or_default(),
+                    host: text(&s["host"]["name"]),
+                    path: text(&s["log"]["file"]["path"]),
+                    offset: s["log"]["offset"].as_u64(),
+                    topic: text(&s["topic"]).unwrap_or_default(),
+                    highlights: Vec::new(),
+                }
+            })
+            .collect();
+        Ok((total, hits, next))
+    }
+
+    async fn histogram(
+        &self,
+        q: &Node,
+        from_ms: i64,
+        to_ms: i64,
+        start: i64,
+        interval: i64,
+        n: usize,
+    ) -> Result<Vec<u64>, SearchError> {
+        let body = json!({
+            "size": 0,
+            "query": query::es_query_in_range(q, from_ms, to_ms),
+            "aggs": {"h": {"date_histogram": {
+                "field": "@timestamp",
+                "fixed_interval": format!("{}s", interval / 1000),
+                "min_doc_count": 0,
+                "extended_bounds": {"min": start, "max": start + (n as i64 - 1) * interval},
+            }}},
+        });
+        let v = self.post(&body).await?;
+        let mut counts = vec![0u64; n];
+        for b in v["aggregations"]["h"]["buckets"].as_array().into_iter().flatten() {
+            let (Some(key), Some(c)) = (b["key"].as_i64(), b["doc_count"].as_u64()) else { continue };
+            let i = (key - start).div_euclid(interval);
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
+                *slot += c;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_nice_and_bound_the_bucket_count() {
+        // (span, wanted buckets, interval)
+        let table: &[(i64, usize, i64)] = &[
+            (900_000, 60, 15_000),
+            (3_600_000, 60, 60_000),
+            (86_400_000, 60, 1_800_000),
+            (1, 60, 1_000),
+            (0, 1, 1_000),
+            (7 * 86_400_000, 60, 10_800_000),
+            (365 * 86_400_000, 10, 6 * 604_800_000),
+        ];
+        for &(span, want, interval) in table {
+            assert_eq!(interval_for(span, want), interval, "{span} / {want}");
+            assert!((span + interval - 1) / interval <= want as i64);
+        }
+    }
+
+    #[test]
+    fn cursors_and_times() {
+        assert_eq!(parse_index_cursor("ix:-5:7").unwrap(), (-5, 7));
+        for bad in ["", "ix:1", "es:[1]", "ix:a:b"] {
+            assert!(matches!(parse_index_cursor(bad), Err(SearchError::BadRequest { param: "cursor", .. })), "{bad}");
+        }
+        assert_eq!(rfc3339_ms(1_795_600_800_500), "2026-11-25T10:00:00.500Z");
+    }
+}

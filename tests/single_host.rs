@@ -1,0 +1,658 @@
+//! End-to-end scenarios for `logcollect run`: files -> the embedded index
+//! (or Kafka, or Elasticsearch) -> the search API and page, read back over
+//! real HTTP, and the page driven in a real headless Chromium.
+
+mod common;
+
+use common::es::Noida;
+use common::*;
+use logcollect::query::{self, DocView};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const HOST: &str = "test-host";
+
+/// `q=…&from=…` with every value percent-encoded.
+fn qs(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&")
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// GET `path` on the run's HTTP port: status and JSON body.
+fn get(port: u16, path: &str) -> (u16, Value) {
+    let r = client().get(format!("http://127.0.0.1:{port}{path}")).send().unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
+}
+
+/// Total matches of `q` over all time, or `None` while the server is down.
+fn total(port: u16, q: &str) -> Option<u64> {
+    let url = format!("http://127.0.0.1:{port}/api/search?{}", qs(&[("q", q), ("from", "0"), ("size", "1")]));
+    let r = client().get(url).send().ok()?;
+    let v: Value = r.json().ok()?;
+    v["total"].as_u64()
+}
+
+/// A config for `logcollect run` with data under `dir/data`, the search
+/// page on `port`, and `extra` sections.
+fn run_config(dir: &Path, port: u16, collect: &str, extra: &str) -> String {
+    format!(
+        "[agent]\ndata_dir = {}\nhost = {HOST}\nread_from = beginning\ncheckpoint_interval_ms = 200\nscan_interval_ms = 200\n\
+         [index]\ncommit_interval_ms = 200\n[http]\nlisten = 127.0.0.1:{port}\n{extra}\n[collect]\n{collect}\n",
+        dir.join("data").display()
+    )
+}
+
+fn start_run(dir: &Path, config: &str) -> Agent {
+    Agent::start_as(dir, "run", "run.ini", config)
+}
+
+fn wait_total(port: u16, q: &str, want: u64, timeout: Duration) -> Option<u64> {
+    let mut last = None;
+    wait_until(timeout, || {
+        last = total(port, q);
+        last == Some(want)
+    });
+    last
+}
+
+#[test]
+fn kill_9_while_indexing_then_restart_gives_exactly_one_document_per_line() {
+    const FILES: usize = 3;
+    const LINES: usize = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = free_port();
+    let cfg = run_config(dir.path(), port, &format!("app = {}/*.log", logs.display()), "");
+    let mut run = start_run(dir.path(), &cfg);
+    let writers: Vec<_> = (0..FILES)
+        .map(|f| {
+            let path = logs.join(format!("f{f}.log"));
+            thread::spawn(move || {
+                for k in 0..20 {
+                    append_lines(&path, f, k * LINES / 20, (k + 1) * LINES / 20);
+                    thread::sleep(Duration::from_millis(150));
+                }
+            })
+        })
+        .collect();
+    // kill -9 three times while the files grow and the index commits.
+    for k in 0..3 {
+        thread::sleep(Duration::from_millis(700 + 300 * k));
+        let before = total(port, "");
+        run.kill9();
+        eprintln!("kill -9 #{k} with {before:?} documents searchable");
+        run.restart();
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let want = (FILES * LINES) as u64;
+    let t = Instant::now();
+    let got = wait_total(port, "", want, Duration::from_secs(180));
+    eprintln!("{got:?} documents after {:?}", t.elapsed());
+    assert_eq!(got, Some(want), "exactly one document per line");
+    // Nothing arrives late: still exact a moment later.
+    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(total(port, ""), Some(want));
+    for f in 0..FILES {
+        let path = logs.join(format!("f{f}.log"));
+        let q = format!("path:\"{}\"", path.display());
+        assert_eq!(total(port, &q), Some(LINES as u64), "{q}");
+    }
+    // Spot checks of content: one line, found by its words, intact.
+    for (f, i) in [(0, 0), (1, 12_345), (2, LINES - 1)] {
+        let q = format!("\"file={f} seq={i:09}\"");
+        let (status, page) = get(port, &format!("/api/search?{}", qs(&[("q", &q), ("from", "0")])));
+        assert_eq!(status, 200);
+        let hits = page["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 1, "{q}: {page}");
+        assert_eq!(hits[0]["message"], line(f, i), "{q}");
+        assert_eq!(hits[0]["host"], HOST);
+        assert_eq!(hits[0]["topic"], "app");
+    }
+    let (code, _) = run.terminate();
+    assert_eq!(code, Some(0));
+}
+
+/// Lines of the query scenario: varied words, punctuation, Unicode.
+fn corpus_line(i: usize) -> String {
+    match i % 9 {
+        0 => format!("GET /api/v1/items/{i} 200 ok"),
+        1 => format!("POST /api/v1/orders 500 Error: disk full on /dev/sda{}", i % 3),
+        2 => format!("user Ünïcode-{i} logged in from 10.0.{}.{}", i % 5, i % 7),
+        3 => format!("timeout talking to db-{} after {i}ms", i % 4),
+        4 => format!("WARN cache miss key=k{}", i % 10),
+        5 => "error: connection reset by peer".to_string(),
+        6 => "disk almost full, Errors ahead".to_string(),
+        7 => format!("ERROR [main] java.lang.NullPointerException at Foo.bar(Foo.java:{i})"),
+        _ => format!("2026-11-25T10:00:00Z level=info msg=\"request done\" took={}ms", i % 100),
+    }
+}
+
+/// A line written: where it is and what it says.
+struct Written {
+    path: String,
+    topic: &'static str,
+    offset: u64,
+    text: String,
+}
+
+/// Writes `rounds` rounds of lines over three files in two topics, with a
+/// pause between rounds so read times differ; returns every line.
+fn write_corpus(logs: &Path, rounds: usize, per_round: usize, pause: Duration) -> Vec<Written> {
+    let files = [("a.log", "web"), ("b.log", "web"), ("c.log", "db")];
+    let mut sizes = [0u64; 3];
+    let mut out = Vec::new();
+    let mut i = 0;
+    for r in 0..rounds {
+        let mut bufs: [String; 3] = Default::default();
+        for _ in 0..per_round {
+            // Every kind of line in every file.
+            let f = (i + i / 9) % 3;
+            let text = corpus_line(i);
+            let path = logs.join(files[f].0);
+            out.push(Written {
+                path: path.display().to_string(),
+                topic: files[f].1,
+                offset: sizes[f] + bufs[f].len() as u64,
+                text: text.clone(),
+            });
+            bufs[f].push_str(&text);
+            bufs[f].push('\n');
+            i += 1;
+        }
+        for f in 0..3 {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(files[f].0)).unwrap();
+            file.write_all(bufs[f].as_bytes()).unwrap();
+            sizes[f] += bufs[f].len() as u64;
+        }
+        if r + 1 < rounds {
+            thread::sleep(pause);
+        }
+    }
+    out
+}
+
+fn corpus_collect(logs: &Path) -> String {
+    format!("web = {0}/a.log; {0}/b.log\ndb = {0}/c.log", logs.display())
+}
+
+/// Queries of the comparison, `{logs}` standing for the log directory.
+const QUERIES: &[&str] = &[
+    "",
+    "error",
+    "ERROR",
+    "err*",
+    "\"disk full\"",
+    "disk full",
+    "api/v1/items",
+    "host:test-host",
+    "-host:test-host",
+    "topic:db",
+    "topic:web error",
+    "path:{logs}/a.log",
+    "path:{logs}/*",
+    "(timeout OR reset) -topic:web",
+    "NOT error",
+    "ünïcode",
+    "10.0.3",
+    "java.lang.NullPointerException",
+    "key=k3",
+    "\"connection reset\" OR \"cache miss\"",
+    "msg=\"request done\"",
+    "db-2 OR db-3",
+];
+
+/// Every page of `q` through the cursor: (path, offset, ts_ms) in the order
+/// the API gave them; checks the order and the totals on the way.
+fn all_pages(port: u16, q: &str, size: usize) -> Vec<(String, u64, i64)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    let mut total = None;
+    loop {
+        let mut params = vec![("q", q), ("from", "0")];
+        let size_s = size.to_string();
+        params.push(("size", &size_s));
+        if !cursor.is_empty() {
+            params.push(("cursor", &cursor));
+        }
+        let (status, page) = get(port, &format!("/api/search?{}", qs(&params)));
+        assert_eq!(status, 200, "{q:?}: {page}");
+        let t = page["total"].as_u64().unwrap();
+        assert_eq!(*total.get_or_insert(t), t, "{q:?}: the total does not change between pages");
+        for h in page["hits"].as_array().unwrap() {
+            let msg = h["message"].as_str().unwrap();
+            // Highlights are character ranges of words the query has.
+            let chars: Vec<char> = msg.chars().collect();
+            for r in h["highlights"].as_array().unwrap() {
+                let (s, e) = (r[0].as_u64().unwrap() as usize, r[1].as_u64().unwrap() as usize);
+                assert!(s < e && e <= chars.len(), "{q:?}: highlight {s}..{e} of {msg:?}");
+            }
+            out.push((h["path"].as_str().unwrap().to_string(), h["offset"].as_u64().unwrap(), h["ts_ms"].as_i64().unwrap()));
+        }
+        match page["cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(out.len() as u64, total.unwrap_or(0), "{q:?}: pages add up to the total");
+    assert!(out.windows(2).all(|w| w[0].2 >= w[1].2), "{q:?}: newest first");
+    out
+}
+
+/// The API's answers for every query in [`QUERIES`] are the lines a naive
+/// scan with the query model picks, page after page; histograms add up.
+fn api_matches_naive_scan(port: u16, logs: &Path, lines: &[Written]) {
+    for raw in QUERIES {
+        let q = raw.replace("{logs}", &logs.display().to_string());
+        let node = query::parse(&q).unwrap();
+        let want: HashSet<(String, u64)> = lines
+            .iter()
+            .filter(|l| node.matches(&DocView { message: &l.text, host: HOST, path: &l.path, topic: l.topic }))
+            .map(|l| (l.path.clone(), l.offset))
+            .collect();
+        let got = all_pages(port, &q, 37);
+        let got_set: HashSet<(String, u64)> = got.iter().map(|(p, o, _)| (p.clone(), *o)).collect();
+        assert_eq!(got_set.len(), got.len(), "{q:?}: a line came twice");
+        assert_eq!(got_set, want, "{q:?}");
+        // The histogram of the same range counts the same lines.
+        let (lo, hi) = match (got.iter().map(|g| g.2).min(), got.iter().map(|g| g.2).max()) {
+            (Some(lo), Some(hi)) => (lo - 5_000, hi + 5_000),
+            _ => continue,
+        };
+        let (from, to) = (lo.to_string(), hi.to_string());
+        let (status, h) = get(port, &format!("/api/histogram?{}", qs(&[("q", &q), ("from", &from), ("to", &to), ("buckets", "30")])));
+        assert_eq!(status, 200, "{q:?}: {h}");
+        assert_eq!(h["total"].as_u64(), Some(got.len() as u64), "{q:?}: {h}");
+        let interval = h["interval_ms"].as_i64().unwrap();
+        let mut naive: BTreeMap<i64, u64> = BTreeMap::new();
+        for g in &got {
+            *naive.entry(g.2.div_euclid(interval) * interval).or_default() += 1;
+        }
+        for b in h["buckets"].as_array().unwrap() {
+            let key = b["key_ms"].as_i64().unwrap();
+            assert_eq!(b["count"].as_u64().unwrap(), naive.get(&key).copied().unwrap_or(0), "{q:?}: bucket {key}");
+        }
+    }
+}
+
+/// Bad input is a 400 naming the parameter, never a 500.
+fn bad_requests_are_400s(port: u16) {
+    // (path and query, param named, words in the error)
+    let table: &[(&str, &str, &str)] = &[
+        ("/api/search?q=%28error", "q", "expected ) to close the ( at character 1"),
+        ("/api/search?q=host%3A", "q", "a value right after host:"),
+        ("/api/search?q=a%20AND", "q", "expected a word"),
+        ("/api/search?q=%22open", "q", "closing \""),
+        ("/api/histogram?q=OR", "q", "expected a word"),
+        ("/api/live?q=%29", "q", "closes nothing"),
+        ("/api/search?from=yesterday", "from", "yesterday"),
+        ("/api/search?from=now&to=now-1h", "from", "empty"),
+        ("/api/search?size=0", "size", "whole number"),
+        ("/api/search?size=lots", "size", "lots"),
+        ("/api/search?cursor=garbage", "cursor", "not a cursor"),
+        ("/api/histogram?buckets=-3", "buckets", "whole number"),
+    ];
+    for &(path, param, words) in table {
+        let (status, body) = get(port, path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["param"], param, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(words), "{path}: {body}");
+    }
+    let (_, body) = get(port, "/api/search?q=a%20AND%20%28b");
+    assert_eq!((body["position"].as_u64(), body["found"].as_str()), (Some(8), Some("the end of the query")), "{body}");
+}
+
+/// Reads Server-Sent Events from `/api/live?q=…` until `want` hits came or
+/// `timeout`; `act` runs once the stream is ready.
+fn live_hits(port: u16, q: &str, want: usize, timeout: Duration, act: impl FnOnce()) -> Vec<Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    write!(s, "GET /api/live?{} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", qs(&[("q", q)])).unwrap();
+    let mut r = BufReader::new(s);
+    let deadline = Instant::now() + timeout;
+    let (mut event, mut hits, mut act) = (String::new(), Vec::new(), Some(act));
+    let mut line = String::new();
+    while Instant::now() < deadline && hits.len() < want {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        // Chunked transfer encoding: chunk sizes are lines of hex; SSE
+        // fields start with a name and a colon.
+        let l = line.trim_end();
+        if let Some(e) = l.strip_prefix("event:") {
+            event = e.trim().to_string();
+            if event == "ready" {
+                if let Some(a) = act.take() {
+                    a();
+                }
+            }
+        } else if let Some(d) = l.strip_prefix("data:") {
+            if event == "hit" {
+                hits.push(serde_json::from_str(d.trim()).unwrap());
+            }
+            assert_ne!(event, "error", "live failed: {d}");
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_api_matches_a_naive_scan_and_refuses_bad_input_with_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = free_port();
+    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &corpus_collect(&logs), ""));
+    let lines = write_corpus(&logs, 4, 150, Duration::from_millis(1200));
+    assert_eq!(wait_total(port, "", lines.len() as u64, Duration::from_secs(60)), Some(lines.len() as u64), "{}", run.log_text());
+    let t = Instant::now();
+    api_matches_naive_scan(port, &logs, &lines);
+    eprintln!("{} queries compared in {:?}", QUERIES.len(), t.elapsed());
+    bad_requests_are_400s(port);
+    let (status, info) = get(port, "/api/info");
+    assert_eq!((status, info["backend"].as_str()), (200, Some("embedded")));
+
+    // Live: only new matching lines, in order.
+    let a = logs.join("a.log");
+    let hits = live_hits(port, "needle", 2, Duration::from_secs(20), || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
+        f.write_all(b"a needle one\nsomething else\nanother needle two\n").unwrap();
+    });
+    let got: Vec<&str> = hits.iter().map(|h| h["message"].as_str().unwrap()).collect();
+    assert_eq!(got, vec!["a needle one", "another needle two"]);
+    assert_eq!(hits[0]["highlights"], serde_json::json!([[2, 8]]));
+    let (code, took) = run.terminate();
+    assert_eq!(code, Some(0), "{}", run.log_text());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn through_elasticsearch_the_same_api_gives_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let noida = Noida::start(dir.path());
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = free_port();
+    let es = format!("[es]\naddress = {}\nbulk_max_wait_ms = 100\n", noida.url());
+    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &corpus_collect(&logs), &es));
+    let lines = write_corpus(&logs, 3, 100, Duration::from_millis(1200));
+    let got = wait_total(port, "", lines.len() as u64, Duration::from_secs(120));
+    assert_eq!(got, Some(lines.len() as u64), "{}", run.log_text());
+    let (status, info) = get(port, "/api/info");
+    assert_eq!((status, info["backend"].as_str()), (200, Some("elasticsearch")));
+    let t = Instant::now();
+    api_matches_naive_scan(port, &logs, &lines);
+    eprintln!("{} queries compared through Elasticsearch in {:?}", QUERIES.len(), t.elapsed());
+    bad_requests_are_400s(port);
+    let hits = live_hits(port, "needle", 1, Duration::from_secs(30), || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(logs.join("c.log")).unwrap();
+        f.write_all(b"other\na needle in elasticsearch\n").unwrap();
+    });
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["message"], "a needle in elasticsearch");
+    assert_eq!(hits[0]["topic"], "db");
+    assert_eq!(run.terminate().0, Some(0), "{}", run.log_text());
+}
+
+#[test]
+fn through_kafka_into_the_embedded_index_kill_9_leaves_one_document_per_line() {
+    const LINES: usize = 20_000;
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = free_port();
+    let extra = format!(
+        "[kafka]\naddress = {}\ntopic = app\ngroup_id = single\n[kafka.consumer]\nsession.timeout.ms = 6000\n",
+        kafka.brokers()
+    );
+    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &format!("app = {}/*.log", logs.display()), &extra));
+    let path = logs.join("f0.log");
+    let writer = {
+        let path = path.clone();
+        thread::spawn(move || {
+            for k in 0..10 {
+                append_lines(&path, 0, k * LINES / 10, (k + 1) * LINES / 10);
+                thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    // Once lines flow, kill -9 the whole process (agent and indexer).
+    assert!(wait_until(Duration::from_secs(60), || total(port, "").unwrap_or(0) > 0), "{}", run.log_text());
+    run.kill9();
+    run.restart();
+    writer.join().unwrap();
+    let got = wait_total(port, "", LINES as u64, Duration::from_secs(120));
+    assert_eq!(got, Some(LINES as u64), "{}", run.log_text());
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(total(port, ""), Some(LINES as u64), "no duplicate arrives late");
+    let (_, page) = get(port, &format!("/api/search?{}", qs(&[("q", "\"seq=000000007\""), ("from", "0")])));
+    assert_eq!(page["hits"][0]["message"], line(0, 7));
+    assert_eq!(run.terminate().0, Some(0), "{}", run.log_text());
+}
+
+// ---------------------------------------------------------------------------
+// The page in a real browser
+// ---------------------------------------------------------------------------
+
+/// Headless Chromium driven over the DevTools protocol.
+struct Browser {
+    child: Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let bin = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into());
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(&bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=1280,860",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} not runnable ({e}); scripts/test.sh installs chromium"));
+        // Chromium writes the port it picked into the profile.
+        let port_file = profile.path().join("DevToolsActivePort");
+        assert!(wait_until(Duration::from_secs(30), || port_file.exists()), "chromium did not start");
+        thread::sleep(Duration::from_millis(100));
+        let port: u16 = std::fs::read_to_string(&port_file).unwrap().lines().next().unwrap().parse().unwrap();
+        let mut targets = Value::Null;
+        wait_until(Duration::from_secs(10), || {
+            targets = client().get(format!("http://127.0.0.1:{port}/json/list")).send().and_then(|r| r.json()).unwrap_or(Value::Null);
+            targets.as_array().is_some_and(|a| a.iter().any(|t| t["type"] == "page"))
+        });
+        let url = targets
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["type"] == "page"))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .expect("a page target")
+            .to_string();
+        let (ws, _) = tungstenite::connect(url).unwrap();
+        Browser { child, ws, next: 0, _profile: profile }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws.send(tungstenite::Message::text(msg.to_string())).unwrap();
+        loop {
+            let m = self.ws.read().unwrap();
+            let Ok(text) = m.to_text() else { continue };
+            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            if v["id"].as_u64() == Some(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression (promises awaited).
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call("Runtime.evaluate", serde_json::json!({"expression": expr, "returnByValue": true, "awaitPromise": true}));
+        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    fn wait_for(&mut self, expr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.eval(expr) != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {expr}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        use base64::Engine;
+        let r = self.call("Page.captureScreenshot", serde_json::json!({"format": "png"}));
+        let png = base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histogram() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = free_port();
+    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &corpus_collect(&logs), ""));
+    let started = checkpoint_now();
+    // Rounds of different sizes, a second apart: a histogram with a shape.
+    let mut lines = Vec::new();
+    for (k, n) in [40, 120, 60, 200, 90, 30, 150].iter().enumerate() {
+        let batch = write_corpus(&logs, 1, *n, Duration::ZERO);
+        lines.extend(batch.into_iter().map(|w| (k, w)));
+        thread::sleep(Duration::from_millis(1000));
+    }
+    // write_corpus restarts its offsets per call: only the count matters here.
+    let n = lines.len() as u64;
+    assert_eq!(wait_total(port, "", n, Duration::from_secs(60)), Some(n), "{}", run.log_text());
+    let ended = checkpoint_now();
+
+    let mut b = Browser::start();
+    let iso = |ms: i64| logcollect::search::rfc3339_ms(ms);
+    let url = format!(
+        "http://127.0.0.1:{port}/?{}",
+        qs(&[("q", "error"), ("range", "custom"), ("from", &iso(started - 3_000)), ("to", &iso(ended + 3_000))])
+    );
+    b.call("Page.enable", Value::Null);
+    b.call("Page.navigate", serde_json::json!({"url": url}));
+    b.wait_for("document.body && document.body.dataset.state === 'done'");
+    let want = total(port, "error").unwrap();
+    assert!(want > 0);
+    let count = b.eval("document.getElementById('count').textContent");
+    assert_eq!(count, Value::String(format!("{} matches", want)), "the count shown");
+    let shown = b.eval("document.querySelectorAll('#results .hit').length").as_u64().unwrap();
+    assert_eq!(shown, want.min(100));
+    // Every shown line has its matched words marked, and only those.
+    let marks = b.eval("Array.from(document.querySelectorAll('#results mark')).map(m => m.textContent.toLowerCase())");
+    let marks: Vec<&str> = marks.as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert!(marks.len() as u64 >= shown && marks.iter().all(|m| *m == "error"), "{marks:?}");
+    // The histogram: bars whose counts add up to the total, several non-empty.
+    let bars = b.eval("Array.from(document.querySelectorAll('#histogram rect.bar')).map(r => Number(r.dataset.count))");
+    let bars: Vec<u64> = bars.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(bars.iter().sum::<u64>(), want, "{bars:?}");
+    assert!(bars.iter().filter(|&&c| c > 0).count() >= 4, "{bars:?}");
+
+    // A search typed into the box.
+    b.eval("document.body.dataset.state = ''; document.getElementById('q').value = 'topic:db \"disk almost full\" OR timeout'; document.getElementById('go').click(); true");
+    b.wait_for("document.body.dataset.state === 'done'");
+    let want = total(port, "topic:db \"disk almost full\" OR timeout").unwrap();
+    assert_eq!(b.eval("document.getElementById('count').textContent"), Value::String(format!("{} matches", want)));
+    let url_now = b.eval("location.search").as_str().unwrap().to_string();
+    assert!(url_now.contains("q=topic"), "the query is in the address: {url_now}");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("search-page.png");
+    b.eval("document.body.dataset.state = ''; document.getElementById('q').value = 'error OR \"disk full\"'; document.getElementById('go').click(); true");
+    b.wait_for("document.body.dataset.state === 'done'");
+    b.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+    if std::env::var_os("LOGCOLLECT_UPDATE_DOCS").is_some() {
+        std::fs::copy(&shot, Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/search-page.png")).unwrap();
+    }
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+
+    // A bad query: a clear message on the page, no results, no crash.
+    b.eval("document.body.dataset.state = ''; document.getElementById('q').value = '(error OR'; document.getElementById('go').click(); true");
+    b.wait_for("document.body.dataset.state === 'done'");
+    let err = b.eval("document.getElementById('error').hidden ? '' : document.getElementById('error').textContent");
+    let err = err.as_str().unwrap();
+    assert!(err.contains("expected a word") && err.contains('^'), "{err}");
+    assert_eq!(b.eval("document.querySelectorAll('#results .hit').length"), Value::from(0));
+    drop(b);
+    assert_eq!(run.terminate().0, Some(0));
+}
+
+fn checkpoint_now() -> i64 {
+    logcollect::checkpoint::now_ms()
+}
+
+#[test]
+fn bare_logcollect_runs_the_config_ini_of_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "hello from a bare start\n").unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join("config.ini"), run_config(dir.path(), port, "web_log = ./logs/*.log", "")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logcollect"))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let found = wait_until(Duration::from_secs(30), || total(port, "bare").is_some_and(|n| n == 1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(found, "the line was not searchable");
+    assert_eq!(status.code(), Some(0));
+}
