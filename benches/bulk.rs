@@ -6,10 +6,22 @@
 //! iteration looks each record's index name up (`{topic}-%Y.%m.%d`, cached)
 //! and pushes it into a reused `BulkBody`, then clears it, the way the
 //! transfer fills request after request.
-//! - `plain`: text lines (nginx access lines, app lines with key=value
-//!   fields), `MessageMode::Plain`.
+//! - `clean_ascii`: text lines (web access and application lines) with
+//!   nothing to escape, `MessageMode::Plain`: the escaper's fast path.
+//! - `plain`: the same kind of lines with now and then a quote, a tab or a
+//!   backslash (about one in five words).
+//! - `escape_heavy`: something to escape after every other word: quotes,
+//!   backslashes, tab, CR, ESC colour codes, NUL, 0x01.
+//! - `non_ascii`: valid UTF-8 with multi-byte characters after every other
+//!   word (é, 中文, emoji): validated, nothing replaced.
+//! - `invalid_utf8`: every line has invalid bytes (lone 0xff/0xfe, cut
+//!   sequences, Latin-1 é) among valid multi-byte text and escapes: the
+//!   lossy path, U+FFFD.
 //! - `parse_json`: JSON-object lines, `MessageMode::ParseJson` (simd-json
 //!   parse, key checks, merge).
+//!
+//! Each case prints its line statistics (bytes, bytes to escape, non-ASCII
+//! bytes, body bytes per document) once.
 //!
 //! Group `bulk_body_bytes` reports line bytes/s, `bulk_body_docs` docs/s.
 //!
@@ -59,33 +71,77 @@ impl Rng {
     }
 }
 
-/// A text line of `120..=280` bytes.
-fn text_line(rng: &mut Rng) -> Vec<u8> {
+/// A text line of `120..=280` bytes: a web access or application line
+/// prefix, then random words; after each word, with probability
+/// `1/every`, one of `extras` instead of a space.
+fn line_with(rng: &mut Rng, extras: &[&[u8]], every: u64) -> Vec<u8> {
     let target = rng.range(120, 280) as usize;
-    let mut l = String::new();
+    let mut l = Vec::with_capacity(target + 16);
     if rng.next() % 2 == 0 {
-        l.push_str(&format!(
-            "10.{}.{}.{} - - [25/Nov/2026:10:44:{:02} +0000] \"GET /api/v1/",
-            rng.range(0, 255),
-            rng.range(0, 255),
-            rng.range(0, 255),
-            rng.range(0, 59)
-        ));
+        l.extend_from_slice(
+            format!(
+                "10.{}.{}.{} - - [25/Nov/2026:10:44:{:02} +0000] \"GET /api/v1/",
+                rng.range(0, 255),
+                rng.range(0, 255),
+                rng.range(0, 255),
+                rng.range(0, 59)
+            )
+            .as_bytes(),
+        );
     } else {
-        l.push_str("2026-11-25T10:44:34.123Z INFO  [worker-3] c.e.OrderService: ");
+        l.extend_from_slice(b"2026-11-25T10:44:34.123Z INFO  [worker-3] c.e.OrderService: ");
     }
     while l.len() < target {
-        rng.word(&mut l);
-        // Occasionally something that needs escaping.
-        match rng.next() % 16 {
-            0 => l.push_str(" \"q\" "),
-            1 => l.push('\t'),
-            2 => l.push_str("=\\path "),
-            _ => l.push(' '),
+        let mut w = String::new();
+        rng.word(&mut w);
+        l.extend_from_slice(w.as_bytes());
+        if !extras.is_empty() && rng.next() % every == 0 {
+            l.extend_from_slice(extras[rng.range(0, extras.len() as u64 - 1) as usize]);
+        } else {
+            l.push(b' ');
         }
     }
     l.truncate(target);
-    l.into_bytes()
+    // Cutting may split a UTF-8 sequence: finish the line on ASCII.
+    while !extras.iter().any(|e| e.iter().any(|&b| b >= 0x80 && std::str::from_utf8(e).is_err()))
+        && std::str::from_utf8(&l).is_err()
+    {
+        l.pop();
+    }
+    l
+}
+
+/// Plain ASCII, nothing to escape: the escaper's fast path throughout.
+fn clean_line(rng: &mut Rng) -> Vec<u8> {
+    line_with(rng, &[], 1)
+}
+
+/// Realistic: now and then a quote, a tab or a backslash.
+fn text_line(rng: &mut Rng) -> Vec<u8> {
+    line_with(rng, &[b" \"q\" ", b"\t", b"=\\path "], 5)
+}
+
+/// Something to escape after every other word: quotes, backslashes,
+/// control characters (tab, CR, ESC colour codes, NUL, 0x01).
+fn escape_line(rng: &mut Rng) -> Vec<u8> {
+    line_with(
+        rng,
+        &[b" \"quoted\" ", b" C:\\logs\\app.log ", b"\t", b"\r", b" \x1b[31mERROR\x1b[0m ", b"\0", b"\x01", b"\\\""],
+        2,
+    )
+}
+
+/// Valid UTF-8 with multi-byte characters: validated, not escaped.
+fn non_ascii_line(rng: &mut Rng) -> Vec<u8> {
+    line_with(rng, &["é ".as_bytes(), " naïve ".as_bytes(), " 中文日志 ".as_bytes(), " 😀 ".as_bytes(), " Ωmega ".as_bytes()], 2)
+}
+
+/// Invalid UTF-8 (lone bytes, cut sequences) among valid multi-byte text
+/// and escapes: the lossy path (U+FFFD) for every line.
+fn invalid_utf8_line(rng: &mut Rng) -> Vec<u8> {
+    let mut l = line_with(rng, &[b" \xff ", b" \xc3(", b" caf\xe9 ", "é ".as_bytes(), b" \"q\" ", b"\t"], 3);
+    l.push(0xfe); // at least one invalid byte per line
+    l
 }
 
 /// A JSON-object line of roughly `120..=280` bytes.
@@ -164,23 +220,34 @@ fn fill(body: &mut BulkBody, names: &mut IndexNames, recs: &[Record<'_>], mode: 
 }
 
 fn bench_body(c: &mut Criterion) {
-    let text = fixture(1, text_line);
-    let json = fixture(2, json_line);
-    let cases = [("plain", &text, MessageMode::Plain), ("parse_json", &json, MessageMode::ParseJson)];
+    let cases = [
+        ("clean_ascii", fixture(3, clean_line), MessageMode::Plain),
+        ("plain", fixture(1, text_line), MessageMode::Plain),
+        ("escape_heavy", fixture(4, escape_line), MessageMode::Plain),
+        ("non_ascii", fixture(5, non_ascii_line), MessageMode::Plain),
+        ("invalid_utf8", fixture(6, invalid_utf8_line), MessageMode::Plain),
+        ("parse_json", fixture(2, json_line), MessageMode::ParseJson),
+    ];
     let pattern: IndexPattern = "{topic}-%Y.%m.%d".parse().expect("pattern");
     for (group, per_bytes) in [("bulk_body_bytes", true), ("bulk_body_docs", false)] {
         let mut g = c.benchmark_group(group);
-        for (name, f, mode) in cases {
+        for (name, f, mode) in &cases {
+            let (name, mode) = (*name, *mode);
             let recs = records(f);
             let mut body = BulkBody::new(64 << 20);
             let mut names = IndexNames::new(pattern.clone());
             fill(&mut body, &mut names, &recs, mode);
             if per_bytes {
+                let escapes = f.lines.iter().flatten().filter(|&&b| b < 0x20 || b == b'"' || b == b'\\').count();
+                let high = f.lines.iter().flatten().filter(|&&b| b >= 0x80).count();
                 eprintln!(
-                    "{name}: {} records, {:.1} line bytes avg -> body {:.1} bytes/doc, {} merged",
+                    "{name}: {} records, {:.1} line bytes avg ({:.1} to escape, {:.1} non-ASCII) -> body {:.1} bytes/doc, {} lossy, {} merged",
                     recs.len(),
                     f.bytes as f64 / recs.len() as f64,
+                    escapes as f64 / recs.len() as f64,
+                    high as f64 / recs.len() as f64,
                     body.len() as f64 / recs.len() as f64,
+                    body.lossy_docs(),
                     body.merged_docs(),
                 );
             }

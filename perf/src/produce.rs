@@ -14,6 +14,11 @@
 //!
 //! The librdkafka queue is bounded like the agent's (16 MiB / 100k records):
 //! a 64 MiB queue was no faster and tripled the peak RSS.
+//!
+//! It also loads the transfer's test topic: `--agent-like --lines N --files
+//! K --partitions P` sends the first N lines as records shaped like the
+//! agent's (key = fid; headers host/path/offset/fid), dealt round-robin to K
+//! pretend files, file k in partition k % P.
 
 use crate::{procfs, Args};
 use rdkafka::config::ClientConfig;
@@ -131,6 +136,21 @@ struct Extras {
     key: Option<String>,
     /// `host`, `path`, `offset`, `fid` headers, like the agent's.
     headers: bool,
+    /// Lines are dealt round-robin to this many pretend files (≥ 1), each
+    /// with its own path, fid, key and offsets (`--files`).
+    files: usize,
+    /// File `k` goes to partition `k % partitions` (`--partitions`);
+    /// `None`: librdkafka's partitioner.
+    partitions: Option<i32>,
+    /// Stop after this many lines (`--lines`).
+    max_lines: Option<u64>,
+}
+
+/// One pretend file's path, fid (also the key) and next line offset.
+struct PretendFile {
+    path: String,
+    fid: String,
+    offset: u64,
 }
 
 fn headers(host: &str, path: &str, offset: &str, fid: &str) -> OwnedHeaders {
@@ -146,7 +166,13 @@ fn headers(host: &str, path: &str, offset: &str, fid: &str) -> OwnedHeaders {
 fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64, u64), String> {
     let fid = x.key.as_deref().unwrap_or("");
     let mut num = itoa::Buffer::new();
-    let mut file_offset = 0u64;
+    let mut pretend: Vec<PretendFile> = (0..x.files.max(1))
+        .map(|k| match x.files {
+            0 | 1 => PretendFile { path: file.to_string(), fid: fid.to_string(), offset: 0 },
+            _ => PretendFile { path: format!("{file}.{k}"), fid: format!("{fid}-{k}"), offset: 0 },
+        })
+        .collect();
+    let max_lines = x.max_lines.unwrap_or(u64::MAX);
     const BLOCK: usize = 4 << 20;
     let mut f = File::open(file).map_err(|e| format!("{file}: {e}"))?;
     let mut buf = vec![0u8; BLOCK];
@@ -170,18 +196,23 @@ fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64
                 None => 0,
             }
         };
-        while start < end_of_lines {
+        while start < end_of_lines && lines < max_lines {
             let nl = memchr::memchr(b'\n', &buf[start..end_of_lines]).map_or(end_of_lines, |i| start + i);
             let line = &buf[start..nl];
             start = nl + 1;
+            let k = (lines % pretend.len() as u64) as usize;
+            let f = &mut pretend[k];
             let mut rec = Rec::to(topic).payload(line);
-            if let Some(k) = &x.key {
-                rec = rec.key(k.as_bytes());
+            if x.key.is_some() {
+                rec = rec.key(f.fid.as_bytes());
+            }
+            if let Some(n) = x.partitions {
+                rec = rec.partition(k as i32 % n);
             }
             if x.headers {
-                rec = rec.headers(headers("10.0.0.1", file, num.format(file_offset), fid));
+                rec = rec.headers(headers("10.0.0.1", &f.path, num.format(f.offset), &f.fid));
             }
-            file_offset += line.len() as u64 + 1;
+            f.offset += line.len() as u64 + 1;
             loop {
                 match p.send_rec(rec) {
                     Ok(()) => break,
@@ -204,7 +235,7 @@ fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64
                 p.service(Duration::ZERO);
             }
         }
-        if eof {
+        if eof || lines >= max_lines {
             break;
         }
         buf.copy_within(end_of_lines..filled, 0);
@@ -215,8 +246,8 @@ fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64
 }
 
 /// `produce --brokers B --topic T --file F [--poll-inline] [--key K] [--headers]
-/// [--agent-like] [-X key=value]...`; `--agent-like` = `--headers` and a
-/// fid-shaped `--key`.
+/// [--agent-like] [--lines N] [--files K] [--partitions P] [-X key=value]...`;
+/// `--agent-like` = `--headers` and a fid-shaped `--key`.
 pub fn main(args: &Args) -> Result<(), String> {
     let brokers = args.req("--brokers")?;
     let topic = args.req("--topic")?;
@@ -228,7 +259,13 @@ pub fn main(args: &Args) -> Result<(), String> {
     let x = Extras {
         key: args.opt("--key").map(str::to_string).or_else(|| agent_like.then(|| FID.to_string())),
         headers: agent_like || args.flag("--headers"),
+        files: args.num("--files", Some(1))?,
+        partitions: args.opt("--partitions").map(|_| args.num("--partitions", None)).transpose()?,
+        max_lines: args.opt("--lines").map(|_| args.num("--lines", None)).transpose()?,
     };
+    if x.files == 0 || x.partitions.is_some_and(|n| n < 1) {
+        return Err("--files and --partitions must be at least 1".into());
+    }
     let cfg = client_config(brokers, &args.all("-X"))?;
     let t = Instant::now();
     let (lines, bytes, send_errors, counter) = if threaded {
