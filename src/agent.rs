@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::discovery::{self, Discovery};
 use crate::etcd;
 use crate::metrics::Stats;
+use crate::observe::{KafkaStats, Observed};
 use crate::ship::{self, ShipConfig};
 use crate::split::SplitConfig;
 use crate::tail::{TailConfig, TailCtx};
@@ -69,8 +70,15 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
     run_until(cfg, &term)
 }
 
-/// Runs the agent until `stop` is set.
+/// Runs the agent until `stop` is set, serving its metrics on `[http] listen`.
 pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
+    let observed = Arc::new(Observed::new("agent"));
+    let _server = crate::observe::serve(cfg.http.listen, observed.clone());
+    run_observed(cfg, stop, &observed)
+}
+
+/// Runs the agent until `stop` is set, showing itself in `observed`.
+pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), AgentError> {
     let kafka = cfg.kafka.clone().ok_or_else(|| ConfigError {
         key: "kafka.address".into(),
         message: "the agent ships to Kafka: set [kafka] address".into(),
@@ -82,6 +90,10 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     let stats = Arc::new(Stats::default());
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
     let (tx, rx) = crossbeam_channel::bounded(channel_batches(cfg.chan_max_size));
+    observed.add_agent(crate::observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
+    let kafka_stats = Arc::new(KafkaStats::default());
+    observed.add_kafka("producer", kafka_stats.clone());
+    let pinned: Vec<_> = crate::observe::start_host_metrics(&cfg, &host, observed).into_iter().collect();
     let shipper = ship::spawn(
         &ShipConfig {
             brokers: kafka.brokers.clone(),
@@ -91,6 +103,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         },
         rx,
         stats.clone(),
+        kafka_stats,
     )?;
 
     // With etcd, the collect list is this host's key there (the static list
@@ -116,7 +129,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
-        Discovery::new(ctx, collect),
+        Discovery::new(ctx, collect).with_pinned(pinned),
         Duration::from_millis(cfg.agent.scan_interval_ms),
         updates,
         discovery_stopped,

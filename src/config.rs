@@ -12,6 +12,7 @@ use crate::split::LongLines;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_CHAN_MAX_SIZE: usize = 100_000;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
@@ -269,9 +270,8 @@ pub struct Config {
     pub log: LogConfig,
     pub index: IndexSection,
     pub http: HttpSection,
-    /// Sections later stages read (`metrics`): checked against their known
-    /// keys here, typed where they are used.
-    pub extra: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[metrics]`: host metrics; `None` when not enabled.
+    pub metrics: Option<crate::hostmetrics::HostMetricsConfig>,
 }
 
 /// Known keys of the plain sections; `kafka.producer`, `kafka.consumer` and
@@ -356,7 +356,7 @@ impl Config {
         Config::from_raw(raw)
     }
 
-    fn from_raw(mut raw: Raw) -> Result<Config, ConfigError> {
+    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
         for (section, keys) in &raw {
             if OPEN_SECTIONS.contains(&section.as_str()) {
                 continue;
@@ -523,23 +523,34 @@ impl Config {
             writer_memory_bytes: s.bytes("index", "writer_memory_bytes", 64 << 20)?.try_into().unwrap_or(usize::MAX),
         };
         if index.writer_memory_bytes < 16 << 20 {
-            return Err(err("index.writer_memory_bytes", format!("{} is below the 16MiB tantivy needs", index.writer_memory_bytes)));
+            return Err(err(
+                "index.writer_memory_bytes",
+                format!("{} is below the 16MiB tantivy needs", index.writer_memory_bytes),
+            ));
         }
         let listen = match s.str("http", "listen").unwrap_or(DEFAULT_HTTP_LISTEN) {
             "off" => None,
-            v => Some(v.parse().map_err(|_| {
-                err("http.listen", format!("{v:?} is not an address like 127.0.0.1:8080 (or off)"))
-            })?),
+            v => Some(
+                v.parse()
+                    .map_err(|_| err("http.listen", format!("{v:?} is not an address like 127.0.0.1:8080 (or off)")))?,
+            ),
         };
         let http = HttpSection { listen };
-        drop(s);
-        let mut extra = Raw::new();
-        for name in ["metrics"] {
-            if let Some(sec) = raw.remove(name) {
-                extra.insert(name.to_string(), sec);
+        // A [metrics] section with settings means host metrics are wanted.
+        let has_metrics = raw.get("metrics").is_some_and(|m| m.values().any(|v| !v.trim().is_empty()));
+        let metrics = if s.flag("metrics", "enabled", has_metrics)? {
+            let topic = s.opt("metrics", "topic");
+            if let Some(t) = &topic {
+                check_topic(t).map_err(|m| err("metrics.topic", m))?;
             }
-        }
-        Ok(Config { kafka, chan_max_size, etcd, es, agent, collect, log, index, http, extra })
+            Some(crate::hostmetrics::HostMetricsConfig {
+                interval: Duration::from_millis(s.num("metrics", "interval_ms", 10_000, 100, 86_400_000)?),
+                topic,
+            })
+        } else {
+            None
+        };
+        Ok(Config { kafka, chan_max_size, etcd, es, agent, collect, log, index, http, metrics })
     }
 }
 
@@ -613,7 +624,8 @@ pub fn parse_bytes(v: &str) -> Result<u64, String> {
     let t = v.trim().replace('_', "");
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{v:?} is not a size (a whole number, optionally with KB, MiB, GiB, …)"))?;
+    let n: u64 =
+        n.parse().map_err(|_| format!("{v:?} is not a size (a whole number, optionally with KB, MiB, GiB, …)"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "kB" => 1_000,
@@ -724,7 +736,10 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 
     #[test]
     fn es_section() {
-        let c = Config::from_ini_str("[kafka]\naddress = k:1\n[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n").unwrap();
+        let c = Config::from_ini_str(
+            "[kafka]\naddress = k:1\n[es]\naddress = 127.0.0.1:9200; https://b:9200/\nindex = {topic}-%Y.%m.%d\n",
+        )
+        .unwrap();
         let es = c.es.unwrap();
         assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
         assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));
@@ -736,7 +751,10 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(e.key, "es.dead_letter");
         assert!(es.manage_template);
         let e = Config::from_ini_str("[es]\naddress = x\nmanage_template = maybe\n").unwrap_err();
-        assert_eq!((e.key.as_str(), e.message.as_str()), ("es.manage_template", "\"maybe\" is not one of: true, false"));
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("es.manage_template", "\"maybe\" is not one of: true, false")
+        );
         let e = Config::from_ini_str("[es]\naddress = x\nindex = Bad*Name\n").unwrap_err();
         assert_eq!(e.key, "es.index");
         let e = Config::from_ini_str("[es]\naddress = x\nusername = u\n").unwrap_err();
@@ -803,12 +821,40 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
     }
 
     #[test]
+    fn metrics_section_enables_host_metrics() {
+        // (ini, enabled, interval ms, topic)
+        let cases: &[(&str, bool, u64, Option<&str>)] = &[
+            ("", false, 0, None),
+            ("[metrics]\n", false, 0, None),
+            ("[metrics]\nenabled = true\n", true, 10_000, None),
+            ("[metrics]\ninterval_ms = 500\ntopic = hostm\n", true, 500, Some("hostm")),
+            ("[metrics]\nenabled = false\ntopic = hostm\n", false, 0, None),
+        ];
+        for &(ini, enabled, ms, topic) in cases {
+            let m = Config::from_ini_str(ini).unwrap().metrics;
+            assert_eq!(m.is_some(), enabled, "{ini}");
+            if let Some(m) = m {
+                assert_eq!((m.interval.as_millis() as u64, m.topic.as_deref()), (ms, topic), "{ini}");
+            }
+        }
+        for (ini, key) in [
+            ("[metrics]\ninterval_ms = 5\n", "metrics.interval_ms"),
+            ("[metrics]\ntopic = a b\n", "metrics.topic"),
+            ("[metrics]\nenabled = maybe\n", "metrics.enabled"),
+        ] {
+            let e = Config::from_ini_str(ini).unwrap_err();
+            assert_eq!(e.key, key, "{ini}: {e}");
+        }
+    }
+
+    #[test]
     fn index_and_http_sections() {
         let c = Config::from_ini_str("").unwrap();
         assert_eq!(c.index.retention_days, 0);
         assert_eq!(c.index.commit_interval_ms, 1_000);
         assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
-        let c = Config::from_ini_str("[index]\nretention_days = 7\nretention_bytes = 10GiB\n[http]\nlisten = off\n").unwrap();
+        let c = Config::from_ini_str("[index]\nretention_days = 7\nretention_bytes = 10GiB\n[http]\nlisten = off\n")
+            .unwrap();
         assert_eq!((c.index.retention_days, c.index.retention_bytes), (7, 10 << 30));
         assert_eq!(c.http.listen, None);
         // (config, key named in the error, words the message must contain)
@@ -824,7 +870,9 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             assert_eq!(e.key, key, "{text:?}: {e}");
             assert!(e.to_string().contains(words), "{text:?}: {e}");
         }
-        for (v, n) in [("0", 0), ("512", 512), ("1_000", 1000), ("2KB", 2000), ("3 MiB", 3 << 20), ("1TB", 1_000_000_000_000)] {
+        for (v, n) in
+            [("0", 0), ("512", 512), ("1_000", 1000), ("2KB", 2000), ("3 MiB", 3 << 20), ("1TB", 1_000_000_000_000)]
+        {
             assert_eq!(parse_bytes(v), Ok(n), "{v}");
         }
         for bad in ["", "MiB", "1.5GiB", "99999999999999999999", "20000000TiB"] {

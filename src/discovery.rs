@@ -66,6 +66,9 @@ pub struct Discovery {
     /// Problems already reported, so a broken path is logged once, not per scan.
     reported: HashSet<String>,
     topics: HashMap<String, Arc<str>>,
+    /// Entries of the process itself (the host metrics file): part of
+    /// every collect list, whatever etcd says.
+    pinned: Vec<CollectEntry>,
 }
 
 impl Discovery {
@@ -78,12 +81,31 @@ impl Discovery {
             readers: HashMap::new(),
             reported: HashSet::new(),
             topics: HashMap::new(),
+            pinned: Vec::new(),
         }
+    }
+
+    /// Adds `pinned` to this and every later collect list.
+    pub fn with_pinned(mut self, pinned: Vec<CollectEntry>) -> Self {
+        self.pinned = pinned;
+        let entries = std::mem::take(&mut self.entries);
+        self.entries = self.and_pinned(entries);
+        self
+    }
+
+    fn and_pinned(&self, mut entries: Vec<CollectEntry>) -> Vec<CollectEntry> {
+        for p in &self.pinned {
+            if !entries.iter().any(|e| entry_key(e) == entry_key(p)) {
+                entries.push(p.clone());
+            }
+        }
+        entries
     }
 
     /// Replaces the collect list, reconciling by (path, topic) (see the
     /// module doc). Readers that stop hand on what they read first.
     pub fn set_entries(&mut self, entries: Vec<CollectEntry>) {
+        let entries = self.and_pinned(entries);
         let old: HashMap<EntryKey, &CollectEntry> = self.entries.iter().map(|e| (entry_key(e), e)).collect();
         let new: HashMap<EntryKey, &CollectEntry> = entries.iter().map(|e| (entry_key(e), e)).collect();
         for e in &entries {

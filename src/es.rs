@@ -45,6 +45,9 @@ pub struct Request {
     pub body: Bytes,
     pub docs: Vec<u16>,
     pub slots: Vec<Slot>,
+    /// When each document's line was read (ms since the epoch; 0: unknown),
+    /// for the end-to-end latency; empty when not kept.
+    pub read_ms: Vec<i64>,
 }
 
 /// The HTTP side: nodes in rotation, auth, TLS.
@@ -78,8 +81,7 @@ impl EsClient {
             .pool_max_idle_per_host(cfg.workers);
         if let Some(ca) = &cfg.ca_file {
             let pem = std::fs::read(ca).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
-            let cert =
-                reqwest::Certificate::from_pem(&pem).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
             b = b.add_root_certificate(cert);
         }
         let http = b.build().map_err(|e| format!("es: {e}"))?;
@@ -88,18 +90,15 @@ impl EsClient {
             (None, Some(u), Some(p)) => Auth::Basic(u.clone(), p.clone()),
             _ => Auth::None,
         };
-        let bulk_urls = cfg
-            .nodes
-            .iter()
-            .map(|n| format!("{n}/_bulk?filter_path=errors,items.*.status,items.*.error"))
-            .collect();
+        let bulk_urls =
+            cfg.nodes.iter().map(|n| format!("{n}/_bulk?filter_path=errors,items.*.status,items.*.error")).collect();
         Ok(EsClient { http, bulk_urls, next: AtomicUsize::new(0), auth })
     }
 
     async fn post_bulk(&self, body: Bytes) -> Answer {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
-        let req =
-            self.authorize(self.http.post(&self.bulk_urls[i]).header("Content-Type", "application/x-ndjson").body(body));
+        let req = self
+            .authorize(self.http.post(&self.bulk_urls[i]).header("Content-Type", "application/x-ndjson").body(body));
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -278,17 +277,27 @@ impl Worker {
         let mut work: Vec<Vec<usize>> = vec![(0..pairs.len()).collect()];
         let mut backoff = Duration::from_millis(100);
         while let Some(pending) = work.pop() {
-            let body = if pending.len() == pairs.len() { req.body.clone() } else { subset(&req.body, &pairs, &pending) };
+            let body =
+                if pending.len() == pairs.len() { req.body.clone() } else { subset(&req.body, &pairs, &pending) };
             self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
             self.stats.bulk_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             let started = std::time::Instant::now();
             let answer = self.client.post_bulk(body).await;
             self.stats.bulk_latency.observe(started.elapsed());
+            self.stats.es_answered(!matches!(answer, Answer::Unreachable(_)));
+            if let Answer::Unreachable(_) | Answer::Status(400.., _) = &answer {
+                let status = if let Answer::Status(s, _) = &answer { *s } else { 0 };
+                self.stats.es_error(status, 1);
+            }
             let mut retry = Vec::new();
             match answer {
                 Answer::Unreachable(e) => {
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("Elasticsearch unreachable ({e}); retrying {} documents in {:?}", pending.len(), backoff);
+                    tracing::warn!(
+                        "Elasticsearch unreachable ({e}); retrying {} documents in {:?}",
+                        pending.len(),
+                        backoff
+                    );
                     retry = pending;
                 }
                 Answer::Status(413, _) if pending.len() > 1 => {
@@ -300,7 +309,13 @@ impl Worker {
                 }
                 Answer::Status(status, text) if status == 429 || status >= 500 => {
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(status, "Elasticsearch refused the request for now ({}); retrying {} documents in {:?}", excerpt(&text), pending.len(), backoff);
+                    tracing::warn!(
+                        status,
+                        "Elasticsearch refused the request for now ({}); retrying {} documents in {:?}",
+                        excerpt(&text),
+                        pending.len(),
+                        backoff
+                    );
                     retry = pending;
                 }
                 Answer::Status(status, text) if !(200..300).contains(&status) => {
@@ -320,26 +335,35 @@ impl Worker {
                     Ok(()) => {
                         let mut rejected = Vec::new();
                         let mut first_retry = None;
+                        let now = crate::checkpoint::now_ms();
                         for (k, outcome) in outcomes.iter().enumerate() {
                             let i = pending[k];
                             match outcome {
                                 ItemOutcome::Done => {
                                     self.stats.docs_indexed.fetch_add(1, Ordering::Relaxed);
-                                    req.slots[req.docs[i] as usize].ack.ack();
+                                    self.acked(&req, i, now);
                                 }
                                 ItemOutcome::Duplicate => {
                                     self.stats.docs_duplicate.fetch_add(1, Ordering::Relaxed);
-                                    req.slots[req.docs[i] as usize].ack.ack();
+                                    self.acked(&req, i, now);
                                 }
                                 ItemOutcome::Retry(err) => {
                                     first_retry.get_or_insert_with(|| err.clone());
+                                    self.stats.es_error(err.status, 1);
                                     retry.push(i);
                                 }
-                                ItemOutcome::Reject(err) => rejected.push((i, err.clone())),
+                                ItemOutcome::Reject(err) => {
+                                    self.stats.es_error(err.status, 1);
+                                    rejected.push((i, err.clone()));
+                                }
                             }
                         }
                         if let Some(err) = first_retry {
-                            tracing::warn!("{} documents refused for now (first: {err}); retrying them in {:?}", retry.len(), backoff);
+                            tracing::warn!(
+                                "{} documents refused for now (first: {err}); retrying them in {:?}",
+                                retry.len(),
+                                backoff
+                            );
                         }
                         if !rejected.is_empty() {
                             self.reject_all(&req, &pairs, &rejected).await;
@@ -355,6 +379,15 @@ impl Worker {
                 backoff = (backoff * 2).min(self.max_backoff);
                 work.push(retry);
             }
+        }
+    }
+
+    /// Document `i` reached its final answer: counts its slot down and
+    /// observes its end-to-end latency.
+    fn acked(&self, req: &Request, i: usize, now_ms: i64) {
+        req.slots[req.docs[i] as usize].ack.ack();
+        if let Some(&read) = req.read_ms.get(i).filter(|&&t| t > 0) {
+            self.stats.e2e_latency.observe_ms(now_ms - read);
         }
     }
 
@@ -375,7 +408,7 @@ impl Worker {
             tracing::debug!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}");
             self.dead_letter.put(&slot.topic, doc, err, self.max_backoff).await;
             self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
-            slot.ack.ack();
+            self.acked(req, *i, crate::checkpoint::now_ms());
         }
     }
 }
@@ -406,7 +439,8 @@ fn subset(body: &[u8], pairs: &[Range<usize>], pick: &[usize]) -> Bytes {
 
 /// `d` ± 25 %, so many workers do not retry in lockstep.
 fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
     let f = 0.75 + (nanos % 1000) as f64 / 2000.0;
     d.mul_f64(f)
 }

@@ -42,6 +42,19 @@ enum Command {
     },
     /// Read and write the per-host collect lists in etcd.
     Config(ConfigArgs),
+    /// A live table of a running process (agent, transfer or run): one row
+    /// per file or partition with throughput and lag, refreshed in place.
+    Status {
+        /// The process's `[http] listen` address.
+        #[arg(long, default_value = logcollect::config::DEFAULT_HTTP_LISTEN)]
+        addr: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print the table once and exit (for scripts).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -96,6 +109,16 @@ fn main() -> ExitCode {
         Command::Agent { config } => (config, logcollect::agent::run),
         Command::Transfer { config } => (config, logcollect::transfer::run),
         Command::Config(args) => return config_command(args),
+        Command::Status { addr, interval, once } => {
+            let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
+            return match logcollect::status::run(&addr, interval, once) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("logcollect status: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     let cfg = match Config::load(&config) {
         Ok(c) => c,

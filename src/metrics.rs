@@ -61,11 +61,30 @@ pub struct TransferStats {
     /// From a line being read (the record timestamp) to Elasticsearch
     /// acknowledging its document.
     pub e2e_latency: Histogram,
-    /// Whether the last request (or ping) got an answer from Elasticsearch.
-    pub es_reachable: std::sync::atomic::AtomicBool,
+    /// Whether the last request got an answer from Elasticsearch:
+    /// [`ES_UNKNOWN`] (none sent yet), [`ES_UP`] or [`ES_DOWN`].
+    pub es_state: std::sync::atomic::AtomicU8,
 }
 
+pub const ES_UNKNOWN: u8 = 0;
+pub const ES_UP: u8 = 1;
+pub const ES_DOWN: u8 = 2;
+
 impl TransferStats {
+    /// Records whether Elasticsearch answered the last request.
+    pub fn es_answered(&self, answered: bool) {
+        self.es_state.store(if answered { ES_UP } else { ES_DOWN }, Ordering::Relaxed);
+    }
+
+    /// `None` until a request was sent.
+    pub fn es_reachable(&self) -> Option<bool> {
+        match self.es_state.load(Ordering::Relaxed) {
+            ES_UP => Some(true),
+            ES_DOWN => Some(false),
+            _ => None,
+        }
+    }
+
     /// Counts `n` errors of `status` (0 = no answer).
     pub fn es_error(&self, status: u16, n: u64) {
         *self.es_errors_by_status.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += n;

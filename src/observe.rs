@@ -106,7 +106,7 @@ pub const KAFKA_STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// Rows of the agent's files, computed at request time.
 pub type FileRows = Box<dyn Fn() -> Vec<FileRow> + Send + Sync>;
 /// A readiness check: `Err(reason)` when not ready.
-pub type Check = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The agent's side.
 pub struct AgentView {
@@ -116,21 +116,27 @@ pub struct AgentView {
     pub channel: Box<dyn Fn() -> (usize, usize) + Send + Sync>,
 }
 
-/// Everything one process shows. Built once at start; stages that run add
-/// their view.
+/// Everything one process shows. Created at start and shared; each stage
+/// adds its view when it starts (`logcollect run` starts several).
 pub struct Observed {
     role: String,
     started: Instant,
     started_unix: f64,
-    agent: Option<AgentView>,
+    parts: Mutex<Parts>,
+    /// Last acknowledged total seen by the readiness check, and since when.
+    progress: Mutex<(u64, Instant)>,
+    process: Mutex<sysinfo::System>,
+}
+
+/// The views of the stages running, cheap to clone (all shared).
+#[derive(Clone, Default)]
+struct Parts {
+    agent: Option<Arc<AgentView>>,
     transfer: Option<Arc<TransferStats>>,
     /// (client role, stats): `producer`, `consumer`.
     kafka: Vec<(&'static str, Arc<KafkaStats>)>,
     host: Option<Arc<crate::hostmetrics::HostStats>>,
     checks: Vec<(String, Check)>,
-    /// Last acknowledged total seen by the readiness check, and since when.
-    progress: Mutex<(u64, Instant)>,
-    process: Mutex<sysinfo::System>,
 }
 
 impl Observed {
@@ -140,33 +146,40 @@ impl Observed {
             role: role.to_string(),
             started: Instant::now(),
             started_unix,
-            agent: None,
-            transfer: None,
-            kafka: Vec::new(),
-            host: None,
-            checks: Vec::new(),
+            parts: Mutex::new(Parts::default()),
             progress: Mutex::new((0, Instant::now())),
             process: Mutex::new(sysinfo::System::new()),
         }
     }
 
-    pub fn with_agent(mut self, view: AgentView) -> Self {
-        self.agent = Some(view);
-        self
+    /// The views as they are now (the lock is not held while they are read).
+    fn parts(&self) -> Parts {
+        lock(&self.parts).clone()
     }
 
-    pub fn with_transfer(mut self, stats: Arc<TransferStats>) -> Self {
-        self.transfer = Some(stats);
-        self
+    pub fn add_agent(&self, view: AgentView) {
+        lock(&self.parts).agent = Some(Arc::new(view));
+    }
+
+    pub fn add_transfer(&self, stats: Arc<TransferStats>) {
+        let s = stats.clone();
+        self.add_check(
+            "elasticsearch",
+            Arc::new(move || match s.es_reachable() {
+                Some(false) => Err("no answer to the last request".into()),
+                _ => Ok(()),
+            }),
+        );
+        lock(&self.parts).transfer = Some(stats);
     }
 
     /// Exposes a Kafka client's statistics, and makes `/health/ready`
     /// require one of its brokers to be up.
-    pub fn with_kafka(mut self, client: &'static str, stats: Arc<KafkaStats>) -> Self {
+    pub fn add_kafka(&self, client: &'static str, stats: Arc<KafkaStats>) {
         let s = stats.clone();
-        self.checks.push((
-            format!("kafka {client}"),
-            Box::new(move || match s.fresh(KAFKA_STATS_INTERVAL) {
+        self.add_check(
+            &format!("kafka {client}"),
+            Arc::new(move || match s.fresh(KAFKA_STATS_INTERVAL) {
                 None => Err("no statistics from librdkafka yet".into()),
                 Some(st) if st.brokers.values().any(|b| b.state == "UP") => Ok(()),
                 Some(st) => {
@@ -174,31 +187,28 @@ impl Observed {
                     Err(format!("no broker up ({})", states.join(", ")))
                 }
             }),
-        ));
-        self.kafka.push((client, stats));
-        self
+        );
+        lock(&self.parts).kafka.push((client, stats));
     }
 
-    pub fn with_host(mut self, host: Arc<crate::hostmetrics::HostStats>) -> Self {
-        self.host = Some(host);
-        self
+    pub fn add_host(&self, host: Arc<crate::hostmetrics::HostStats>) {
+        lock(&self.parts).host = Some(host);
     }
 
     /// Adds a readiness check.
-    pub fn with_check(mut self, name: &str, check: Check) -> Self {
-        self.checks.push((name.to_string(), check));
-        self
+    pub fn add_check(&self, name: &str, check: Check) {
+        lock(&self.parts).checks.push((name.to_string(), check));
     }
 
     /// Lines (or documents) taken in, and acknowledged, so far.
-    fn flow(&self) -> (u64, u64) {
+    fn flow(p: &Parts) -> (u64, u64) {
         let mut taken = 0;
         let mut done = 0;
-        if let Some(a) = &self.agent {
+        if let Some(a) = &p.agent {
             taken += Stats::get(&a.stats.lines_read);
             done += Stats::get(&a.stats.lines_acked) + Stats::get(&a.stats.lines_failed);
         }
-        if let Some(t) = &self.transfer {
+        if let Some(t) = &p.transfer {
             let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
             taken += g(&t.records);
             done += g(&t.docs_indexed) + g(&t.docs_duplicate) + g(&t.docs_dead_lettered);
@@ -209,9 +219,10 @@ impl Observed {
     /// Every readiness problem; empty when ready. The pipeline counts as
     /// stuck when lines wait and none was acknowledged for [`STALL_AFTER`].
     pub fn problems(&self) -> Vec<String> {
+        let parts = self.parts();
         let mut out: Vec<String> =
-            self.checks.iter().filter_map(|(name, c)| c().err().map(|e| format!("{name}: {e}"))).collect();
-        let (taken, done) = self.flow();
+            parts.checks.iter().filter_map(|(name, c)| c().err().map(|e| format!("{name}: {e}"))).collect();
+        let (taken, done) = Self::flow(&parts);
         let mut p = lock(&self.progress);
         if done != p.0 {
             *p = (done, Instant::now());
@@ -227,8 +238,9 @@ impl Observed {
     }
 
     pub fn status(&self) -> Status {
+        let parts = self.parts();
         let mut totals = BTreeMap::new();
-        if let Some(a) = &self.agent {
+        if let Some(a) = &parts.agent {
             let s = &a.stats;
             for (k, c) in [
                 ("bytes_read", &s.bytes_read),
@@ -241,7 +253,7 @@ impl Observed {
                 totals.insert(k.to_string(), Stats::get(c));
             }
         }
-        if let Some(t) = &self.transfer {
+        if let Some(t) = &parts.transfer {
             for (k, c) in transfer_counters(t) {
                 totals.insert(k.to_string(), c);
             }
@@ -251,42 +263,44 @@ impl Observed {
             role: self.role.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
-            files: self.agent.as_ref().map(|a| (a.files)()).unwrap_or_default(),
-            partitions: self.partitions(),
+            files: parts.agent.as_ref().map(|a| (a.files)()).unwrap_or_default(),
+            partitions: partitions(&parts),
             totals,
             ready: problems.is_empty(),
             problems,
         }
     }
+}
 
-    /// Consumer partitions from the consumer's librdkafka statistics.
-    fn partitions(&self) -> Vec<PartitionRow> {
-        let mut rows = Vec::new();
-        for (client, stats) in &self.kafka {
-            if *client != "consumer" {
-                continue;
-            }
-            let Some(st) = stats.fresh(KAFKA_STATS_INTERVAL) else { continue };
-            for (topic, t) in &st.topics {
-                for p in t.partitions.values() {
-                    // -1 is librdkafka's internal "unassigned" partition.
-                    if p.partition < 0 || p.fetch_state == "none" {
-                        continue;
-                    }
-                    rows.push(PartitionRow {
-                        topic: topic.clone(),
-                        partition: p.partition,
-                        lag: p.consumer_lag.max(0),
-                        committed_offset: p.committed_offset,
-                        high_watermark: p.hi_offset,
-                    });
+/// Consumer partitions from the consumer's librdkafka statistics.
+fn partitions(parts: &Parts) -> Vec<PartitionRow> {
+    let mut rows = Vec::new();
+    for (client, stats) in &parts.kafka {
+        if *client != "consumer" {
+            continue;
+        }
+        let Some(st) = stats.fresh(KAFKA_STATS_INTERVAL) else { continue };
+        for (topic, t) in &st.topics {
+            for p in t.partitions.values() {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if p.partition < 0 || p.fetch_state == "none" {
+                    continue;
                 }
+                rows.push(PartitionRow {
+                    topic: topic.clone(),
+                    partition: p.partition,
+                    lag: p.consumer_lag.max(0),
+                    committed_offset: p.committed_offset,
+                    high_watermark: p.hi_offset,
+                });
             }
         }
-        rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        rows
     }
+    rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    rows
+}
 
+impl Observed {
     /// The Prometheus exposition (OpenMetrics text).
     pub fn render(self: &Arc<Self>) -> String {
         let mut registry = prometheus_client::registry::Registry::default();
@@ -381,18 +395,20 @@ impl Out<'_, '_> {
 impl prometheus_client::collector::Collector for Exposition {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
         let o = &*self.0;
+        let p = o.parts();
         let mut out = Out { enc: &mut enc };
         process_metrics(o, &mut out)?;
-        if let Some(a) = &o.agent {
+        if let Some(a) = &p.agent {
             agent_metrics(a, &mut out)?;
         }
-        if let Some(t) = &o.transfer {
+        if let Some(t) = &p.transfer {
             transfer_metrics(t, &mut out)?;
         }
-        for (client, stats) in &o.kafka {
-            kafka_metrics(client, stats, &o.partitions(), &mut out)?;
+        let parts = partitions(&p);
+        for (client, stats) in &p.kafka {
+            kafka_metrics(client, stats, &parts, &mut out)?;
         }
-        if let Some(h) = &o.host {
+        if let Some(h) = &p.host {
             for f in h.families() {
                 if f.counter {
                     let rows: Vec<_> = f.rows.into_iter().map(|(l, v)| (l, v as u64)).collect();
@@ -483,10 +499,8 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
     for ((name, v), (_, help)) in transfer_counters(t).iter().zip(helps) {
         out.counter(&format!("logcollect_{name}"), help, *v)?;
     }
-    let by_status: Vec<_> = lock(&t.es_errors_by_status)
-        .iter()
-        .map(|(status, n)| (vec![("status", status.to_string())], *n))
-        .collect();
+    let by_status: Vec<_> =
+        lock(&t.es_errors_by_status).iter().map(|(status, n)| (vec![("status", status.to_string())], *n)).collect();
     out.counters(
         "logcollect_es_errors_by_status",
         "Elasticsearch errors by HTTP status (0: no answer), requests and items",
@@ -530,6 +544,123 @@ fn kafka_metrics(client: &str, stats: &KafkaStats, parts: &[PartitionRow], out: 
         out.gauges("logcollect_consumer_lag_messages", "Records not yet committed, per partition", &lag)?;
     }
     Ok(())
+}
+
+/// One row per (path, topic) from the checkpoint registry's sources: every
+/// identity a path had (a rotated file and its successor) summed.
+pub fn file_rows(sources: &[Arc<crate::batch::Source>]) -> Vec<FileRow> {
+    let now = crate::checkpoint::now_ms();
+    let mut rows: BTreeMap<(&str, &str), FileRow> = BTreeMap::new();
+    for src in sources {
+        let st = &src.stats;
+        let row = rows.entry((&src.path, &src.topic)).or_insert_with(|| FileRow {
+            path: src.path.to_string(),
+            topic: src.topic.to_string(),
+            ..FileRow::default()
+        });
+        row.read_bytes += st.read_bytes.load(Ordering::Relaxed);
+        row.shipped_lines += src.progress.done_lines();
+        row.behind_bytes += st.behind(src.progress.committed());
+        row.rotations += st.rotations.load(Ordering::Relaxed);
+        let last = st.last_read_ms.load(Ordering::Relaxed);
+        if last > 0 {
+            let idle = (now - last).max(0) as f64 / 1000.0;
+            row.idle_seconds = Some(row.idle_seconds.map_or(idle, |i: f64| i.min(idle)));
+        }
+    }
+    rows.into_values().collect()
+}
+
+/// The agent's view over its checkpoint registry and channel. The channel
+/// is watched through a receiver (a sender would keep it open at shutdown).
+pub fn agent_view<T: Send + 'static>(
+    stats: Arc<Stats>,
+    checkpoints: Arc<crate::checkpoint::Checkpoints>,
+    rx: &crossbeam_channel::Receiver<T>,
+) -> AgentView {
+    let rx = rx.clone();
+    AgentView {
+        stats,
+        files: Box::new(move || file_rows(&checkpoints.live())),
+        channel: Box::new(move || (rx.len(), rx.capacity().unwrap_or(0))),
+    }
+}
+
+/// Starts host metrics when `[metrics]` is enabled: exposed on `/metrics`,
+/// and with a topic written to a file under `data_dir`, which the returned
+/// collect entry ships like any log (JSON lines, read from the beginning).
+pub fn start_host_metrics(
+    cfg: &crate::config::Config,
+    host: &str,
+    observed: &Observed,
+) -> Option<crate::config::CollectEntry> {
+    let m = cfg.metrics.clone()?;
+    let stats = Arc::new(crate::hostmetrics::HostStats::default());
+    let file = crate::hostmetrics::metrics_file(&cfg.agent.data_dir);
+    let topic = m.topic.clone();
+    if let Err(e) = crate::hostmetrics::spawn(m, host.to_string(), file.clone(), stats.clone()) {
+        tracing::error!(path = %file.display(), "host metrics not started: {e}");
+        return None;
+    }
+    observed.add_host(stats);
+    let topic = topic?;
+    let mut entry = crate::config::CollectEntry::new(file.display().to_string(), topic);
+    entry.options.read_from = Some(crate::config::ReadFrom::Beginning);
+    entry.options.parse_json = true;
+    Some(entry)
+}
+
+/// The metrics and health server of a process whose data path needs no
+/// HTTP (the agent, the transfer): a thread with a small runtime of its
+/// own. An address that cannot be bound is logged, not fatal: the lines
+/// keep moving either way.
+pub struct Server {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn serve(addr: Option<std::net::SocketAddr>, observed: Arc<Observed>) -> Option<Server> {
+    let addr = addr?;
+    let listener = match std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("http.listen: cannot listen on {addr} ({e}): no /metrics or /health from this process");
+            return None;
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("http: {e}"),
+            };
+            let served = rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                crate::http::serve(listener, router(observed), async {
+                    let _ = rx.await;
+                })
+                .await
+            });
+            if let Err(e) = served {
+                tracing::error!("http: {e}");
+            }
+        })
+        .ok()?;
+    tracing::info!("metrics and health: http://{addr}/metrics, /health/ready, /api/status");
+    Some(Server { shutdown: Some(tx), thread: Some(thread) })
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        // Not joined: a client holding a connection open must not hold up
+        // the shutdown; the thread ends with its last connection or the process.
+        drop(self.thread.take());
+    }
 }
 
 /// `/metrics`, `/health/live`, `/health/ready`, `/api/status`.
@@ -592,7 +723,9 @@ mod tests {
         let t = Arc::new(TransferStats::default());
         t.docs_indexed.store(42, Ordering::Relaxed);
         t.es_error(429, 3);
-        let o = Arc::new(Observed::new("agent").with_agent(agent_view(stats)).with_transfer(t));
+        let o = Arc::new(Observed::new("agent"));
+        o.add_agent(agent_view(stats));
+        o.add_transfer(t);
         let text = o.render();
         for want in [
             "logcollect_lines_read_total 7\n",
@@ -617,7 +750,8 @@ mod tests {
     #[test]
     fn a_stalled_pipeline_is_not_ready_and_says_why() {
         let stats = Arc::new(Stats::default());
-        let o = Observed::new("agent").with_agent(agent_view(stats.clone()));
+        let o = Observed::new("agent");
+        o.add_agent(agent_view(stats.clone()));
         assert!(o.problems().is_empty());
         stats.lines_read.store(10, Ordering::Relaxed);
         // Ten lines wait, none acknowledged: stuck once STALL_AFTER passed.
@@ -627,8 +761,14 @@ mod tests {
         assert!(p[0].contains("10 lines waiting"), "{p:?}");
         stats.lines_acked.store(10, Ordering::Relaxed);
         assert!(o.problems().is_empty());
-        let failing = Observed::new("x").with_check("elasticsearch", Box::new(|| Err("unreachable".into())));
-        assert_eq!(failing.problems(), vec!["elasticsearch: unreachable".to_string()]);
+        let failing = Observed::new("x");
+        let t = Arc::new(TransferStats::default());
+        failing.add_transfer(t.clone());
+        assert!(failing.problems().is_empty(), "nothing sent yet");
+        t.es_answered(false);
+        assert_eq!(failing.problems(), vec!["elasticsearch: no answer to the last request".to_string()]);
         assert!(!failing.status().ready);
+        t.es_answered(true);
+        assert!(failing.problems().is_empty());
     }
 }

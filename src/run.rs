@@ -25,6 +25,7 @@ use crate::http::{self, AppState};
 use crate::index::{IndexConfig, IndexError, Store};
 use crate::ingest;
 use crate::metrics::{Stats, TransferStats};
+use crate::observe::{self, Observed};
 use crate::search::{Backend, EsSearch};
 use crate::tail::TailCtx;
 use bytes::Bytes;
@@ -43,11 +44,13 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
 /// Runs until `stop` is set (or a part fails).
 pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("http").enable_all().build()?;
+    // Metrics and health beside the page: every part running adds its view.
+    let obs = Arc::new(Observed::new("run"));
     match (cfg.kafka.clone(), cfg.es.clone()) {
-        (None, None) => embedded_direct(&cfg, &rt, stop),
-        (Some(kafka), None) => embedded_from_kafka(&cfg, &kafka, &rt, stop),
-        (None, Some(es)) => es_direct(&cfg, &es, &rt, stop),
-        (Some(_), Some(es)) => agent_and_transfer(&cfg, &es, &rt, stop),
+        (None, None) => embedded_direct(&cfg, &rt, stop, &obs),
+        (Some(kafka), None) => embedded_from_kafka(&cfg, &kafka, &rt, stop, &obs),
+        (None, Some(es)) => es_direct(&cfg, &es, &rt, stop, &obs),
+        (Some(_), Some(es)) => agent_and_transfer(&cfg, &es, &rt, stop, &obs),
     }
 }
 
@@ -92,8 +95,13 @@ impl HttpServer {
 }
 
 /// Binds `[http] listen` (an address in use is a start error naming the key)
-/// and serves the page and API over `backend`.
-fn start_http(cfg: &Config, rt: &tokio::runtime::Runtime, backend: Backend) -> Result<Option<HttpServer>, AgentError> {
+/// and serves the page and API over `backend`, and `/metrics` and health.
+fn start_http(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    backend: Backend,
+    obs: &Arc<Observed>,
+) -> Result<Option<HttpServer>, AgentError> {
     let Some(addr) = cfg.http.listen else { return Ok(None) };
     let std_listener = std::net::TcpListener::bind(addr)
         .map_err(|e| ConfigError { key: "http.listen".into(), message: format!("{addr}: {e}") })?;
@@ -103,10 +111,11 @@ fn start_http(cfg: &Config, rt: &tokio::runtime::Runtime, backend: Backend) -> R
         Backend::Elasticsearch(_) => Duration::from_secs(1),
     };
     let state = AppState { backend: Arc::new(backend), live_interval };
+    let obs = obs.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        http::serve(listener, http::router(state), async {
+        http::serve(listener, http::router(state).merge(observe::router(obs)), async {
             let _ = rx.await;
         })
         .await
@@ -122,14 +131,18 @@ fn start_readers(
     checkpoints: Arc<Checkpoints>,
     tx: crossbeam_channel::Sender<Batch>,
     stats: Arc<Stats>,
+    obs: &Observed,
 ) -> Result<(thread::JoinHandle<()>, crossbeam_channel::Sender<()>), AgentError> {
     if cfg.collect.is_empty() {
         tracing::warn!("nothing to collect: [collect] is empty");
     }
-    let ctx = Arc::new(TailCtx { cfg: agent::tail_config(cfg), checkpoints, tx, stats, wake: crate::wake::Wake::start() });
+    let host = crate::host::detect(cfg.agent.host.as_deref());
+    let pinned: Vec<_> = observe::start_host_metrics(cfg, &host, obs).into_iter().collect();
+    let ctx =
+        Arc::new(TailCtx { cfg: agent::tail_config(cfg), checkpoints, tx, stats, wake: crate::wake::Wake::start() });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
-        Discovery::new(ctx, cfg.collect.clone()),
+        Discovery::new(ctx, cfg.collect.clone()).with_pinned(pinned),
         Duration::from_millis(cfg.agent.scan_interval_ms),
         crossbeam_channel::never(),
         discovery_stopped,
@@ -138,22 +151,29 @@ fn start_readers(
 }
 
 /// No Kafka, no Elasticsearch: readers -> channel -> embedded index.
-fn embedded_direct(cfg: &Config, rt: &tokio::runtime::Runtime, stop: &AtomicBool) -> Result<(), AgentError> {
+fn embedded_direct(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    stop: &AtomicBool,
+    obs: &Arc<Observed>,
+) -> Result<(), AgentError> {
     let (store, payload, icfg) = open_index(cfg)?;
     let writer = store.writer(&icfg, &payload).map_err(index_error)?;
     // The index's last commit holds the checkpoints: it is the source of truth.
     let checkpoints = Arc::new(Checkpoints::restore(&cfg.agent.data_dir, payload.checkpoints));
-    let http = start_http(cfg, rt, Backend::Embedded(store.clone()))?;
+    let http = start_http(cfg, rt, Backend::Embedded(store.clone()), obs)?;
     let host: Arc<str> = crate::host::detect(cfg.agent.host.as_deref()).into();
     let stats = Arc::new(Stats::default());
     let (tx, rx) = crossbeam_channel::bounded(agent::channel_batches(cfg.chan_max_size));
+    // Lines count as acknowledged once a commit made them searchable.
+    obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let indexer = {
         let (checkpoints, stats, section) = (checkpoints.clone(), stats.clone(), cfg.index.clone());
         thread::Builder::new()
             .name("index".into())
             .spawn(move || ingest::index_batches(rx, writer, checkpoints, host, &section, stats))?
     };
-    let (disc, stop_discovery) = start_readers(cfg, checkpoints, tx, stats.clone())?;
+    let (disc, stop_discovery) = start_readers(cfg, checkpoints, tx, stats.clone(), obs)?;
     tracing::info!(index = %icfg.dir.display(), docs = store.num_docs(), files = cfg.collect.len(), "run started: collecting into the embedded index");
     while !stop.load(Ordering::Acquire) && !indexer.is_finished() {
         thread::sleep(Duration::from_millis(50));
@@ -161,17 +181,27 @@ fn embedded_direct(cfg: &Config, rt: &tokio::runtime::Runtime, stop: &AtomicBool
     tracing::info!("stopping: finishing reads, committing the index");
     drop(stop_discovery);
     let _ = disc.join();
-    let result = indexer.join().unwrap_or_else(|_| Err(IndexError::Open { dir: icfg.dir.display().to_string(), message: "indexer panicked".into() }));
+    let result = indexer.join().unwrap_or_else(|_| {
+        Err(IndexError::Open { dir: icfg.dir.display().to_string(), message: "indexer panicked".into() })
+    });
     if let Some(h) = http {
         h.stop(rt);
     }
-    tracing::info!(lines_read = Stats::get(&stats.lines_read), lines_indexed = Stats::get(&stats.lines_acked), docs = store.num_docs(), "run totals");
+    tracing::info!(
+        lines_read = Stats::get(&stats.lines_read),
+        lines_indexed = Stats::get(&stats.lines_acked),
+        docs = store.num_docs(),
+        "run totals"
+    );
     result.map_err(index_error)
 }
 
 /// Runs `parts` on threads until `stop` is set or one of them returns;
 /// then stops the others and returns the first error.
-fn run_parts(stop: &AtomicBool, parts: Vec<Box<dyn FnOnce(&AtomicBool) -> Result<(), AgentError> + Send + '_>>) -> Result<(), AgentError> {
+fn run_parts(
+    stop: &AtomicBool,
+    parts: Vec<Box<dyn FnOnce(&AtomicBool) -> Result<(), AgentError> + Send + '_>>,
+) -> Result<(), AgentError> {
     let inner = AtomicBool::new(false);
     thread::scope(|s| {
         let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(|| p(&inner))).collect();
@@ -197,24 +227,32 @@ fn embedded_from_kafka(
     kafka: &crate::config::KafkaConfig,
     rt: &tokio::runtime::Runtime,
     stop: &AtomicBool,
+    obs: &Arc<Observed>,
 ) -> Result<(), AgentError> {
     let (store, payload, icfg) = open_index(cfg)?;
     let writer = store.writer(&icfg, &payload).map_err(index_error)?;
     let mut topics = kafka.topics.clone();
     if topics.is_empty() {
         topics = cfg.collect.iter().map(|c| c.topic.clone()).collect();
+        topics.extend(cfg.metrics.as_ref().and_then(|m| m.topic.clone()));
         topics.sort();
         topics.dedup();
     }
     if topics.is_empty() {
-        return Err(ConfigError { key: "kafka.topic".into(), message: "no topic to index: set [kafka] topic or [collect]".into() }.into());
+        return Err(ConfigError {
+            key: "kafka.topic".into(),
+            message: "no topic to index: set [kafka] topic or [collect]".into(),
+        }
+        .into());
     }
-    let http = start_http(cfg, rt, Backend::Embedded(store))?;
+    let http = start_http(cfg, rt, Backend::Embedded(store), obs)?;
     let result = run_parts(
         stop,
         vec![
-            Box::new(|s: &AtomicBool| agent::run_until(cfg.clone(), s)),
-            Box::new(move |s: &AtomicBool| ingest::index_records(kafka, &topics, writer, &cfg.index, s).map_err(index_error)),
+            Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, obs)),
+            Box::new(move |s: &AtomicBool| {
+                ingest::index_records(kafka, &topics, writer, &cfg.index, s).map_err(index_error)
+            }),
         ],
     );
     if let Some(h) = http {
@@ -230,13 +268,19 @@ fn es_backend(es: &EsConfig) -> Result<Backend, AgentError> {
 }
 
 /// Kafka and Elasticsearch: the agent and the transfer in one process.
-fn agent_and_transfer(cfg: &Config, es: &EsConfig, rt: &tokio::runtime::Runtime, stop: &AtomicBool) -> Result<(), AgentError> {
-    let http = start_http(cfg, rt, es_backend(es)?)?;
+fn agent_and_transfer(
+    cfg: &Config,
+    es: &EsConfig,
+    rt: &tokio::runtime::Runtime,
+    stop: &AtomicBool,
+    obs: &Arc<Observed>,
+) -> Result<(), AgentError> {
+    let http = start_http(cfg, rt, es_backend(es)?, obs)?;
     let result = run_parts(
         stop,
         vec![
-            Box::new(|s: &AtomicBool| agent::run_until(cfg.clone(), s)),
-            Box::new(|s: &AtomicBool| crate::transfer::run_until(cfg.clone(), s)),
+            Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, obs)),
+            Box::new(|s: &AtomicBool| crate::transfer::run_observed(cfg.clone(), s, obs)),
         ],
     );
     if let Some(h) = http {
@@ -247,17 +291,27 @@ fn agent_and_transfer(cfg: &Config, es: &EsConfig, rt: &tokio::runtime::Runtime,
 
 /// Elasticsearch, no Kafka: readers -> channel -> `_bulk`, checkpoints on
 /// disk behind Elasticsearch's acknowledgements.
-fn es_direct(cfg: &Config, es: &EsConfig, rt: &tokio::runtime::Runtime, stop: &AtomicBool) -> Result<(), AgentError> {
+fn es_direct(
+    cfg: &Config,
+    es: &EsConfig,
+    rt: &tokio::runtime::Runtime,
+    stop: &AtomicBool,
+    obs: &Arc<Observed>,
+) -> Result<(), AgentError> {
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
-    let http = start_http(cfg, rt, es_backend(es)?)?;
+    let http = start_http(cfg, rt, es_backend(es)?, obs)?;
     let host = crate::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
     let (tx, rx) = crossbeam_channel::bounded(agent::channel_batches(cfg.chan_max_size));
-    let topics: Vec<String> = cfg.collect.iter().map(|c| c.topic.clone()).collect();
-    let sink = EsSink::start(es, rt, host, &topics, stop)?;
+    obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
+    let es_stats = Arc::new(TransferStats::default());
+    obs.add_transfer(es_stats.clone());
+    let mut topics: Vec<String> = cfg.collect.iter().map(|c| c.topic.clone()).collect();
+    topics.extend(cfg.metrics.as_ref().and_then(|m| m.topic.clone()));
+    let sink = EsSink::start(es, rt, host, &topics, stop, es_stats)?;
     let shutdown_timeout = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
     let sink_thread = thread::Builder::new().name("es".into()).spawn(move || sink.run(rx, shutdown_timeout))?;
-    let (disc, stop_discovery) = start_readers(cfg, checkpoints.clone(), tx, stats.clone())?;
+    let (disc, stop_discovery) = start_readers(cfg, checkpoints.clone(), tx, stats.clone(), obs)?;
     tracing::info!(es = %es.nodes.join(","), files = cfg.collect.len(), "run started: collecting into Elasticsearch");
     let every = Duration::from_millis(cfg.agent.checkpoint_interval_ms);
     let mut next_save = Instant::now() + every;
@@ -296,14 +350,16 @@ impl EsSink {
         host: String,
         topics: &[String],
         stop: &AtomicBool,
+        stats: Arc<TransferStats>,
     ) -> Result<EsSink, AgentError> {
         let need = |key: &str, m: String| ConfigError { key: key.into(), message: m };
         let client = EsClient::new(es).map_err(|m| need("es", m))?;
-        let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, &[])).map_err(|m| need("es.dead_letter", m))?;
+        let dead_letter =
+            rt.block_on(DeadLetterSink::open(&es.dead_letter, &[])).map_err(|m| need("es.dead_letter", m))?;
         let worker = Arc::new(Worker {
             client,
             dead_letter,
-            stats: Arc::new(TransferStats::default()),
+            stats,
             max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
         });
         if es.manage_template {
@@ -338,6 +394,7 @@ impl EsSink {
         let mut names = IndexNames::new(self.es.index.clone());
         let mut slots: Vec<Slot> = Vec::new();
         let mut docs: Vec<u16> = Vec::new();
+        let mut read_ms: Vec<i64> = Vec::new();
         let mut first_at: Option<Instant> = None;
         let wait = Duration::from_millis(self.es.bulk_max_wait_ms);
         let host = self.host.clone();
@@ -375,16 +432,21 @@ impl EsSink {
                             match body.push(&rec, index, mode) {
                                 PushOutcome::Added { .. } => break,
                                 PushOutcome::Full => {
-                                    self.flush(&mut body, &mut slots, &mut docs);
+                                    self.flush(&mut body, &mut slots, &mut docs, &mut read_ms);
                                     slot = None;
                                 }
                             }
                         }
                         let i = *slot.get_or_insert_with(|| {
-                            slots.push(Slot { topic: src.topic.clone(), partition: NOT_FROM_KAFKA, ack: batch.ack.clone() });
+                            slots.push(Slot {
+                                topic: src.topic.clone(),
+                                partition: NOT_FROM_KAFKA,
+                                ack: batch.ack.clone(),
+                            });
                             slots.len() - 1
                         });
                         docs.push(i as u16);
+                        read_ms.push(batch.read_ms);
                         first_at.get_or_insert_with(Instant::now);
                     }
                 }
@@ -393,12 +455,12 @@ impl EsSink {
             }
             let due = first_at.is_some_and(|f| f.elapsed() >= wait);
             if !docs.is_empty() && (docs.len() >= self.es.bulk_max_docs || due || slots.len() >= u16::MAX as usize) {
-                self.flush(&mut body, &mut slots, &mut docs);
+                self.flush(&mut body, &mut slots, &mut docs, &mut read_ms);
                 first_at = None;
             }
         }
         if !docs.is_empty() {
-            self.flush(&mut body, &mut slots, &mut docs);
+            self.flush(&mut body, &mut slots, &mut docs, &mut read_ms);
         }
         drop(self.tx.take());
         let workers = std::mem::take(&mut self.workers);
@@ -416,8 +478,13 @@ impl EsSink {
         }
     }
 
-    fn flush(&mut self, body: &mut BulkBody, slots: &mut Vec<Slot>, docs: &mut Vec<u16>) {
-        let req = Request { body: Bytes::copy_from_slice(body.as_bytes()), docs: std::mem::take(docs), slots: std::mem::take(slots) };
+    fn flush(&mut self, body: &mut BulkBody, slots: &mut Vec<Slot>, docs: &mut Vec<u16>, read_ms: &mut Vec<i64>) {
+        let req = Request {
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            docs: std::mem::take(docs),
+            slots: std::mem::take(slots),
+            read_ms: std::mem::take(read_ms),
+        };
         body.clear();
         if let Some(tx) = &self.tx {
             // Waits while every worker is busy: backpressure to the readers.

@@ -19,12 +19,14 @@
 use crate::batch::{Batch, BatchAck};
 use crate::config::ConfigError;
 use crate::metrics::Stats;
+use crate::observe::{KafkaStats, KAFKA_STATS_INTERVAL};
 use crate::split::Cut;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +60,8 @@ fn client_config(cfg: &ShipConfig) -> ClientConfig {
         // (perf/README.md). 20k still covers 5 requests of ~3k records in flight.
         .set("queue.buffering.max.messages", "20000")
         .set("batch.size", "1048576")
-        .set("message.max.bytes", (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string());
+        .set("message.max.bytes", (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string())
+        .set("statistics.interval.ms", KAFKA_STATS_INTERVAL.as_millis().to_string());
     for (k, v) in &cfg.producer {
         c.set(k, v);
     }
@@ -78,12 +81,17 @@ struct Retry {
 /// Receives delivery reports.
 pub struct ShipContext {
     stats: Arc<Stats>,
+    kafka: Arc<KafkaStats>,
     retry: Mutex<Vec<Retry>>,
 }
 
 impl ClientContext for ShipContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!("kafka: {error}: {reason}");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.kafka.store(statistics);
     }
 }
 
@@ -185,8 +193,14 @@ impl Shipper {
 
 /// Creates the producer (a bad property is a config error naming it) and
 /// starts the shipping thread.
-pub fn spawn(cfg: &ShipConfig, rx: Receiver<Batch>, stats: Arc<Stats>) -> Result<Shipper, ConfigError> {
-    let ctx = ShipContext { stats: stats.clone(), retry: Mutex::new(Vec::new()) };
+/// librdkafka's statistics (every [`KAFKA_STATS_INTERVAL`]) go to `kafka`.
+pub fn spawn(
+    cfg: &ShipConfig,
+    rx: Receiver<Batch>,
+    stats: Arc<Stats>,
+    kafka: Arc<KafkaStats>,
+) -> Result<Shipper, ConfigError> {
+    let ctx = ShipContext { stats: stats.clone(), kafka, retry: Mutex::new(Vec::new()) };
     let producer: BaseProducer<ShipContext> = client_config(cfg)
         .create_with_context(ctx)
         .map_err(|e| ConfigError { key: "kafka.producer".into(), message: e.to_string() })?;

@@ -23,6 +23,7 @@ use crate::checkpoint::now_ms;
 use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
 use crate::es::{DeadLetterSink, EsClient, Request, Slot, Worker};
 use crate::metrics::TransferStats;
+use crate::observe::{KafkaStats, Observed, KAFKA_STATS_INTERVAL};
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -74,11 +75,16 @@ impl Trackers {
 /// Consumer callbacks: commits what is complete before partitions go.
 struct TransferContext {
     trackers: Arc<Mutex<Trackers>>,
+    kafka: Arc<KafkaStats>,
 }
 
 impl ClientContext for TransferContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!("kafka: {error}: {reason}");
+    }
+
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.kafka.store(statistics);
     }
 }
 
@@ -136,15 +142,33 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
     run_until(cfg, &term)
 }
 
-/// Runs the transfer until `stop` is set.
+/// Runs the transfer until `stop` is set, serving its metrics on `[http] listen`.
 pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
+    let observed = Arc::new(Observed::new("transfer"));
+    if let Some(m) = &cfg.metrics {
+        if m.topic.is_some() {
+            tracing::info!("metrics.topic: the transfer collects no files; its host metrics are on /metrics only");
+        }
+        crate::observe::start_host_metrics(&cfg, &crate::host::detect(cfg.agent.host.as_deref()), &observed);
+    }
+    let _server = crate::observe::serve(cfg.http.listen, observed.clone());
+    run_observed(cfg, stop, &observed)
+}
+
+/// Runs the transfer until `stop` is set, showing itself in `observed`.
+pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), AgentError> {
     let need = |key: &str, what: &str| ConfigError { key: key.into(), message: what.into() };
-    let kafka = cfg.kafka.clone().ok_or_else(|| need("kafka.address", "the transfer reads Kafka: set [kafka] address"))?;
-    let es = cfg.es.clone().ok_or_else(|| need("es.address", "the transfer writes to Elasticsearch: set [es] address"))?;
+    let kafka =
+        cfg.kafka.clone().ok_or_else(|| need("kafka.address", "the transfer reads Kafka: set [kafka] address"))?;
+    let es =
+        cfg.es.clone().ok_or_else(|| need("es.address", "the transfer writes to Elasticsearch: set [es] address"))?;
     if kafka.topics.is_empty() {
         return Err(need("kafka.topic", "no topic to consume: set [kafka] topic (';' separated)").into());
     }
     let stats = Arc::new(TransferStats::default());
+    observed.add_transfer(stats.clone());
+    let kafka_stats = Arc::new(KafkaStats::default());
+    observed.add_kafka("consumer", kafka_stats.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let client = EsClient::new(&es).map_err(|m| need("es", &m))?;
     let dead_letter =
@@ -178,9 +202,12 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     }
 
     let trackers = Arc::new(Mutex::new(Trackers::default()));
+    let mut cc = consumer_config(&kafka);
+    if cc.get("statistics.interval.ms").is_none() {
+        cc.set("statistics.interval.ms", KAFKA_STATS_INTERVAL.as_millis().to_string());
+    }
     let consumer: Arc<BaseConsumer<TransferContext>> = Arc::new(
-        consumer_config(&kafka)
-            .create_with_context(TransferContext { trackers: trackers.clone() })
+        cc.create_with_context(TransferContext { trackers: trackers.clone(), kafka: kafka_stats })
             .map_err(|e| need("kafka.consumer", &e.to_string()))?,
     );
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
@@ -194,6 +221,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         names: IndexNames::new(es.index.clone()),
         slots: Vec::new(),
         docs: Vec::new(),
+        read_ms: Vec::new(),
         first_doc_at: None,
         tx,
         es: es.clone(),
@@ -294,6 +322,8 @@ struct Transfer {
     /// Partitions of the request being built; `docs[i]` indexes it.
     slots: Vec<OpenSlot>,
     docs: Vec<u16>,
+    /// Record timestamp (the agent's read time) of each document.
+    read_ms: Vec<i64>,
     first_doc_at: Option<Instant>,
     tx: mpsc::Sender<Request>,
     es: EsConfig,
@@ -352,6 +382,7 @@ impl Transfer {
         self.slots[slot].count += 1;
         self.slots[slot].last_offset = m.offset();
         self.docs.push(slot as u16);
+        self.read_ms.push(rec.timestamp_ms.unwrap_or(0));
     }
 
     fn topic(&mut self, name: &str) -> (Arc<str>, MessageMode) {
@@ -397,7 +428,7 @@ impl Transfer {
                 slots.push(Slot { topic: s.topic, partition: s.partition, ack });
             }
         }
-        let mut req = Request { body, docs, slots };
+        let mut req = Request { body, docs, slots, read_ms: std::mem::take(&mut self.read_ms) };
         let mut paused: Option<TopicPartitionList> = None;
         loop {
             match self.tx.try_send(req) {
@@ -416,7 +447,12 @@ impl Transfer {
                     }
                     // Polling keeps the group membership and serves rebalances.
                     if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) {
-                        let _ = self.consumer.seek(m.topic(), m.partition(), Offset::Offset(m.offset()), Duration::from_secs(1));
+                        let _ = self.consumer.seek(
+                            m.topic(),
+                            m.partition(),
+                            Offset::Offset(m.offset()),
+                            Duration::from_secs(1),
+                        );
                     }
                     if self.last_commit.elapsed() >= COMMIT_EVERY {
                         self.commit(CommitMode::Async);

@@ -489,6 +489,8 @@ pub struct Agent {
     /// The subcommand: `agent`, `transfer`, ...
     pub role: &'static str,
     pub config: PathBuf,
+    /// `host:port` of its metrics and health endpoints (`[http] listen`).
+    pub http: Option<String>,
 }
 
 impl Agent {
@@ -504,12 +506,21 @@ impl Agent {
     }
 
     /// Writes `config` to `dir/<config_name>` and starts `logcollect <role>`.
+    /// Without an `[http]` section, one is added on a free port.
     pub fn start_as(dir: &Path, role: &'static str, config_name: &str, config: &str) -> Agent {
         let cfg = dir.join(config_name);
+        let mut config = config.to_string();
+        let http = if config.contains("[http]") {
+            config.lines().find_map(|l| l.trim().strip_prefix("listen = ")).filter(|v| *v != "off").map(String::from)
+        } else {
+            let addr = format!("127.0.0.1:{}", free_port());
+            config.push_str(&format!("\n[http]\nlisten = {addr}\n"));
+            Some(addr)
+        };
         std::fs::write(&cfg, config).unwrap();
         let stem = if role == "agent" { "agent".to_string() } else { config_name.trim_end_matches(".ini").to_string() };
         let log = dir.join(format!("{stem}.log"));
-        let mut a = Agent { child: None, dir: dir.to_path_buf(), log, role, config: cfg };
+        let mut a = Agent { child: None, dir: dir.to_path_buf(), log, role, config: cfg, http };
         a.restart();
         a
     }
@@ -572,6 +583,24 @@ impl Agent {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET http://<[http] listen><path>`: (status, body); status 0 when
+    /// nothing answers.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("http://{}{path}", self.http.as_deref().expect("no [http] listen")))
+    }
+}
+
+/// A blocking GET: (status, body); status 0 when nothing answers.
+pub fn http_get(url: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    match client.get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
     }
 }
 
