@@ -28,6 +28,9 @@
 #                         (e.g. "chan_max_size = 20000")
 #   PERF_AGENT_INI        extra lines appended to the agent's config.ini, for
 #                         other sections (e.g. "[kafka.producer]" and its keys)
+#   PERF_SCRAPE=1         a contender each round: the agent with /metrics scraped
+#                         every PERF_SCRAPE_MS (default 100) ms, kind agent-scr:
+#                         what observability costs the hot path
 #   PERF_VERIFY=1         after each run, read the topic back and check the
 #                         record count (slow: ~1 s per 100 MB)
 #   PERF_PROFILE=1        one more agent run after the rounds, sampled by
@@ -122,11 +125,15 @@ run_producer() {
     note "round $round $kind: ${wall}s, cpu ${cpu}s, peak rss $((hwm / 1024)) MB, broker cpu ${BROKER_CPU}s"
 }
 
-# run_agent ROUND [profile]: with "profile", `perf record` samples it
-# (kind agent-prof, left out of the medians).
+# run_agent ROUND [profile|scraped]: with "profile", `perf record` samples it
+# (kind agent-prof, left out of the medians); with "scraped", /metrics is
+# fetched every PERF_SCRAPE_MS while it ships (kind agent-scr).
 run_agent() {
     local round=$1 kind=agent
     [[ ${2:-} == profile ]] && kind=agent-prof
+    [[ ${2:-} == scraped ]] && kind=agent-scr
+    local http_port
+    http_port=$(free_port)
     local dir=$OUT/run-$round-$kind
     rm -rf "$dir" && mkdir -p "$dir"
     start_broker "$dir" "$TOPIC"
@@ -145,6 +152,9 @@ checkpoint_interval_ms = 100
 [collect]
 $TOPIC = $FILE
 
+[http]
+listen = 127.0.0.1:$http_port
+
 [log]
 level = info
 ${PERF_AGENT_INI:-}
@@ -161,9 +171,27 @@ EOF
             >"$dir/perf-record.log" 2>&1 &
         PROF_PID=$!
     fi
+    local scraper=
+    if [[ $kind == agent-scr ]]; then
+        prof_note=scrapes
+        (
+            n=0
+            while kill -0 "$AGENT_PID" 2>/dev/null; do
+                curl -sf -o /dev/null "http://127.0.0.1:$http_port/metrics" && n=$((n + 1))
+                echo "$n" >"$dir/scrapes"
+                sleep "$(awk -v ms="${PERF_SCRAPE_MS:-100}" 'BEGIN{print ms/1000}')"
+            done
+        ) &
+        scraper=$!
+    fi
     "$PT" watch-agent --pid "$AGENT_PID" --checkpoints "$data/checkpoints.json" \
         --offset "$SIZE" --t0-ns "$t0" --broker-pid "$BROKER_PID" >"$dir/watch.out" 2>"$dir/watch.err" ||
         { cat "$dir/watch.err" >&2; tail -20 "$dir/agent.log" >&2; die "agent did not finish (round $round)"; }
+    if [[ -n $scraper ]]; then
+        kill "$scraper" 2>/dev/null || true
+        wait "$scraper" 2>/dev/null || true
+        prof_note="scrapes=$(cat "$dir/scrapes" 2>/dev/null || echo 0)"
+    fi
     kill -TERM "$AGENT_PID"
     local rc=0
     wait "$AGENT_PID" || rc=$?
@@ -187,16 +215,18 @@ EOF
 note "file $FILE: $SIZE bytes, $LINES lines; $ROUNDS round(s); agent $LOGCOLLECT_BIN ($AGENT_REV)"
 CONTENDERS=(producer agent)
 [[ ${PERF_AGENT_LIKE:-0} == 1 ]] && CONTENDERS+=(producer-al)
+[[ ${PERF_SCRAPE:-0} == 1 ]] && CONTENDERS+=(agent-scr)
 run_kind() {
     case $1 in
     producer) run_producer "$2" ;;
     producer-al) run_producer "$2" agent-like ;;
     agent) run_agent "$2" ;;
+    agent-scr) run_agent "$2" scraped ;;
     esac
 }
 for round in $(seq "$ROUNDS"); do
     case ${PERF_ONLY:-} in
-    agent | producer | producer-al) run_kind "$PERF_ONLY" "$round" ;;
+    agent | producer | producer-al | agent-scr) run_kind "$PERF_ONLY" "$round" ;;
     "")
         # Alternate the order, so a drift in machine noise hits all alike.
         if ((round % 2)); then
@@ -235,14 +265,14 @@ echo
 col() { awk -F'\t' -v k="$1" -v c="$2" '$1==k {print $c}' <<<"$TABLE" | median; }
 # shellcheck disable=SC2059
 printf "$fmt" median "" wall_s lines/s MB/s cpu_s cpu_s/GB rss_MB broker_cpu "" ""
-for k in producer producer-al agent; do
+for k in producer producer-al agent agent-scr; do
     grep -q "^$k"$'\t' <<<"$TABLE" || continue
     # shellcheck disable=SC2059
     printf "$fmt" "$k" "" "$(col $k 3)" "$(col $k 4)" "$(col $k 5)" "$(col $k 6)" "$(col $k 7)" "$(col $k 8)" "$(col $k 9)" "" ""
 done
 # The spread (min..max over the rounds) of the main figures.
 rng() { awk -F'\t' -v k="$1" -v c="$2" '$1==k {print $c}' <<<"$TABLE" | spread; }
-for k in producer producer-al agent; do
+for k in producer producer-al agent agent-scr; do
     grep -q "^$k"$'\t' <<<"$TABLE" || continue
     echo "$k spread: lines/s $(rng $k 4), cpu_s/GB $(rng $k 7), rss_MB $(rng $k 8)"
 done
@@ -254,6 +284,10 @@ fi
 RATIOS=$(awk -F'\t' '$1=="agent" {a[$2]=$4} $1=="producer-al" {p[$2]=$4} END {for (r in a) if (r in p && p[r] > 0) print a[r]/p[r]}' <<<"$TABLE")
 if [[ -n $RATIOS ]]; then
     echo "agent/producer-al lines/s per round: $(tr '\n' ' ' <<<"$RATIOS")(median $(median <<<"$RATIOS"))"
+fi
+RATIOS=$(awk -F'\t' '$1=="agent-scr" {a[$2]=$4} $1=="agent" {p[$2]=$4} END {for (r in a) if (r in p && p[r] > 0) print a[r]/p[r]}' <<<"$TABLE")
+if [[ -n $RATIOS ]]; then
+    echo "agent-scr/agent lines/s per round (scraped vs not): $(tr '\n' ' ' <<<"$RATIOS")(median $(median <<<"$RATIOS"))"
 fi
 echo
 awk -v a="$(col agent 4)" -v p="$(col producer 4)" -v cg="$(col agent 7)" -v rss="$(col agent 8)" 'BEGIN {
