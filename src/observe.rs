@@ -748,6 +748,39 @@ mod tests {
     }
 
     #[test]
+    fn file_rows_sum_every_identity_of_a_path() {
+        use crate::batch::{BatchAck, Source};
+        use crate::identity::FileId;
+        let src = |ino: u64, path: &str, read: u64, size: u64, acked_lines: usize, end: u64, last_ms: i64| {
+            let s = Arc::new(Source::new("app".into(), path.into(), FileId { dev: 1, ino, head: 0 }, 0));
+            s.stats.read_bytes.store(read, Ordering::Relaxed);
+            s.stats.read_offset.store(read, Ordering::Relaxed);
+            s.stats.size.store(size, Ordering::Relaxed);
+            s.stats.last_read_ms.store(last_ms, Ordering::Relaxed);
+            let ack = Arc::new(BatchAck::new(acked_lines));
+            s.progress.push(ack.clone(), end);
+            for _ in 0..acked_lines {
+                ack.ack();
+            }
+            s.progress.advance();
+            s
+        };
+        let now = crate::checkpoint::now_ms();
+        // a.log rotated: the old identity (fully shipped) and the new one.
+        let rows = file_rows(&[
+            src(1, "/l/a.log", 100, 100, 10, 100, now - 60_000),
+            src(2, "/l/a.log", 30, 50, 2, 20, now - 2_000),
+            src(3, "/l/b.log", 0, 0, 0, 0, 0),
+        ]);
+        assert_eq!(rows.len(), 2);
+        let a = &rows[0];
+        assert_eq!((a.path.as_str(), a.read_bytes, a.shipped_lines, a.behind_bytes), ("/l/a.log", 130, 12, 30));
+        let idle = a.idle_seconds.unwrap();
+        assert!((1.5..10.0).contains(&idle), "the newest read counts: {idle}");
+        assert_eq!((rows[1].path.as_str(), rows[1].idle_seconds), ("/l/b.log", None));
+    }
+
+    #[test]
     fn a_stalled_pipeline_is_not_ready_and_says_why() {
         let stats = Arc::new(Stats::default());
         let o = Observed::new("agent");

@@ -30,13 +30,15 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Offsets are committed at least this often.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Records polled between two looks at the clock while records stream.
+const CLOCK_EVERY: u32 = 64;
 
 /// One assigned partition's acknowledgement tracking.
 struct Part {
@@ -75,6 +77,9 @@ impl Trackers {
 /// Consumer callbacks: commits what is complete before partitions go.
 struct TransferContext {
     trackers: Arc<Mutex<Trackers>>,
+    /// Bumped whenever partitions are revoked: generations cached by
+    /// [`Transfer::track`] are then stale.
+    revocations: Arc<AtomicU64>,
     kafka: Arc<KafkaStats>,
 }
 
@@ -101,6 +106,7 @@ impl ConsumerContext for TransferContext {
             for el in revoked.elements() {
                 t.parts.remove(&(Arc::from(el.topic()), el.partition()));
             }
+            self.revocations.fetch_add(1, Ordering::Release);
             tracing::info!(partitions = revoked.count(), "partitions revoked: complete offsets committed");
         }
     }
@@ -202,12 +208,17 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     }
 
     let trackers = Arc::new(Mutex::new(Trackers::default()));
+    let revocations = Arc::new(AtomicU64::new(0));
     let mut cc = consumer_config(&kafka);
     if cc.get("statistics.interval.ms").is_none() {
         cc.set("statistics.interval.ms", KAFKA_STATS_INTERVAL.as_millis().to_string());
     }
     let consumer: Arc<BaseConsumer<TransferContext>> = Arc::new(
-        cc.create_with_context(TransferContext { trackers: trackers.clone(), kafka: kafka_stats })
+        cc.create_with_context(TransferContext {
+            trackers: trackers.clone(),
+            revocations: revocations.clone(),
+            kafka: kafka_stats,
+        })
             .map_err(|e| need("kafka.consumer", &e.to_string()))?,
     );
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
@@ -217,6 +228,9 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     let mut t = Transfer {
         consumer,
         trackers,
+        revocations,
+        generations: Vec::new(),
+        generations_at: 0,
         body: BulkBody::new(es.bulk_max_bytes),
         names: IndexNames::new(es.index.clone()),
         slots: Vec::new(),
@@ -232,18 +246,34 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     // A second handle, so a polled message (which borrows the consumer) can
     // be handed to `t.add` while `t` is borrowed mutably.
     let polling = t.consumer.clone();
+    let max_wait = Duration::from_millis(es.bulk_max_wait_ms);
+    let mut polled: u32 = 0;
     while !stop.load(Ordering::Acquire) {
-        match polling.poll(Duration::from_millis(50)) {
-            Some(Ok(m)) => t.add(&m, stop),
-            Some(Err(e)) => tracing::warn!("kafka consume: {e}"),
-            None => {}
-        }
-        let due = t.first_doc_at.is_some_and(|f| f.elapsed() >= Duration::from_millis(es.bulk_max_wait_ms));
-        if !t.body.is_empty() && (t.body.docs() >= es.bulk_max_docs || due) {
+        let idle = match polling.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                t.add(&m, stop);
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!("kafka consume: {e}");
+                true
+            }
+            None => true,
+        };
+        if !t.body.is_empty() && t.body.docs() >= es.bulk_max_docs {
             t.flush(stop);
         }
-        if t.last_commit.elapsed() >= COMMIT_EVERY {
-            t.commit(CommitMode::Async);
+        // The clock is read every CLOCK_EVERY records while records stream
+        // (thousands per millisecond), and at every idle poll.
+        polled = polled.wrapping_add(1);
+        if idle || polled % CLOCK_EVERY == 0 {
+            let now = Instant::now();
+            if t.first_doc_at.is_some_and(|f| now.duration_since(f) >= max_wait) {
+                t.flush(stop);
+            }
+            if now.duration_since(t.last_commit) >= COMMIT_EVERY {
+                t.commit(CommitMode::Async);
+            }
         }
     }
 
@@ -317,6 +347,11 @@ pub(crate) async fn install_templates(client: &EsClient, es: &EsConfig, topics: 
 struct Transfer {
     consumer: Arc<BaseConsumer<TransferContext>>,
     trackers: Arc<Mutex<Trackers>>,
+    revocations: Arc<AtomicU64>,
+    /// (topic, partition, generation) of the partitions seen since the
+    /// last revocation (`generations_at`): no lock per record.
+    generations: Vec<(Arc<str>, i32, u64)>,
+    generations_at: u64,
     body: BulkBody,
     names: IndexNames,
     /// Partitions of the request being built; `docs[i]` indexes it.
@@ -372,7 +407,13 @@ impl Transfer {
             }
         }
         self.first_doc_at.get_or_insert_with(Instant::now);
-        let slot = match self.slots.iter().position(|s| s.partition == m.partition() && *s.topic == *m.topic()) {
+        // Same partition and generation: a partition revoked and assigned
+        // again while this request was built starts a slot of its own.
+        let slot = match self
+            .slots
+            .iter()
+            .position(|s| s.partition == m.partition() && s.generation == generation && *s.topic == *m.topic())
+        {
             Some(i) => i,
             None => {
                 self.slots.push(OpenSlot { topic, partition: m.partition(), count: 0, last_offset: 0, generation });
@@ -396,15 +437,27 @@ impl Transfer {
     }
 
     /// The tracker generation of a partition, created at its first record.
-    fn track(&self, topic: &Arc<str>, partition: i32, offset: i64) -> u64 {
+    fn track(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> u64 {
+        let revocations = self.revocations.load(Ordering::Acquire);
+        if revocations != self.generations_at {
+            self.generations.clear();
+            self.generations_at = revocations;
+        }
+        if let Some(g) = self.generations.iter().find(|g| g.1 == partition && *g.0 == **topic) {
+            return g.2;
+        }
         let mut t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
         let key = (topic.clone(), partition);
-        if let Some(p) = t.parts.get(&key) {
-            return p.generation;
-        }
-        t.next_generation += 1;
-        let generation = t.next_generation;
-        t.parts.insert(key, Part { progress: Progress::new(offset as u64), committed: -1, generation });
+        let generation = match t.parts.get(&key) {
+            Some(p) => p.generation,
+            None => {
+                t.next_generation += 1;
+                let generation = t.next_generation;
+                t.parts.insert(key, Part { progress: Progress::new(offset as u64), committed: -1, generation });
+                generation
+            }
+        };
+        self.generations.push((topic.clone(), partition, generation));
         generation
     }
 
