@@ -50,8 +50,8 @@ if [ "$sanitizer" != none ]; then
     # cc instruments C code for the sanitizer rustc uses; librdkafka's
     # configure then links its probes without the runtime and fails. The
     # targets fuzz Rust code: leave the C dependencies uninstrumented.
-    export CFLAGS="${CFLAGS:-} -fno-sanitize=$sanitizer"
-    export CXXFLAGS="${CXXFLAGS:-} -fno-sanitize=$sanitizer"
+    export CFLAGS="${CFLAGS:+$CFLAGS }-fno-sanitize=$sanitizer"
+    export CXXFLAGS="${CXXFLAGS:+$CXXFLAGS }-fno-sanitize=$sanitizer"
 fi
 
 if [ $# -gt 0 ]; then

@@ -413,6 +413,36 @@ impl Worker {
     }
 }
 
+/// `n` tasks on `rt`, each taking requests off one shared queue of
+/// `queue` places and seeing them through with `worker`: a full queue is
+/// the backpressure of whoever sends. The tasks end once every sender is
+/// dropped and the queue is empty.
+pub fn spawn_workers(
+    rt: &tokio::runtime::Handle,
+    worker: &Arc<Worker>,
+    n: usize,
+    queue: usize,
+) -> (tokio::sync::mpsc::Sender<Request>, Vec<tokio::task::JoinHandle<()>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Request>(queue);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let tasks = (0..n)
+        .map(|_| {
+            let (rx, w) = (rx.clone(), worker.clone());
+            rt.spawn(async move {
+                loop {
+                    // The lock is held only while waiting for the next request.
+                    let req = rx.lock().await.recv().await;
+                    match req {
+                        Some(r) => w.process(r).await,
+                        None => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    (tx, tasks)
+}
+
 /// Byte range of each document's action+source line pair in a body.
 pub fn doc_ranges(body: &[u8]) -> Vec<Range<usize>> {
     let mut out = Vec::new();

@@ -368,22 +368,7 @@ impl EsSink {
             topics.dedup();
             rt.block_on(crate::transfer::install_templates(&worker.client, es, &topics, stop));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Request>(es.workers);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let workers = (0..es.workers)
-            .map(|_| {
-                let (rx, w) = (rx.clone(), worker.clone());
-                rt.spawn(async move {
-                    loop {
-                        let req = rx.lock().await.recv().await;
-                        match req {
-                            Some(r) => w.process(r).await,
-                            None => break,
-                        }
-                    }
-                })
-            })
-            .collect();
+        let (tx, workers) = crate::es::spawn_workers(rt.handle(), &worker, es.workers, es.workers);
         Ok(EsSink { es: es.clone(), host, tx: Some(tx), workers, rt: rt.handle().clone() })
     }
 

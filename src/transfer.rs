@@ -186,22 +186,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
     });
     let queue = (es.chan_max_size / es.bulk_max_docs).saturating_sub(es.workers).max(1);
-    let (tx, rx) = mpsc::channel::<Request>(queue);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let workers: Vec<_> = (0..es.workers)
-        .map(|_| {
-            let (rx, w) = (rx.clone(), worker.clone());
-            rt.spawn(async move {
-                loop {
-                    let req = rx.lock().await.recv().await;
-                    match req {
-                        Some(r) => w.process(r).await,
-                        None => break,
-                    }
-                }
-            })
-        })
-        .collect();
+    let (tx, workers) = crate::es::spawn_workers(rt.handle(), &worker, es.workers, queue);
 
     if es.manage_template && !rt.block_on(install_templates(&worker.client, &es, &kafka.topics, stop)) {
         return Ok(()); // stopped while waiting for Elasticsearch
