@@ -88,6 +88,8 @@ if [ "$sanitizer" != none ]; then
     # cc instruments C code for the sanitizer rustc uses; librdkafka's
     # configure then links its probes without the runtime and fails. The
     # targets fuzz Rust code: leave the C dependencies uninstrumented.
+    # Written exactly so (no stray space): cc's build scripts rerun when
+    # CFLAGS changes at all, and then most of the tree rebuilds.
     export CFLAGS="${CFLAGS:-} -fno-sanitize=$sanitizer"
     export CXXFLAGS="${CXXFLAGS:-} -fno-sanitize=$sanitizer"
 fi
