@@ -47,6 +47,11 @@ use std::ops::Range;
 pub const MAX_QUERY_BYTES: usize = 4096;
 /// Deepest nesting of parentheses and NOTs.
 pub const MAX_DEPTH: usize = 32;
+/// Longest prefix (`path:/var/log/*`) of a keyword field, in bytes. The
+/// embedded index matches a prefix with an automaton of a state per byte,
+/// which tantivy refuses past 1,000 states; and no real host, path or topic
+/// needs more to be told apart.
+pub const MAX_PREFIX_BYTES: usize = 512;
 /// Longest word the index keeps, in bytes; longer ones are not searchable
 /// (the embedded index drops them, and so does [`words`]).
 pub const MAX_WORD_BYTES: usize = 255;
@@ -438,6 +443,15 @@ impl Parser<'_> {
             };
         }
         Ok(match (quoted, value.strip_suffix('*')) {
+            (false, Some(p)) if p.len() > MAX_PREFIX_BYTES => {
+                return Err(ParseError {
+                    position: char_pos(self.q, span.start),
+                    expected: format!(
+                        "a prefix of at most {MAX_PREFIX_BYTES} bytes before * (or the whole value, without *)"
+                    ),
+                    found: format!("{} bytes", p.len()),
+                })
+            }
             (false, Some(p)) => Node::Exact { field, value: p.to_string(), prefix: true },
             _ => Node::Exact { field, value, prefix: false },
         })
@@ -787,6 +801,11 @@ mod tests {
             assert!(e.found.contains(found), "{q:?}: {e}");
             assert!(e.to_string().starts_with(&format!("at character {}", pos + 1)), "{e}");
         }
+        let long = |n: usize| format!("a host:{}*", "é".repeat(n / 2));
+        let e = parse(&long(MAX_PREFIX_BYTES + 2)).unwrap_err();
+        assert_eq!((e.position, e.found.as_str()), (2, "514 bytes"), "{e}");
+        assert!(e.expected.contains("at most 512 bytes"), "{e}");
+        assert!(parse(&long(MAX_PREFIX_BYTES)).is_ok());
         let deep = "(".repeat(MAX_DEPTH + 1) + "a" + &")".repeat(MAX_DEPTH + 1);
         assert!(parse(&deep).unwrap_err().expected.contains("levels"));
         assert!(parse(&"NOT ".repeat(MAX_DEPTH + 1)).is_err());
@@ -840,6 +859,18 @@ mod tests {
         assert_eq!(h("err* -disk"), vec![4..9, 22..27]);
         assert_eq!(h("host:x"), Vec::<Range<usize>>::new());
         assert_eq!(h("error OR again"), vec![4..9, 22..27, 28..33]);
+    }
+
+    #[test]
+    fn the_longest_prefixes_translate_for_the_embedded_index() {
+        // tantivy builds a prefix's automaton with a state per byte and
+        // refuses past 1,000 states (`index::to_tantivy` then panics).
+        for field in ["host", "path", "topic"] {
+            let q = format!("{field}:{}*", "é".repeat(MAX_PREFIX_BYTES / 2));
+            let _ = crate::index::to_tantivy(&parse(&q).unwrap());
+        }
+        // Words are at most MAX_WORD_BYTES; lower-casing may lengthen them.
+        let _ = crate::index::to_tantivy(&parse(&format!("{}*", "Ⱥ".repeat(MAX_WORD_BYTES / 2))).unwrap());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!     repeated 1, 3, 17 or 65 times (long lines past the 8-byte SWAR
 //!     steps); bit 7 the topic/index pair: `app`/`app-2026.11.25` or
 //!     `App.Logs_1`/`we"ird\idx` (the escaper sees the index too);
-//!   - a byte: the partition (as `i8`);
+//!   - a byte: the partition (as `i8`; -1 is `NOT_FROM_KAFKA`: no `kafka`
+//!     field);
 //!   - 8 bytes: the Kafka offset (`i64`, little endian);
 //!   - with bit 4: 8 bytes, the timestamp in ms (`i64`: out-of-range
 //!     values must leave `@timestamp` out, not break the body);
@@ -36,7 +37,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use logcollect::bulk::{
-    doc_id, BulkBody, DocSource, MessageMode, Origin, PushOutcome, Record, OWN_FIELDS, RENAME_PREFIX,
+    doc_id, BulkBody, DocSource, MessageMode, Origin, PushOutcome, Record, NOT_FROM_KAFKA, OWN_FIELDS, RENAME_PREFIX,
 };
 use logcollect::split::Cut;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -185,7 +186,10 @@ fn own_fields(spec: &Spec) -> Map<String, Value> {
         m.insert("log".into(), log);
     }
     m.insert("topic".into(), spec.topic.into());
-    m.insert("kafka".into(), serde_json::json!({ "partition": spec.partition, "offset": spec.offset }));
+    // Partition -1 (`NOT_FROM_KAFKA`, the single-host path) has no `kafka`.
+    if spec.partition != NOT_FROM_KAFKA {
+        m.insert("kafka".into(), serde_json::json!({ "partition": spec.partition, "offset": spec.offset }));
+    }
     m
 }
 
