@@ -31,6 +31,13 @@ use std::time::{Duration, Instant};
 /// (the reader sends first, then registers: see `tail`).
 const REGISTER_WAIT: Duration = Duration::from_secs(2);
 
+/// While the readers are ahead of the indexer (batches wait in the channel
+/// when a commit is due), commits come this many times less often: fewer,
+/// larger segments, so less merging and less per-segment work while catching
+/// up on a backlog. Lines still become searchable at the normal pace once
+/// the backlog is gone.
+const CATCH_UP_FACTOR: u32 = 10;
+
 /// A batch indexed but not yet committed.
 struct Indexed {
     ack: Arc<BatchAck>,
@@ -51,11 +58,13 @@ pub fn index_batches(
     stats: Arc<Stats>,
 ) -> Result<(), IndexError> {
     let every = Duration::from_millis(cfg.commit_interval_ms);
+    let catching_up_every = every * CATCH_UP_FACTOR;
     let retention_every = Duration::from_millis(cfg.retention_check_ms);
     let retention = cfg.retention_days > 0 || cfg.retention_bytes > 0;
     let mut pending: Vec<Indexed> = Vec::new();
     let mut scratch = Vec::with_capacity(256);
-    let mut next_commit = Instant::now() + every;
+    let mut last_commit = Instant::now();
+    let mut next_commit = last_commit + every;
     let mut next_retention = Instant::now();
     loop {
         match rx.recv_timeout(next_commit.saturating_duration_since(Instant::now())) {
@@ -83,11 +92,18 @@ pub fn index_batches(
             }
             next_retention = Instant::now() + retention_every;
         }
-        if Instant::now() >= next_commit {
-            if !pending.is_empty() || w.pending() > 0 {
-                commit(&mut w, &mut pending, &checkpoints, &stats)?;
+        let now = Instant::now();
+        if now >= next_commit {
+            let behind = !rx.is_empty() && now < last_commit + catching_up_every;
+            if behind {
+                next_commit = now + every;
+            } else {
+                if !pending.is_empty() || w.pending() > 0 {
+                    commit(&mut w, &mut pending, &checkpoints, &stats)?;
+                }
+                last_commit = Instant::now();
+                next_commit = last_commit + every;
             }
-            next_commit = Instant::now() + every;
         }
     }
 }
