@@ -133,7 +133,11 @@ fn escape_line(rng: &mut Rng) -> Vec<u8> {
 
 /// Valid UTF-8 with multi-byte characters: validated, not escaped.
 fn non_ascii_line(rng: &mut Rng) -> Vec<u8> {
-    line_with(rng, &["é ".as_bytes(), " naïve ".as_bytes(), " 中文日志 ".as_bytes(), " 😀 ".as_bytes(), " Ωmega ".as_bytes()], 2)
+    line_with(
+        rng,
+        &["é ".as_bytes(), " naïve ".as_bytes(), " 中文日志 ".as_bytes(), " 😀 ".as_bytes(), " Ωmega ".as_bytes()],
+        2,
+    )
 }
 
 /// Invalid UTF-8 (lone bytes, cut sequences) among valid multi-byte text

@@ -81,13 +81,7 @@ const AGENTS: &[&str] = &[
     "Go-http-client/2.0",
 ];
 const LEVELS: &[&str] = &["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-const TARGETS: &[&str] = &[
-    "orders::handler",
-    "billing::retry",
-    "auth::session",
-    "db::pool",
-    "cache::lru",
-];
+const TARGETS: &[&str] = &["orders::handler", "billing::retry", "auth::session", "db::pool", "cache::lru"];
 const MESSAGES: &[&str] = &[
     "request completed",
     "retrying payment after timeout",
@@ -103,12 +97,7 @@ fn line(rng: &mut Rng, n: u64, target: usize, out: &mut Vec<u8>) {
     let start = out.len();
     // one line per millisecond-ish, starting 2026-11-25 10:00:00
     let ms = 36_000_000 + n * 7;
-    let (h, m, s, frac) = (
-        ms / 3_600_000 % 24,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000,
-    );
+    let (h, m, s, frac) = (ms / 3_600_000 % 24, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     let _ = match rng.next() % 3 {
         0 => write!(
             out,
@@ -182,19 +171,10 @@ struct Pass {
 
 /// Reads all of `data` the way a tail reader does, keeping the last
 /// `in_flight` blocks alive and dropping the rest.
-fn split_all(
-    data: &[u8],
-    in_flight: usize,
-    held: &mut VecDeque<Block>,
-    spans: &mut Vec<Span>,
-) -> Pass {
+fn split_all(data: &[u8], in_flight: usize, held: &mut VecDeque<Block>, spans: &mut Vec<Span>) -> Pass {
     let mut lb = LineBuffer::new(0, SplitConfig::default());
     let mut reader = data;
-    let mut pass = Pass {
-        lines: 0,
-        line_bytes: 0,
-        chunks: 0,
-    };
+    let mut pass = Pass { lines: 0, line_bytes: 0, chunks: 0 };
     while lb.read_from(&mut reader).expect("reading from memory") > 0 {
         if let Some(block) = lb.take_lines(spans) {
             pass.lines += spans.len() as u64;
@@ -224,11 +204,7 @@ fn bench(c: &mut Criterion) {
     for (name, in_flight) in sinks {
         let pass = split_all(&fx.data, in_flight, &mut held, &mut spans);
         assert_eq!(pass.lines, fx.lines, "{name}: lines");
-        assert_eq!(
-            pass.line_bytes,
-            fx.data.len() as u64 - fx.lines,
-            "{name}: line bytes"
-        );
+        assert_eq!(pass.line_bytes, fx.data.len() as u64 - fx.lines, "{name}: line bytes");
         eprintln!(
             "split/{name}: {} bytes, {} lines, {} chunks of {} KiB allocated per pass",
             fx.data.len(),
@@ -238,10 +214,8 @@ fn bench(c: &mut Criterion) {
         );
     }
 
-    let units = [
-        ("split_bytes", Throughput::Bytes(fx.data.len() as u64)),
-        ("split_lines", Throughput::Elements(fx.lines)),
-    ];
+    let units =
+        [("split_bytes", Throughput::Bytes(fx.data.len() as u64)), ("split_lines", Throughput::Elements(fx.lines))];
     for (group_name, throughput) in units {
         let mut group = c.benchmark_group(group_name);
         // One iteration is a whole 32 MiB pass (milliseconds): take the same

@@ -126,7 +126,12 @@ impl BatchAck {
 
     /// A batch of `lines` read at `read_ms`.
     pub fn read_at(lines: usize, read_ms: i64) -> Self {
-        BatchAck { remaining: AtomicU32::new(lines as u32), lines: lines as u32, failed: AtomicBool::new(false), read_ms }
+        BatchAck {
+            remaining: AtomicU32::new(lines as u32),
+            lines: lines as u32,
+            failed: AtomicBool::new(false),
+            read_ms,
+        }
     }
 
     /// One line was stored by the next stage. True when that was the last

@@ -252,7 +252,13 @@ fn collect(st: &mut State, now: i64) -> Vec<EntryV1> {
     let mut entries = Vec::with_capacity(st.live.len() + st.saved.len());
     for (key, src) in &st.live {
         let offset = src.progress.advance();
-        entries.push(EntryV1 { fid: key.0, topic: key.1.to_string(), path: src.path.to_string(), offset, seen_ms: now });
+        entries.push(EntryV1 {
+            fid: key.0,
+            topic: key.1.to_string(),
+            path: src.path.to_string(),
+            offset,
+            seen_ms: now,
+        });
     }
     st.saved.retain(|k, s| !st.live.contains_key(k) && now - s.seen_ms < FORGET_AFTER_MS);
     for (key, s) in &st.saved {

@@ -101,9 +101,11 @@ impl HostStats {
         let Some(s) = self.latest() else { return Vec::new() };
         let one = |v: f64| vec![(Vec::new(), v)];
         let gauge = |name, help, rows| Family { name, help, counter: false, rows };
-        let disks = |f: fn(&Disk) -> u64| s.disks.iter().map(|d| (vec![("mount", d.mount.clone())], f(d) as f64)).collect();
-        let nets =
-            |f: fn(&Network) -> u64| s.networks.iter().map(|n| (vec![("interface", n.interface.clone())], f(n) as f64)).collect();
+        let disks =
+            |f: fn(&Disk) -> u64| s.disks.iter().map(|d| (vec![("mount", d.mount.clone())], f(d) as f64)).collect();
+        let nets = |f: fn(&Network) -> u64| {
+            s.networks.iter().map(|n| (vec![("interface", n.interface.clone())], f(n) as f64)).collect()
+        };
         vec![
             gauge("logcollect_host_cpu_usage_ratio", "Host CPU usage, all cores, 0 to 1", one(s.cpu.usage_ratio)),
             gauge(
@@ -117,10 +119,18 @@ impl HostStats {
             ),
             gauge("logcollect_host_memory_total_bytes", "Host memory", one(s.memory.total_bytes as f64)),
             gauge("logcollect_host_memory_used_bytes", "Host memory in use", one(s.memory.used_bytes as f64)),
-            gauge("logcollect_host_memory_available_bytes", "Host memory available", one(s.memory.available_bytes as f64)),
+            gauge(
+                "logcollect_host_memory_available_bytes",
+                "Host memory available",
+                one(s.memory.available_bytes as f64),
+            ),
             gauge("logcollect_host_swap_used_bytes", "Host swap in use", one(s.memory.swap_used_bytes as f64)),
             gauge("logcollect_host_disk_total_bytes", "Size of each mounted file system", disks(|d| d.total_bytes)),
-            gauge("logcollect_host_disk_available_bytes", "Free space of each mounted file system", disks(|d| d.available_bytes)),
+            gauge(
+                "logcollect_host_disk_available_bytes",
+                "Free space of each mounted file system",
+                disks(|d| d.available_bytes),
+            ),
             Family {
                 name: "logcollect_host_network_received_bytes",
                 help: "Bytes received per interface",

@@ -189,7 +189,9 @@ async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Event::default().event("error").data(json!({"error": e.to_string()}).to_string())).await;
+                    let _ = tx
+                        .send(Event::default().event("error").data(json!({"error": e.to_string()}).to_string()))
+                        .await;
                     return;
                 }
             }
@@ -198,6 +200,9 @@ async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
             }
         }
     });
-    let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok::<_, std::convert::Infallible>);
+    let stream = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok::<_, std::convert::Infallible>,
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

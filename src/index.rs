@@ -42,8 +42,8 @@ use crate::query::{self, Field as QField, Node};
 use crate::split::Cut;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,7 +117,8 @@ pub fn schema() -> Schema {
         b.add_i64_field("kafka.partition", NumericOptions::default().set_stored()),
         b.add_i64_field("kafka.offset", NumericOptions::default().set_stored()),
     ];
-    let want = [F_ID, F_TS, F_SEQ, F_MESSAGE, F_HOST, F_PATH, F_TOPIC, F_OFFSET, F_FLAGS, F_PART, F_KPARTITION, F_KOFFSET];
+    let want =
+        [F_ID, F_TS, F_SEQ, F_MESSAGE, F_HOST, F_PATH, F_TOPIC, F_OFFSET, F_FLAGS, F_PART, F_KPARTITION, F_KOFFSET];
     assert_eq!(fields, want, "field ids follow the order they are added in");
     b.build()
 }
@@ -203,7 +204,13 @@ pub struct LineDoc {
 impl LineDoc {
     /// A document for `rec`, with `rec`'s deterministic id; `message` is
     /// `rec.value` as shared bytes, `host`/`path` its origin's as shared text.
-    pub fn new(rec: &Record<'_>, message: Bytes, topic: Arc<str>, origin: Option<LineOrigin>, id_scratch: &mut Vec<u8>) -> LineDoc {
+    pub fn new(
+        rec: &Record<'_>,
+        message: Bytes,
+        topic: Arc<str>,
+        origin: Option<LineOrigin>,
+        id_scratch: &mut Vec<u8>,
+    ) -> LineDoc {
         LineDoc {
             id: bulk::doc_id_with(rec, id_scratch),
             ts_ms: rec.timestamp_ms.unwrap_or(0),
@@ -441,13 +448,7 @@ impl Store {
         let mut policy = LogMergePolicy::default();
         policy.set_del_docs_ratio_before_merge(0.25);
         w.set_merge_policy(Box::new(policy));
-        Ok(Writer {
-            store: self.clone(),
-            w,
-            next_seq: payload.next_seq,
-            pending: 0,
-            cfg: cfg.clone(),
-        })
+        Ok(Writer { store: self.clone(), w, next_seq: payload.next_seq, pending: 0, cfg: cfg.clone() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -571,7 +572,11 @@ pub struct StoredHit {
     pub topic: String,
 }
 
-fn stored_hit(searcher: &tantivy::Searcher, (ts_ms, seq): (i64, u64), addr: DocAddress) -> Result<StoredHit, IndexError> {
+fn stored_hit(
+    searcher: &tantivy::Searcher,
+    (ts_ms, seq): (i64, u64),
+    addr: DocAddress,
+) -> Result<StoredHit, IndexError> {
     let doc: TantivyDocument = searcher.doc(addr)?;
     let s = |f: Field| doc.get_first(f).and_then(|v| v.as_str().map(str::to_string));
     Ok(StoredHit {
@@ -598,7 +603,9 @@ pub fn to_tantivy(node: &Node) -> Box<dyn Query> {
         Node::All => Box::new(AllQuery),
         Node::Text { words, prefix: true, .. } => {
             // Words are letters and digits only: nothing to escape.
-            Box::new(RegexQuery::from_pattern(&format!("{}.*", words[0].text), F_MESSAGE).expect("a word is a valid regex"))
+            Box::new(
+                RegexQuery::from_pattern(&format!("{}.*", words[0].text), F_MESSAGE).expect("a word is a valid regex"),
+            )
         }
         Node::Text { words, .. } if words.len() == 1 => {
             Box::new(TermQuery::new(Term::from_field_text(F_MESSAGE, &words[0].text), IndexRecordOption::Basic))
@@ -1030,8 +1037,14 @@ mod tests {
     fn doc(i: u64, ts: i64, msg: &str, host: &str, path: &str, topic: &str) -> LineDoc {
         let mut scratch = Vec::new();
         let origin = Origin { host: host.as_bytes(), path: path.as_bytes(), offset: i, fid: b"1-2-3", cut: Cut::Whole };
-        let rec =
-            Record { value: msg.as_bytes(), topic, partition: bulk::NOT_FROM_KAFKA, offset: -1, timestamp_ms: Some(ts), origin: Some(origin) };
+        let rec = Record {
+            value: msg.as_bytes(),
+            topic,
+            partition: bulk::NOT_FROM_KAFKA,
+            offset: -1,
+            timestamp_ms: Some(ts),
+            origin: Some(origin),
+        };
         let o = LineOrigin { host: host.into(), path: path.into(), offset: i, cut: Cut::Whole };
         LineDoc::new(&rec, Bytes::copy_from_slice(msg.as_bytes()), topic.into(), Some(o), &mut scratch)
     }
@@ -1061,9 +1074,26 @@ mod tests {
         }
         w.commit(None).unwrap();
         let queries = [
-            "", "error", "ERROR", "err*", "\"disk full\"", "full disk", "api/v1/items", "host:web-1", "host:web*",
-            "-host:web-1", "path:\"/var/log/a b.log\"", "path:/var/log/d*", "topic:db error", "error OR ok",
-            "NOT error", "(error OR ok) -topic:db", "été", "message:items host:web-2", "x*", "disk -full",
+            "",
+            "error",
+            "ERROR",
+            "err*",
+            "\"disk full\"",
+            "full disk",
+            "api/v1/items",
+            "host:web-1",
+            "host:web*",
+            "-host:web-1",
+            "path:\"/var/log/a b.log\"",
+            "path:/var/log/d*",
+            "topic:db error",
+            "error OR ok",
+            "NOT error",
+            "(error OR ok) -topic:db",
+            "été",
+            "message:items host:web-2",
+            "x*",
+            "disk -full",
         ];
         for q in queries {
             let node = parse(q).unwrap();

@@ -110,7 +110,12 @@ pub fn index_batches(
 
 /// Acknowledges what was indexed, so the checkpoints reach it, and commits
 /// the documents together with the checkpoint snapshot.
-fn commit(w: &mut Writer, pending: &mut Vec<Indexed>, checkpoints: &Checkpoints, stats: &Stats) -> Result<(), IndexError> {
+fn commit(
+    w: &mut Writer,
+    pending: &mut Vec<Indexed>,
+    checkpoints: &Checkpoints,
+    stats: &Stats,
+) -> Result<(), IndexError> {
     let mut lines = 0u64;
     for p in pending.iter() {
         p.ack.ack_many(p.lines);
@@ -198,9 +203,7 @@ pub fn index_records(
         .create_with_context(IngestContext { consumed: consumed.clone() })
         .map_err(|e| IndexError::Feed { key: "kafka.consumer".into(), message: e.to_string() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&names)
-        .map_err(|e| IndexError::Feed { key: "kafka.topic".into(), message: e.to_string() })?;
+    consumer.subscribe(&names).map_err(|e| IndexError::Feed { key: "kafka.topic".into(), message: e.to_string() })?;
     tracing::info!(topics = %topics.join(","), group = %kafka.group_id, "indexing Kafka records");
     let every = Duration::from_millis(cfg.commit_interval_ms);
     let retention = cfg.retention_days > 0 || cfg.retention_bytes > 0;

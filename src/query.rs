@@ -118,7 +118,8 @@ pub fn words(text: &str) -> Vec<Word> {
     let mut push = |s: usize, e: usize, position: &mut u32| {
         if e - s <= MAX_WORD_BYTES {
             let w = &text[s..e];
-            let lower = if w.is_ascii() { w.to_ascii_lowercase() } else { w.chars().flat_map(char::to_lowercase).collect() };
+            let lower =
+                if w.is_ascii() { w.to_ascii_lowercase() } else { w.chars().flat_map(char::to_lowercase).collect() };
             out.push(Word { position: *position, range: s..e, text: lower });
         }
         *position += 1;
@@ -154,7 +155,11 @@ pub enum Node {
         prefix: bool,
     },
     /// A keyword field equal to `value`, or starting with it.
-    Exact { field: Field, value: String, prefix: bool },
+    Exact {
+        field: Field,
+        value: String,
+        prefix: bool,
+    },
     /// Every child; at least two.
     And(Vec<Node>),
     /// Any child; at least two.
@@ -252,7 +257,11 @@ impl Lexer<'_> {
                     let mut s = String::new();
                     loop {
                         let Some(ch) = q[i..].chars().next() else {
-                            return Err(self.error(start, "a closing \" for the phrase that starts here", "the end of the query"));
+                            return Err(self.error(
+                                start,
+                                "a closing \" for the phrase that starts here",
+                                "the end of the query",
+                            ));
                         };
                         i += ch.len_utf8();
                         match ch {
@@ -460,7 +469,8 @@ impl Parser<'_> {
     fn text(&self, text: &str, prefix: bool, span: Range<usize>) -> Result<Node, ParseError> {
         let ws = words(text);
         let what = if prefix { format!("{text}*") } else { text.to_string() };
-        let here = ParseError { position: char_pos(self.q, span.start), expected: String::new(), found: format!("{what:?}") };
+        let here =
+            ParseError { position: char_pos(self.q, span.start), expected: String::new(), found: format!("{what:?}") };
         if ws.is_empty() {
             return Err(ParseError { expected: "letters or digits to search for".into(), ..here });
         }
@@ -536,7 +546,9 @@ impl Node {
     fn matches_words(&self, doc: &DocView<'_>, msg: &[Option<String>]) -> bool {
         match self {
             Node::All => true,
-            Node::Text { words: q, prefix: true, .. } => msg.iter().flatten().any(|w| w.starts_with(q[0].text.as_str())),
+            Node::Text { words: q, prefix: true, .. } => {
+                msg.iter().flatten().any(|w| w.starts_with(q[0].text.as_str()))
+            }
             Node::Text { words: q, .. } => phrase_at(msg, q).next().is_some(),
             Node::Exact { field, value, prefix } => {
                 let v = match field {
@@ -624,9 +636,7 @@ fn positioned(ws: &[Word]) -> Vec<Option<String>> {
 fn phrase_at<'a>(msg: &'a [Option<String>], q: &'a [Word]) -> impl Iterator<Item = usize> + 'a {
     let span = (q[q.len() - 1].position - q[0].position) as usize;
     (0..msg.len().saturating_sub(span)).filter(move |&start| {
-        q.iter().all(|w| {
-            msg[start + (w.position - q[0].position) as usize].as_deref() == Some(w.text.as_str())
-        })
+        q.iter().all(|w| msg[start + (w.position - q[0].position) as usize].as_deref() == Some(w.text.as_str()))
     })
 }
 
@@ -726,10 +736,18 @@ mod tests {
     #[test]
     fn words_are_lowercased_alphanumeric_runs() {
         let ws = words("GET /api/v1?x=Ünïcode  42");
-        let t: Vec<_> = ws.iter().map(|w| (w.position, w.text.as_str(), &"GET /api/v1?x=Ünïcode  42"[w.range.clone()])).collect();
+        let t: Vec<_> =
+            ws.iter().map(|w| (w.position, w.text.as_str(), &"GET /api/v1?x=Ünïcode  42"[w.range.clone()])).collect();
         assert_eq!(
             t,
-            vec![(0, "get", "GET"), (1, "api", "api"), (2, "v1", "v1"), (3, "x", "x"), (4, "ünïcode", "Ünïcode"), (5, "42", "42")]
+            vec![
+                (0, "get", "GET"),
+                (1, "api", "api"),
+                (2, "v1", "v1"),
+                (3, "x", "x"),
+                (4, "ünïcode", "Ünïcode"),
+                (5, "42", "42")
+            ]
         );
         assert!(words("").is_empty() && words(" -- ").is_empty());
         let long = "a".repeat(MAX_WORD_BYTES + 1);
@@ -768,7 +786,10 @@ mod tests {
             ("status:500", text("status:500")),
             ("and or", Node::And(vec![text("and"), text("or")])),
             ("\"say \\\"hi\\\"\"", text("say \"hi\"")),
-            ("a AND (b OR (c d))", Node::And(vec![text("a"), Node::Or(vec![text("b"), Node::And(vec![text("c"), text("d")])])])),
+            (
+                "a AND (b OR (c d))",
+                Node::And(vec![text("a"), Node::Or(vec![text("b"), Node::And(vec![text("c"), text("d")])])]),
+            ),
         ];
         for (q, want) in table {
             assert_eq!(parse(q), Ok(want), "{q:?}");
@@ -890,7 +911,10 @@ mod tests {
                 "must_not": [{"term": {"host.name": {"value": "web-1"}}}]
             }})
         );
-        assert_eq!(es_query(&parse("NOT a").unwrap()), json!({"bool": {"must_not": [{"match_phrase": {"message": {"query": "a"}}}]}}));
+        assert_eq!(
+            es_query(&parse("NOT a").unwrap()),
+            json!({"bool": {"must_not": [{"match_phrase": {"message": {"query": "a"}}}]}})
+        );
         let r = es_query_in_range(&Node::All, 1, 2);
         assert_eq!(r["bool"]["filter"][0]["range"]["@timestamp"]["lt"], 2);
     }

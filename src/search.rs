@@ -135,7 +135,9 @@ impl Backend {
                 let before = cursor.map(parse_index_cursor).transpose()?;
                 let (store, q2) = (store.clone(), q.clone());
                 let (total, stored) = blocking(move || store.search(&q2, from_ms, to_ms, size, before)).await?;
-                let next = (stored.len() == size).then(|| stored.last().map(|h| format!("ix:{}:{}", h.ts_ms, h.seq))).flatten();
+                let next = (stored.len() == size)
+                    .then(|| stored.last().map(|h| format!("ix:{}:{}", h.ts_ms, h.seq)))
+                    .flatten();
                 (total, stored.into_iter().map(hit_of).collect::<Vec<_>>(), next)
             }
             Backend::Elasticsearch(es) => es.search(q, from_ms, to_ms, size, cursor).await?,
@@ -160,9 +162,19 @@ impl Backend {
             Backend::Elasticsearch(es) => es.histogram(q, from_ms, to_ms, start, interval, n).await?,
         };
         let total = counts.iter().sum();
-        let buckets =
-            counts.into_iter().enumerate().map(|(i, count)| Bucket { key_ms: start + i as i64 * interval, count }).collect();
-        Ok(Histogram { from_ms, to_ms, interval_ms: interval, total, buckets, took_ms: started.elapsed().as_millis() as u64 })
+        let buckets = counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, count)| Bucket { key_ms: start + i as i64 * interval, count })
+            .collect();
+        Ok(Histogram {
+            from_ms,
+            to_ms,
+            interval_ms: interval,
+            total,
+            buckets,
+            took_ms: started.elapsed().as_millis() as u64,
+        })
     }
 
     /// Where a live view starts: only lines that become searchable after now.
@@ -249,14 +261,37 @@ fn parse_index_cursor(c: &str) -> Result<(i64, u64), SearchError> {
 pub fn rfc3339_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")).ok())
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
         .unwrap_or_default()
 }
 
 /// Bucket widths the histogram picks from, in ms.
 const NICE_MS: &[i64] = &[
-    1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
-    7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000, 172_800_000, 604_800_000,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    15_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+    600_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    7_200_000,
+    10_800_000,
+    21_600_000,
+    43_200_000,
+    86_400_000,
+    172_800_000,
+    604_800_000,
 ];
 
 /// The smallest nice interval giving at most `want` buckets over `span_ms`
@@ -341,7 +376,9 @@ impl EsSearch {
                 .strip_prefix("es:")
                 .and_then(|j| serde_json::from_str::<Value>(j).ok())
                 .filter(Value::is_array)
-                .ok_or_else(|| bad("cursor", format!("{c:?} is not a cursor of this backend (pass back the one a page returned)")))?;
+                .ok_or_else(|| {
+                    bad("cursor", format!("{c:?} is not a cursor of this backend (pass back the one a page returned)"))
+                })?;
             body["search_after"] = after;
         }
         let v = self.post(&body).await?;

@@ -58,7 +58,8 @@ pub fn run(addr: &str, interval: Duration, once: bool) -> Result<(), String> {
             // Redraw in place: home, the table, clear what the last one left.
             let _ = crossterm::execute!(stdout, crossterm::cursor::MoveTo(0, 0));
             let _ = write!(stdout, "{}", table.replace('\n', "\x1b[K\n"));
-            let _ = crossterm::execute!(stdout, crossterm::terminal::Clear(crossterm::terminal::ClearType::FromCursorDown));
+            let _ =
+                crossterm::execute!(stdout, crossterm::terminal::Clear(crossterm::terminal::ClearType::FromCursorDown));
             let _ = stdout.flush();
         }
         prev = Some((now, cur));

@@ -214,8 +214,8 @@ impl Reader {
             // restart, a checkpoint or a truncation never needs a seek.
             let mut at = ReadAt { file: &self.file, pos: self.lb.read_offset() };
             // Without a chunk (idle), look before allocating one to read nothing.
-            let nothing_new = self.lb.is_released()
-                && self.file.metadata().is_ok_and(|m| m.len() == self.lb.read_offset());
+            let nothing_new =
+                self.lb.is_released() && self.file.metadata().is_ok_and(|m| m.len() == self.lb.read_offset());
             let read = if nothing_new { Ok(0) } else { self.lb.read_from(&mut at) };
             let next = match read {
                 Ok(0) => self.at_eof(),
@@ -384,14 +384,8 @@ impl Reader {
             return true;
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
-        let mut batch = Batch {
-            source: src.clone(),
-            block,
-            spans,
-            read_ms,
-            ack: ack.clone(),
-            parse_json: self.ctx.cfg.parse_json,
-        };
+        let mut batch =
+            Batch { source: src.clone(), block, spans, read_ms, ack: ack.clone(), parse_json: self.ctx.cfg.parse_json };
         let stats = &self.ctx.stats;
         loop {
             match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {

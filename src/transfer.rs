@@ -204,7 +204,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
             revocations: revocations.clone(),
             kafka: kafka_stats,
         })
-            .map_err(|e| need("kafka.consumer", &e.to_string()))?,
+        .map_err(|e| need("kafka.consumer", &e.to_string()))?,
     );
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| need("kafka.topic", &e.to_string()))?;

@@ -81,7 +81,9 @@ impl Wake {
             Ok(wd) => wd,
             Err(e) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("inotify watch failed ({e}; see fs.inotify.max_user_watches): such files are polled");
+                    tracing::warn!(
+                        "inotify watch failed ({e}; see fs.inotify.max_user_watches): such files are polled"
+                    );
                 }
                 return None;
             }

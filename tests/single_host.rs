@@ -248,7 +248,11 @@ fn all_pages(port: u16, q: &str, size: usize) -> Vec<(String, u64, i64)> {
                 let (s, e) = (r[0].as_u64().unwrap() as usize, r[1].as_u64().unwrap() as usize);
                 assert!(s < e && e <= chars.len(), "{q:?}: highlight {s}..{e} of {msg:?}");
             }
-            out.push((h["path"].as_str().unwrap().to_string(), h["offset"].as_u64().unwrap(), h["ts_ms"].as_i64().unwrap()));
+            out.push((
+                h["path"].as_str().unwrap().to_string(),
+                h["offset"].as_u64().unwrap(),
+                h["ts_ms"].as_i64().unwrap(),
+            ));
         }
         match page["cursor"].as_str() {
             Some(c) => cursor = c.to_string(),
@@ -281,7 +285,8 @@ fn api_matches_naive_scan(port: u16, logs: &Path, lines: &[Written]) {
             _ => continue,
         };
         let (from, to) = (lo.to_string(), hi.to_string());
-        let (status, h) = get(port, &format!("/api/histogram?{}", qs(&[("q", &q), ("from", &from), ("to", &to), ("buckets", "30")])));
+        let (status, h) =
+            get(port, &format!("/api/histogram?{}", qs(&[("q", &q), ("from", &from), ("to", &to), ("buckets", "30")])));
         assert_eq!(status, 200, "{q:?}: {h}");
         assert_eq!(h["total"].as_u64(), Some(got.len() as u64), "{q:?}: {h}");
         let interval = h["interval_ms"].as_i64().unwrap();
@@ -368,7 +373,12 @@ fn the_api_matches_a_naive_scan_and_refuses_bad_input_with_400() {
     let port = free_port();
     let mut run = start_run(dir.path(), &run_config(dir.path(), port, &corpus_collect(&logs), ""));
     let lines = write_corpus(&logs, 4, 150, Duration::from_millis(1200));
-    assert_eq!(wait_total(port, "", lines.len() as u64, Duration::from_secs(60)), Some(lines.len() as u64), "{}", run.log_text());
+    assert_eq!(
+        wait_total(port, "", lines.len() as u64, Duration::from_secs(60)),
+        Some(lines.len() as u64),
+        "{}",
+        run.log_text()
+    );
     let t = Instant::now();
     api_matches_naive_scan(port, &logs, &lines);
     eprintln!("{} queries compared in {:?}", QUERIES.len(), t.elapsed());
@@ -431,7 +441,8 @@ fn through_kafka_into_the_embedded_index_kill_9_leaves_one_document_per_line() {
         "[kafka]\naddress = {}\ntopic = app\ngroup_id = single\n[kafka.consumer]\nsession.timeout.ms = 6000\n",
         kafka.brokers()
     );
-    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &format!("app = {}/*.log", logs.display()), &extra));
+    let mut run =
+        start_run(dir.path(), &run_config(dir.path(), port, &format!("app = {}/*.log", logs.display()), &extra));
     let path = logs.join("f0.log");
     let writer = {
         let path = path.clone();
@@ -499,7 +510,11 @@ impl Browser {
         let port: u16 = std::fs::read_to_string(&port_file).unwrap().lines().next().unwrap().parse().unwrap();
         let mut targets = Value::Null;
         wait_until(Duration::from_secs(10), || {
-            targets = client().get(format!("http://127.0.0.1:{port}/json/list")).send().and_then(|r| r.json()).unwrap_or(Value::Null);
+            targets = client()
+                .get(format!("http://127.0.0.1:{port}/json/list"))
+                .send()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
             targets.as_array().is_some_and(|a| a.iter().any(|t| t["type"] == "page"))
         });
         let url = targets
@@ -530,7 +545,10 @@ impl Browser {
 
     /// The value of a JavaScript expression (promises awaited).
     fn eval(&mut self, expr: &str) -> Value {
-        let r = self.call("Runtime.evaluate", serde_json::json!({"expression": expr, "returnByValue": true, "awaitPromise": true}));
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+        );
         assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
         r["result"]["value"].clone()
     }

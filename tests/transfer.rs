@@ -73,7 +73,14 @@ impl Drop for Pipeline {
 
 /// Writes lines `from..to` of file number `f` to `path`, in steps with pauses,
 /// so they arrive while everything runs.
-fn write_slowly(path: PathBuf, f: usize, from: usize, to: usize, steps: usize, pause: Duration) -> thread::JoinHandle<()> {
+fn write_slowly(
+    path: PathBuf,
+    f: usize,
+    from: usize,
+    to: usize,
+    steps: usize,
+    pause: Duration,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let step = (to - from).div_ceil(steps);
         let mut i = from;
@@ -142,7 +149,11 @@ fn log_has(a: &Agent, text: &str) -> bool {
 /// The last `transfer totals` line's value of `field`.
 fn totals_field(a: &Agent, field: &str) -> u64 {
     let log = a.log_text();
-    let line = log.lines().rev().find(|l| l.contains("transfer totals")).unwrap_or_else(|| panic!("no totals in {}", a.log.display()));
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("transfer totals"))
+        .unwrap_or_else(|| panic!("no totals in {}", a.log.display()));
     line.split(&format!("{field}=")).nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
@@ -154,8 +165,10 @@ fn fifty_thousand_lines_over_files_and_topics_become_exactly_fifty_thousand_docu
     let mut transfer = p.transfer("transfer", &["web", "app", "other"], "");
     let files: Vec<(&str, usize, PathBuf, usize)> =
         (0..4).map(|f| (topics[f % 2], f, p.file(topics[f % 2], f), 12_500)).collect();
-    let writers: Vec<_> =
-        files.iter().map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 10, Duration::from_millis(100))).collect();
+    let writers: Vec<_> = files
+        .iter()
+        .map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 10, Duration::from_millis(100)))
+        .collect();
     // Records of another producer: no agent headers.
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", p.kafka.brokers()).create().unwrap();
     for i in 0..1000 {
@@ -194,8 +207,10 @@ fn kill_9_of_the_transfer_mid_stream_leaves_exactly_one_document_per_line() {
     let p = Pipeline::start(&topics);
     let mut transfer = p.transfer("transfer", &topics, "");
     let files: Vec<_> = (0..2).map(|f| ("app", f, p.file("app", f), 15_000)).collect();
-    let writers: Vec<_> =
-        files.iter().map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 30, Duration::from_millis(150))).collect();
+    let writers: Vec<_> = files
+        .iter()
+        .map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 30, Duration::from_millis(150)))
+        .collect();
     assert!(wait_until(Duration::from_secs(60), || p.es.count("app") >= 5_000), "nothing indexed");
     transfer.kill9();
     let at_kill = p.es.count("app");
@@ -219,8 +234,10 @@ fn kill_9_of_the_agent_mid_stream_leaves_exactly_one_document_per_line() {
     let mut p = Pipeline::start(&topics);
     let _transfer = p.transfer("transfer", &topics, "");
     let files: Vec<_> = (0..2).map(|f| ("app", f, p.file("app", f), 15_000)).collect();
-    let writers: Vec<_> =
-        files.iter().map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 30, Duration::from_millis(100))).collect();
+    let writers: Vec<_> = files
+        .iter()
+        .map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 30, Duration::from_millis(100)))
+        .collect();
     thread::sleep(Duration::from_millis(1200));
     p.agent.kill9();
     thread::sleep(Duration::from_millis(500));
@@ -242,8 +259,10 @@ fn elasticsearch_down_for_15_s_loses_nothing_and_memory_stays_bounded() {
     let mut p = Pipeline::start(&topics);
     let mut transfer = p.transfer("transfer", &topics, "chan_max_size = 10000");
     let files: Vec<_> = (0..2).map(|f| ("app", f, p.file("app", f), 20_000)).collect();
-    let writers: Vec<_> =
-        files.iter().map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 20, Duration::from_millis(200))).collect();
+    let writers: Vec<_> = files
+        .iter()
+        .map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 20, Duration::from_millis(200)))
+        .collect();
     assert!(wait_until(Duration::from_secs(60), || p.es.count("app") >= 2_000), "nothing indexed");
     p.es.kill();
     let down = Instant::now();
@@ -305,8 +324,10 @@ fn two_transfers_share_the_partitions_and_one_leaving_mid_stream_loses_nothing()
     // A file's lines go to the partition of its identity's hash: twelve
     // files leave a partition without any with a chance of (2/3)^12 < 1 %.
     let files: Vec<_> = (0..12).map(|f| ("app", f, p.file("app", f), 2_500)).collect();
-    let writers: Vec<_> =
-        files.iter().map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 60, Duration::from_millis(150))).collect();
+    let writers: Vec<_> = files
+        .iter()
+        .map(|(_, f, path, n)| write_slowly(path.clone(), *f, 0, *n, 60, Duration::from_millis(150)))
+        .collect();
     // b leaves while its partitions still have records to come.
     let b_records = || {
         let text = b.get("/metrics").1;

@@ -32,7 +32,8 @@ impl Conn {
         write!(self.r.get_mut(), "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host).map_err(|e| e.to_string())?;
         let mut line = String::new();
         self.r.read_line(&mut line).map_err(|e| e.to_string())?;
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {line:?}"))?;
+        let status: u16 =
+            line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {line:?}"))?;
         let mut len = None;
         loop {
             line.clear();
@@ -74,7 +75,10 @@ pub fn wait_total(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let mut seen = 0;
     loop {
-        let got = Conn::open(&host).and_then(|mut c| c.get(&path)).ok().and_then(|(s, b)| (s == 200).then(|| total_of(&b)).flatten());
+        let got = Conn::open(&host)
+            .and_then(|mut c| c.get(&path))
+            .ok()
+            .and_then(|(s, b)| (s == 200).then(|| total_of(&b)).flatten());
         if let Some(n) = got {
             if n != seen {
                 eprintln!("wait-total: {n} of {expect} ({:.0} s)", started.elapsed().as_secs_f64());

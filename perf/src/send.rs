@@ -168,7 +168,12 @@ pub fn main(args: &Args) -> Result<(), String> {
         Ok((first_ns, t.elapsed().as_secs_f64()))
     })?;
     let t = totals.lock().unwrap_or_else(|e| e.into_inner());
-    eprintln!("bulk-send: {} documents in {secs:.2}s ({:.0} docs/s), {} requests", t.docs, t.docs as f64 / secs, t.requests);
+    eprintln!(
+        "bulk-send: {} documents in {secs:.2}s ({:.0} docs/s), {} requests",
+        t.docs,
+        t.docs as f64 / secs,
+        t.requests
+    );
     println!(
         "RESULT docs={} stored={} refused={} retried={} requests={} workers={workers} secs={secs:.3} first_ns={first_ns} last_ns={}",
         t.docs,

@@ -392,8 +392,7 @@ pub fn main(args: &Args) -> Result<(), String> {
 /// Serves until SIGTERM or SIGINT.
 async fn serve(sink: Arc<Sink>, port: u16) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let listener =
-        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("port {port}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("port {port}: {e}"))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     eprintln!("bulk-sink: listening on 127.0.0.1:{port}");

@@ -24,7 +24,6 @@ fn max_offset(path: &str) -> Option<u64> {
     v.get("files")?.as_array()?.iter().filter_map(|f| f.get("offset")?.as_u64()).max()
 }
 
-
 /// `watch-agent --pid P --checkpoints FILE --offset N --t0-ns NS [--broker-pid B] [--timeout-s S]`:
 /// fails at once if the agent or the broker dies.
 pub fn main(args: &Args) -> Result<(), String> {
@@ -113,7 +112,12 @@ pub fn transfer(args: &Args) -> Result<(), String> {
         }
         if Instant::now() >= next_note {
             let s = procfs::read(pid)?;
-            eprintln!("watch-transfer: {:.0}s, cpu {:.1}s, rss {} MB", start.elapsed().as_secs_f64(), s.cpu_s, s.rss_kb / 1024);
+            eprintln!(
+                "watch-transfer: {:.0}s, cpu {:.1}s, rss {} MB",
+                start.elapsed().as_secs_f64(),
+                s.cpu_s,
+                s.rss_kb / 1024
+            );
             next_note += Duration::from_secs(5);
         }
         std::thread::sleep(Duration::from_millis(10));

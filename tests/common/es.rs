@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn noida_bin() -> PathBuf {
-    let p = std::env::var_os("NOIDA_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| python_package_file("noida_db", "noida-db"));
+    let p =
+        std::env::var_os("NOIDA_BIN").map(PathBuf::from).unwrap_or_else(|| python_package_file("noida_db", "noida-db"));
     assert!(p.exists(), "noida-db not found at {} (scripts/test.sh installs it)", p.display());
     p
 }
@@ -48,7 +47,14 @@ impl Noida {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("noida.log")).unwrap();
         let child = die_with_parent(
             Command::new(noida_bin())
-                .args(["start", "--only", "elasticsearch", "--elasticsearch-port", &self.port.to_string(), "--data-dir"])
+                .args([
+                    "start",
+                    "--only",
+                    "elasticsearch",
+                    "--elasticsearch-port",
+                    &self.port.to_string(),
+                    "--data-dir",
+                ])
                 .arg(self.dir.join("noida-data"))
                 .stdout(Stdio::null())
                 .stderr(log),
