@@ -186,6 +186,11 @@ pub enum Fault {
     Status(u16),
     /// Answer 413 to bodies over this many bytes; forward the rest.
     MaxBody(usize),
+    /// Down: close every connection without an answer (a client sees a
+    /// reset or an empty reply, as from a server that is gone). Unlike
+    /// killing noida-db, which loses documents it acknowledged just before
+    /// (it is not durable across a kill), the upstream keeps everything.
+    Down,
 }
 
 /// An HTTP/1.1 proxy in front of one upstream that can be told to fail.
@@ -222,6 +227,11 @@ impl FaultProxy {
             while !stop.load(Ordering::Acquire) {
                 match listener.accept() {
                     Ok((conn, _)) => {
+                        if matches!(*fault.lock().unwrap(), Fault::Down) {
+                            faulted.fetch_add(1, Ordering::Relaxed);
+                            drop(conn);
+                            continue;
+                        }
                         conn.set_nonblocking(false).unwrap();
                         let (fault, faulted, forwarded, largest) =
                             (fault.clone(), faulted.clone(), forwarded.clone(), largest.clone());
@@ -285,6 +295,10 @@ fn serve(
         let mut body = vec![0u8; content_length];
         reader.read_exact(&mut body)?;
         let f = *fault.lock().unwrap();
+        if matches!(f, Fault::Down) {
+            faulted.fetch_add(1, Ordering::Relaxed);
+            return Ok(()); // closed without an answer
+        }
         let answer = match f {
             Fault::Status(code) => Some(code),
             Fault::MaxBody(max) if body.len() > max => Some(413),
