@@ -712,7 +712,7 @@ impl Collector for Top {
 
     fn merge_fruits(&self, fruits: Vec<Vec<((i128, Key), DocAddress)>>) -> tantivy::Result<Self::Fruit> {
         let mut all: Vec<_> = fruits.into_iter().flatten().collect();
-        all.sort_by(|a, b| b.0 .0.cmp(&a.0 .0));
+        all.sort_by_key(|b| std::cmp::Reverse(b.0 .0));
         all.truncate(self.limit);
         Ok(all.into_iter().map(|((_, k), a)| (k, a)).collect())
     }

@@ -104,7 +104,8 @@ enum ConfigOp {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("config.ini") });
-    let (config, role): (PathBuf, fn(Config) -> Result<(), AgentError>) = match command {
+    type Role = fn(Config) -> Result<(), AgentError>;
+    let (config, role): (PathBuf, Role) = match command {
         Command::Run { config } => (config, logcollect::run::run),
         Command::Agent { config } => (config, logcollect::agent::run),
         Command::Transfer { config } => (config, logcollect::transfer::run),

@@ -196,12 +196,12 @@ fn embedded_direct(
     result.map_err(index_error)
 }
 
+/// One part of the process, run on a thread of its own until its flag is set.
+type Part<'a> = Box<dyn FnOnce(&AtomicBool) -> Result<(), AgentError> + Send + 'a>;
+
 /// Runs `parts` on threads until `stop` is set or one of them returns;
 /// then stops the others and returns the first error.
-fn run_parts(
-    stop: &AtomicBool,
-    parts: Vec<Box<dyn FnOnce(&AtomicBool) -> Result<(), AgentError> + Send + '_>>,
-) -> Result<(), AgentError> {
+fn run_parts(stop: &AtomicBool, parts: Vec<Part<'_>>) -> Result<(), AgentError> {
     let inner = AtomicBool::new(false);
     thread::scope(|s| {
         let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(|| p(&inner))).collect();

@@ -304,7 +304,7 @@ impl Ship {
             if batch.parse_json {
                 headers = headers.insert(Header { key: "json", value: Some("1") });
             }
-            let mut record = BaseRecord::with_opaque_to(&*src.topic, batch.ack.clone())
+            let mut record = BaseRecord::with_opaque_to(&src.topic, batch.ack.clone())
                 .payload(line.bytes)
                 .key(src.fid_text.as_bytes())
                 .headers(headers)

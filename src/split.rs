@@ -423,7 +423,8 @@ mod tests {
     #[test]
     fn edge_cases() {
         // (input, expected lines, expected unfinished tail)
-        let table: &[(&[u8], &[&[u8]], &[u8])] = &[
+        type Case<'a> = (&'a [u8], &'a [&'a [u8]], &'a [u8]);
+        let table: &[Case<'_>] = &[
             (b"", &[], b""),
             (b"\n", &[b""], b""),
             (b"\n\n", &[b"", b""], b""),

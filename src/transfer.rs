@@ -58,7 +58,7 @@ struct Trackers {
 
 impl Trackers {
     /// Offsets to commit: every partition whose acknowledged prefix grew.
-    fn to_commit(&mut self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
+    fn take_commits(&mut self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), part) in self.parts.iter_mut() {
             if only.is_some_and(|l| l.find_partition(topic, *partition).is_none()) {
@@ -97,7 +97,7 @@ impl ConsumerContext for TransferContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
             let mut t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
-            let tpl = t.to_commit(Some(revoked));
+            let tpl = t.take_commits(Some(revoked));
             if tpl.count() > 0 {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                     tracing::warn!("commit before giving up partitions failed: {e}");
@@ -281,7 +281,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     if !finished {
         tracing::warn!("requests still in flight after {deadline:?}: their records will be consumed again");
     }
-    let tpl = trackers.lock().unwrap_or_else(|e| e.into_inner()).to_commit(None);
+    let tpl = trackers.lock().unwrap_or_else(|e| e.into_inner()).take_commits(None);
     if tpl.count() > 0 {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
             tracing::warn!("final commit failed: {e}");
@@ -506,7 +506,7 @@ impl Transfer {
 
     fn commit(&mut self, mode: CommitMode) {
         self.last_commit = Instant::now();
-        let tpl = self.trackers.lock().unwrap_or_else(|e| e.into_inner()).to_commit(None);
+        let tpl = self.trackers.lock().unwrap_or_else(|e| e.into_inner()).take_commits(None);
         if tpl.count() > 0 {
             if let Err(e) = self.consumer.commit(&tpl, mode) {
                 tracing::warn!("offset commit failed: {e}");

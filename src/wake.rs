@@ -170,7 +170,8 @@ mod tests {
         let reg = wake.register(&r).expect("watch added");
         // Drain a wakeup token left by anything earlier.
         thread::park_timeout(Duration::from_millis(10));
-        let actions: [(&str, Box<dyn Fn()>); 3] = [
+        type Action<'a> = (&'a str, Box<dyn Fn() + 'a>);
+        let actions: [Action<'_>; 3] = [
             ("write", Box::new(|| (&w).write_all(b"x\n").unwrap())),
             ("rename", Box::new(|| std::fs::rename(&path, dir.path().join("f.log.1")).unwrap())),
             ("unlink", Box::new(|| std::fs::remove_file(dir.path().join("f.log.1")).unwrap())),

@@ -264,6 +264,7 @@ impl Etcd {
     }
 
     /// Runs one etcd call on a fresh client (5 s at most).
+    #[allow(clippy::result_large_err)] // etcd-client's error type, as it comes
     fn call<T, F>(&self, f: impl FnOnce(etcd_client::Client) -> F) -> Result<T, etcd_client::Error>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -292,6 +293,7 @@ impl Etcd {
         })
     }
 
+    #[allow(clippy::result_large_err)]
     fn try_get(&self, key: &str) -> Result<Option<Vec<u8>>, etcd_client::Error> {
         let key = key.to_string();
         self.call(|mut c| async move { Ok(c.get(key, None).await?.kvs().first().map(|kv| kv.value().to_vec())) })
