@@ -465,15 +465,15 @@ impl Store {
         dir_bytes(&self.dir)
     }
 
-    fn query(&self, node: &Node, from_ms: i64, to_ms: i64) -> Box<dyn Query> {
+    fn query(&self, node: &Node, from_ms: i64, to_ms: i64) -> tantivy::Result<Box<dyn Query>> {
         let range = Box::new(RangeQuery::new(
             Bound::Included(Term::from_field_i64(F_TS, from_ms)),
             Bound::Excluded(Term::from_field_i64(F_TS, to_ms)),
         ));
-        match node {
+        Ok(match node {
             Node::All => range,
-            n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)), (Occur::Must, range)])),
-        }
+            n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)?), (Occur::Must, range)])),
+        })
     }
 
     /// Matches in `[from_ms, to_ms)`, newest first (by `@timestamp`, then
@@ -487,7 +487,7 @@ impl Store {
         before: Option<(i64, u64)>,
     ) -> Result<(u64, Vec<StoredHit>), IndexError> {
         let searcher = self.reader.searcher();
-        let q = self.query(node, from_ms, to_ms);
+        let q = self.query(node, from_ms, to_ms)?;
         let (total, top) = searcher.search(&*q, &(Count, Top { limit: size, order: Order::NewestFirst { before } }))?;
         let hits = top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect::<Result<_, _>>()?;
         Ok((total as u64, hits))
@@ -502,7 +502,7 @@ impl Store {
         ));
         let q: Box<dyn Query> = match node {
             Node::All => seq,
-            n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)), (Occur::Must, seq)])),
+            n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)?), (Occur::Must, seq)])),
         };
         let top = searcher.search(&*q, &Top { limit, order: Order::IndexedAfter })?;
         top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect()
@@ -543,14 +543,14 @@ impl Store {
             }
             return Ok(counts);
         }
-        let q = self.query(node, from_ms, to_ms);
+        let q = self.query(node, from_ms, to_ms)?;
         Ok(searcher.search(&*q, &b)?)
     }
 
     /// Counts matches of a query over all time (tests, status).
     pub fn count(&self, node: &Node) -> Result<u64, IndexError> {
         let searcher = self.reader.searcher();
-        Ok(searcher.search(&*to_tantivy(node), &Count)? as u64)
+        Ok(searcher.search(&*to_tantivy(node)?, &Count)? as u64)
     }
 
     /// Makes the last commit visible to searches.
@@ -591,21 +591,21 @@ fn stored_hit(
     })
 }
 
-/// The tantivy query for a node (time range aside).
-pub fn to_tantivy(node: &Node) -> Box<dyn Query> {
+/// The tantivy query for a node (time range aside). A prefix tantivy
+/// cannot build (its automaton has a size limit; the parser keeps
+/// prefixes well under it) is an error, not a panic.
+pub fn to_tantivy(node: &Node) -> tantivy::Result<Box<dyn Query>> {
     let text_field = |f: QField| match f {
         QField::Message => F_MESSAGE,
         QField::Host => F_HOST,
         QField::Path => F_PATH,
         QField::Topic => F_TOPIC,
     };
-    match node {
+    Ok(match node {
         Node::All => Box::new(AllQuery),
+        // Words are letters and digits only: nothing to escape.
         Node::Text { words, prefix: true, .. } => {
-            // Words are letters and digits only: nothing to escape.
-            Box::new(
-                RegexQuery::from_pattern(&format!("{}.*", words[0].text), F_MESSAGE).expect("a word is a valid regex"),
-            )
+            Box::new(RegexQuery::from_pattern(&format!("{}.*", words[0].text), F_MESSAGE)?)
         }
         Node::Text { words, .. } if words.len() == 1 => {
             Box::new(TermQuery::new(Term::from_field_text(F_MESSAGE, &words[0].text), IndexRecordOption::Basic))
@@ -622,28 +622,29 @@ pub fn to_tantivy(node: &Node) -> Box<dyn Query> {
         Node::Exact { field, value, prefix: false } => {
             Box::new(TermQuery::new(Term::from_field_text(text_field(*field), value), IndexRecordOption::Basic))
         }
-        Node::Exact { field, value, prefix: true } => Box::new(
-            RegexQuery::from_pattern(&format!("(?s){}.*", regex_syntax::escape(value)), text_field(*field))
-                .expect("an escaped prefix is a valid regex"),
-        ),
+        Node::Exact { field, value, prefix: true } => {
+            Box::new(RegexQuery::from_pattern(&format!("(?s){}.*", regex_syntax::escape(value)), text_field(*field))?)
+        }
         Node::And(kids) => {
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = kids
                 .iter()
                 .map(|k| match k {
-                    Node::Not(inner) => (Occur::MustNot, to_tantivy(inner)),
-                    other => (Occur::Must, to_tantivy(other)),
+                    Node::Not(inner) => Ok((Occur::MustNot, to_tantivy(inner)?)),
+                    other => Ok((Occur::Must, to_tantivy(other)?)),
                 })
-                .collect();
+                .collect::<tantivy::Result<_>>()?;
             if !clauses.iter().any(|(o, _)| *o == Occur::Must) {
                 clauses.push((Occur::Must, Box::new(AllQuery)));
             }
             Box::new(BooleanQuery::new(clauses))
         }
-        Node::Or(kids) => Box::new(BooleanQuery::new(kids.iter().map(|k| (Occur::Should, to_tantivy(k))).collect())),
+        Node::Or(kids) => Box::new(BooleanQuery::new(
+            kids.iter().map(|k| Ok((Occur::Should, to_tantivy(k)?))).collect::<tantivy::Result<_>>()?,
+        )),
         Node::Not(inner) => {
-            Box::new(BooleanQuery::new(vec![(Occur::Must, Box::new(AllQuery)), (Occur::MustNot, to_tantivy(inner))]))
+            Box::new(BooleanQuery::new(vec![(Occur::Must, Box::new(AllQuery)), (Occur::MustNot, to_tantivy(inner)?)]))
         }
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------
