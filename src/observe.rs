@@ -616,7 +616,6 @@ pub fn start_host_metrics(
 /// keep moving either way.
 pub struct Server {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn serve(addr: Option<std::net::SocketAddr>, observed: Arc<Observed>) -> Option<Server> {
@@ -629,27 +628,30 @@ pub fn serve(addr: Option<std::net::SocketAddr>, observed: Arc<Observed>) -> Opt
         }
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return tracing::error!("http: {e}"),
-            };
-            let served = rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                crate::http::serve(listener, router(observed), async {
-                    let _ = rx.await;
-                })
-                .await
-            });
-            if let Err(e) = served {
-                tracing::error!("http: {e}");
-            }
-        })
-        .ok()?;
+    // Not joined at shutdown: a client holding a connection open must not
+    // hold up the exit; the thread ends with its last connection or the process.
+    let spawned = std::thread::Builder::new().name("http".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!("http: {e}"),
+        };
+        let served = rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            crate::http::serve(listener, router(observed), async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        if let Err(e) = served {
+            tracing::error!("http: {e}");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("http: no thread for /metrics and /health ({e})");
+        return None;
+    }
     tracing::info!("metrics and health: http://{addr}/metrics, /health/ready, /api/status");
-    Some(Server { shutdown: Some(tx), thread: Some(thread) })
+    Some(Server { shutdown: Some(tx) })
 }
 
 impl Drop for Server {
@@ -657,9 +659,6 @@ impl Drop for Server {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
-        // Not joined: a client holding a connection open must not hold up
-        // the shutdown; the thread ends with its last connection or the process.
-        drop(self.thread.take());
     }
 }
 
