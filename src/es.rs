@@ -284,9 +284,13 @@ impl Worker {
             let started = std::time::Instant::now();
             let answer = self.client.post_bulk(body).await;
             self.stats.bulk_latency.observe(started.elapsed());
-            self.stats.es_answered(!matches!(answer, Answer::Unreachable(_)));
-            if let Answer::Unreachable(_) | Answer::Status(400.., _) = &answer {
-                let status = if let Answer::Status(s, _) = &answer { *s } else { 0 };
+            // 0: no answer.
+            let failed = match &answer {
+                Answer::Unreachable(_) => Some(0),
+                Answer::Status(s, _) => (*s >= 400).then_some(*s),
+            };
+            self.stats.es_answered(failed != Some(0));
+            if let Some(status) = failed {
                 self.stats.es_error(status, 1);
             }
             let mut retry = Vec::new();

@@ -233,10 +233,7 @@ fn embedded_from_kafka(
     let writer = store.writer(&icfg, &payload).map_err(index_error)?;
     let mut topics = kafka.topics.clone();
     if topics.is_empty() {
-        topics = cfg.collect.iter().map(|c| c.topic.clone()).collect();
-        topics.extend(cfg.metrics.as_ref().and_then(|m| m.topic.clone()));
-        topics.sort();
-        topics.dedup();
+        topics = collected_topics(cfg);
     }
     if topics.is_empty() {
         return Err(ConfigError {
@@ -259,6 +256,16 @@ fn embedded_from_kafka(
         h.stop(rt);
     }
     result
+}
+
+/// Every topic this process collects into: the static list's and the host
+/// metrics', sorted, each once.
+fn collected_topics(cfg: &Config) -> Vec<String> {
+    let mut topics: Vec<String> = cfg.collect.iter().map(|c| c.topic.clone()).collect();
+    topics.extend(cfg.metrics.as_ref().and_then(|m| m.topic.clone()));
+    topics.sort();
+    topics.dedup();
+    topics
 }
 
 fn es_backend(es: &EsConfig) -> Result<Backend, AgentError> {
@@ -306,9 +313,7 @@ fn es_direct(
     obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let es_stats = Arc::new(TransferStats::default());
     obs.add_transfer(es_stats.clone());
-    let mut topics: Vec<String> = cfg.collect.iter().map(|c| c.topic.clone()).collect();
-    topics.extend(cfg.metrics.as_ref().and_then(|m| m.topic.clone()));
-    let sink = EsSink::start(es, rt, host, &topics, stop, es_stats)?;
+    let sink = EsSink::start(es, rt, host, &collected_topics(cfg), stop, es_stats)?;
     let shutdown_timeout = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
     let sink_thread = thread::Builder::new().name("es".into()).spawn(move || sink.run(rx, shutdown_timeout))?;
     let (disc, stop_discovery) = start_readers(cfg, checkpoints.clone(), tx, stats.clone(), obs)?;
@@ -363,10 +368,7 @@ impl EsSink {
             max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
         });
         if es.manage_template {
-            let mut topics: Vec<String> = topics.to_vec();
-            topics.sort();
-            topics.dedup();
-            rt.block_on(crate::transfer::install_templates(&worker.client, es, &topics, stop));
+            rt.block_on(crate::transfer::install_templates(&worker.client, es, topics, stop));
         }
         let (tx, workers) = crate::es::spawn_workers(rt.handle(), &worker, es.workers, es.workers);
         Ok(EsSink { es: es.clone(), host, tx: Some(tx), workers, rt: rt.handle().clone() })
