@@ -34,6 +34,7 @@
 #   PERF_NOIDA_ROUNDS=R     rounds of the noida-db part (default ROUNDS)
 #   PERF_WORKERS=W          es.workers of the transfer, and bulk-send's (default 4)
 #   PERF_TRANSFER_ES        extra lines for the transfer's [es] section
+#   PERF_TRANSFER_ENV       VAR=value words set for the transfer process only
 #   PERF_CONSUMER_PROPS     extra librdkafka consumer properties, "k=v" words, for
 #                           both the transfer and the plain consumer
 #   PERF_PROFILE=1          after the rounds, one more transfer run (not in the
@@ -189,7 +190,7 @@ transfer() {
     } >"$dir/config.ini"
     local t0
     t0=$(date +%s%N)
-    "$LOGCOLLECT_BIN" transfer --config "$dir/config.ini" 2>"$dir/transfer.log" &
+    env ${PERF_TRANSFER_ENV:-} "$LOGCOLLECT_BIN" transfer --config "$dir/config.ini" 2>"$dir/transfer.log" &
     TRANSFER_PID=$!
     local prof=
     if [[ ${PROFILE_THIS:-} == 1 ]]; then

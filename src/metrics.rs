@@ -54,6 +54,9 @@ pub struct TransferStats {
     pub bulk_bytes: AtomicU64,
     /// Requests that got no answer or a 429/5xx/other error as a whole.
     pub es_errors: AtomicU64,
+    /// Milliseconds consuming was paused because every Elasticsearch
+    /// worker was busy and the request queue full (backpressure).
+    pub paused_ms: AtomicU64,
     /// Errors by HTTP status (0: no answer), whole requests and items alike.
     /// Locked only when Elasticsearch answers with an error.
     pub es_errors_by_status: Mutex<BTreeMap<u16, u64>>,

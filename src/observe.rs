@@ -312,7 +312,7 @@ impl Observed {
     }
 }
 
-fn transfer_counters(t: &TransferStats) -> [(&'static str, u64); 9] {
+fn transfer_counters(t: &TransferStats) -> [(&'static str, u64); 10] {
     let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     [
         ("records", g(&t.records)),
@@ -324,6 +324,7 @@ fn transfer_counters(t: &TransferStats) -> [(&'static str, u64); 9] {
         ("bulk_requests", g(&t.bulk_requests)),
         ("bulk_bytes", g(&t.bulk_bytes)),
         ("es_errors", g(&t.es_errors)),
+        ("consumer_paused_milliseconds", g(&t.paused_ms)),
     ]
 }
 
@@ -495,6 +496,7 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ("bulk_requests", "_bulk requests sent"),
         ("bulk_bytes", "_bulk request bytes sent"),
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),
+        ("consumer_paused_milliseconds", "Time consuming was paused because every Elasticsearch worker was busy"),
     ];
     for ((name, v), (_, help)) in transfer_counters(t).iter().zip(helps) {
         out.counter(&format!("logcollect_{name}"), help, *v)?;

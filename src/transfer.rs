@@ -467,7 +467,7 @@ impl Transfer {
             }
         }
         let mut req = Request { body, docs, slots, read_ms: std::mem::take(&mut self.read_ms) };
-        let mut paused: Option<TopicPartitionList> = None;
+        let mut paused_at: Option<Instant> = None;
         loop {
             match self.tx.try_send(req) {
                 Ok(()) => break,
@@ -478,10 +478,10 @@ impl Transfer {
                         // Not sent: its records are consumed again after the restart.
                         break;
                     }
-                    if paused.is_none() {
+                    if paused_at.is_none() {
                         let a = self.consumer.assignment().unwrap_or_default();
                         let _ = self.consumer.pause(&a);
-                        paused = Some(a);
+                        paused_at = Some(Instant::now());
                     }
                     // Polling keeps the group membership and serves rebalances.
                     if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) {
@@ -498,9 +498,10 @@ impl Transfer {
                 }
             }
         }
-        if paused.is_some() {
+        if let Some(since) = paused_at {
             let a = self.consumer.assignment().unwrap_or_default();
             let _ = self.consumer.resume(&a);
+            self.stats.paused_ms.fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
     }
 
@@ -524,6 +525,7 @@ fn report(s: &TransferStats) {
         retried = g(&s.docs_retried),
         dead_lettered = g(&s.docs_dead_lettered),
         requests = g(&s.bulk_requests),
+        paused_ms = g(&s.paused_ms),
         "transfer totals"
     );
 }
