@@ -24,9 +24,16 @@ use std::time::{Duration, Instant};
 /// Lines one batch holds on average (one read of ~200-byte lines).
 const LINES_PER_BATCH: usize = 512;
 
-/// Channel capacity in batches for a bound of `lines` lines.
-pub fn channel_batches(lines: usize) -> usize {
-    (lines / LINES_PER_BATCH).max(4)
+/// Read chunks the channel may hold, in bytes, whatever `chan_max_size`
+/// says: a batch keeps its whole chunk alive until the sink is done with it,
+/// and past a few dozen batches a deeper queue only holds memory (the sink
+/// keeps up or it does not). 8 MiB is 64 chunks of the default 128 KiB.
+const CHANNEL_MAX_BYTES: usize = 8 << 20;
+
+/// Channel capacity in batches: at most `lines` lines (`chan_max_size`) and
+/// at most [`CHANNEL_MAX_BYTES`] of `chunk_bytes` chunks; never under 4.
+pub fn channel_batches(lines: usize, chunk_bytes: usize) -> usize {
+    (lines / LINES_PER_BATCH).min(CHANNEL_MAX_BYTES / chunk_bytes.max(1)).max(4)
 }
 
 pub fn tail_config(cfg: &Config) -> TailConfig {
@@ -89,7 +96,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     let host = crate::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
-    let (tx, rx) = crossbeam_channel::bounded(channel_batches(cfg.chan_max_size));
+    let (tx, rx) = crossbeam_channel::bounded(channel_batches(cfg.chan_max_size, cfg.agent.read_chunk_bytes));
     observed.add_agent(crate::observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let kafka_stats = Arc::new(KafkaStats::default());
     observed.add_kafka("producer", kafka_stats.clone());
@@ -175,4 +182,24 @@ fn report(s: &Stats) {
         bytes_read = g(&s.bytes_read),
         "agent totals"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_batches;
+
+    #[test]
+    fn channel_is_bounded_by_lines_and_bytes() {
+        // (chan_max_size lines, chunk bytes, batches)
+        let table = [
+            (100_000, 128 << 10, 64),   // the default: the 8 MiB of chunks decide
+            (4096, 128 << 10, 8),       // few lines: the lines decide
+            (1, 128 << 10, 4),          // never under 4
+            (100_000, 64 << 20, 4),     // huge chunks: still 4
+            (1_000_000, 16 << 10, 512), // small chunks: 8 MiB of them
+        ];
+        for (lines, chunk, want) in table {
+            assert_eq!(channel_batches(lines, chunk), want, "lines {lines}, chunk {chunk}");
+        }
+    }
 }
