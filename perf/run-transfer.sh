@@ -35,8 +35,12 @@
 #   PERF_WORKERS=W          es.workers of the transfer, and bulk-send's (default 4)
 #   PERF_TRANSFER_ES        extra lines for the transfer's [es] section
 #   PERF_TRANSFER_ENV       VAR=value words set for the transfer process only
+#   PERF_CONSUMER_ARGS      extra args for `perf-tools consume`, e.g. "--commit-ms 1000"
+#                           (commit the position every second, as the transfer does)
 #   PERF_CONSUMER_PROPS     extra librdkafka consumer properties, "k=v" words, for
 #                           both the transfer and the plain consumer
+#   PERF_PROFILE_ARGS       `perf record` arguments instead of "-g", e.g.
+#                           "-e sched:sched_switch -g" (where threads wait)
 #   PERF_PROFILE=1          after the rounds, one more transfer run (not in the
 #                           table), sampled by `perf record -g` for PERF_PROFILE_S
 #                           (5) s from its partition assignment
@@ -148,6 +152,8 @@ run_consumer() {
     mkdir -p "$dir"
     local b0 t0 t1 x=()
     for p in "${PROPS[@]}"; do x+=(-X "$p"); done
+    # shellcheck disable=SC2206 # a list of words
+    x+=(${PERF_CONSUMER_ARGS:-})
     b0=$(broker_cpu)
     t0=$(date +%s%N)
     "$PT" consume --brokers "$BROKERS" --topic "$TOPIC" --group "plain-$round" --expect "$DOCS" "${x[@]}" \
@@ -196,7 +202,8 @@ transfer() {
     if [[ ${PROFILE_THIS:-} == 1 ]]; then
         # From the assignment on (the group join idles for ~3 s).
         for _ in $(seq 200); do grep -q 'partitions assigned' "$dir/transfer.log" && break; sleep 0.05; done
-        perf record -g -o "$RUN/transfer.perf.data" -p "$TRANSFER_PID" -- sleep "${PERF_PROFILE_S:-5}" \
+        # shellcheck disable=SC2086 # a list of words
+        perf record ${PERF_PROFILE_ARGS:--g} -o "$RUN/transfer.perf.data" -p "$TRANSFER_PID" -- sleep "${PERF_PROFILE_S:-5}" \
             >"$dir/perf-record.log" 2>&1 &
         prof=$!
     fi

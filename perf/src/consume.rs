@@ -36,13 +36,18 @@ impl ConsumerContext for Ctx {
     }
 }
 
-/// `consume --brokers B --topic T --group G --expect N [--timeout-s S] [-X key=value]...`
+/// `consume --brokers B --topic T --group G --expect N [--timeout-s S] [--commit-ms N] [-X key=value]...`
 pub fn main(args: &Args) -> Result<(), String> {
     let brokers = args.req("--brokers")?;
     let topic = args.req("--topic")?;
     let group = args.req("--group")?;
     let expect: u64 = args.num("--expect", None)?;
     let timeout = Duration::from_secs(args.num("--timeout-s", Some(600))?);
+    // `--commit-ms N`: commit the position every N ms (asynchronously), as
+    // the transfer commits what Elasticsearch acknowledged: tells what the
+    // commits cost the fetching.
+    let commit_every = args.opt("--commit-ms").map(|_| args.num("--commit-ms", None)).transpose()?.map(Duration::from_millis);
+    let mut last_commit = Instant::now();
     let mut cfg = ClientConfig::new();
     // The transfer's consumer defaults (src/transfer.rs, consumer_config).
     cfg.set("bootstrap.servers", brokers)
@@ -84,6 +89,14 @@ pub fn main(args: &Args) -> Result<(), String> {
             }
             Some(Err(e)) => eprintln!("consume: {e}"),
             None => {}
+        }
+        if let Some(every) = commit_every {
+            if records % 64 == 0 && last_commit.elapsed() >= every {
+                last_commit = Instant::now();
+                if let Ok(tpl) = c.position() {
+                    let _ = c.commit(&tpl, rdkafka::consumer::CommitMode::Async);
+                }
+            }
         }
     }
     let me = procfs::read("self")?;

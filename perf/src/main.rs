@@ -49,14 +49,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "\
 usage:
   perf-tools gen --bytes N --out FILE [--seed S]
-  perf-tools produce --brokers B --topic T --file F [--poll-inline] [--key K] [--headers] [--agent-like]
+  perf-tools produce --brokers B --topic T --file F [--poll-inline] [--key K] [--headers] [--one-header] [--agent-like]
                    [--lines N] [--files K] [--partitions P] [-X key=value]...
   perf-tools watch-agent --pid P --checkpoints FILE --offset N --t0-ns NS [--broker-pid B] [--timeout-s S]
   perf-tools count --brokers B --topic T [--expect N] [--idle-ms MS]
   perf-tools proc-stat --pid P
   perf-tools wait-total --url URL --expect N --t0-ns NS [--timeout-s S]
   perf-tools http-latency --url URL [--n N] [--warmup W]
-  perf-tools consume --brokers B --topic T --group G --expect N [--timeout-s S] [-X key=value]...
+  perf-tools consume --brokers B --topic T --group G --expect N [--timeout-s S] [--commit-ms N] [-X key=value]...
   perf-tools bulk-sink --port P [--expect N --done-file F] [--save-dir D] [--forward URL]
   perf-tools watch-transfer --pid P --done-file F --t0-ns NS [--broker-pid B] [--sink-pid S] [--timeout-s S]
   perf-tools bulk-send --url U --dir D [--workers W]
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let flags: &[&str] = match cmd.as_str() {
-        "produce" => &["--poll-inline", "--headers", "--agent-like"],
+        "produce" => &["--poll-inline", "--headers", "--agent-like", "--one-header"],
         _ => &[],
     };
     let args = match Args::parse(rest, flags) {

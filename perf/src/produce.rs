@@ -40,7 +40,14 @@ struct Counter {
     first_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for Counter {}
+impl ClientContext for Counter {
+    /// With `-X statistics.interval.ms=N`, librdkafka's statistics JSON goes
+    /// to stderr, one document a line (batch sizes, round-trip times, queue
+    /// latencies: where a run waits).
+    fn stats_raw(&self, statistics: &[u8]) {
+        eprintln!("STATS {}", String::from_utf8_lossy(statistics));
+    }
+}
 
 impl ProducerContext for Counter {
     type DeliveryOpaque = ();
@@ -136,6 +143,10 @@ struct Extras {
     key: Option<String>,
     /// `host`, `path`, `offset`, `fid` headers, like the agent's.
     headers: bool,
+    /// The same four values in one header `src` (tab separated), to tell
+    /// the cost of header count from the cost of header bytes
+    /// (`--one-header`).
+    one_header: bool,
     /// Lines are dealt round-robin to this many pretend files (≥ 1), each
     /// with its own path, fid, key and offsets (`--files`).
     files: usize,
@@ -166,6 +177,7 @@ fn headers(host: &str, path: &str, offset: &str, fid: &str) -> OwnedHeaders {
 fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64, u64), String> {
     let fid = x.key.as_deref().unwrap_or("");
     let mut num = itoa::Buffer::new();
+    let mut src = String::new();
     let mut pretend: Vec<PretendFile> = (0..x.files.max(1))
         .map(|k| match x.files {
             0 | 1 => PretendFile { path: file.to_string(), fid: fid.to_string(), offset: 0 },
@@ -211,6 +223,15 @@ fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64
             }
             if x.headers {
                 rec = rec.headers(headers("10.0.0.1", &f.path, num.format(f.offset), &f.fid));
+            } else if x.one_header {
+                src.clear();
+                for (i, v) in ["10.0.0.1", &f.path, num.format(f.offset), &f.fid].into_iter().enumerate() {
+                    if i > 0 {
+                        src.push('\t');
+                    }
+                    src.push_str(v);
+                }
+                rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header { key: "src", value: Some(src.as_str()) }));
             }
             f.offset += line.len() as u64 + 1;
             loop {
@@ -246,7 +267,7 @@ fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64
 }
 
 /// `produce --brokers B --topic T --file F [--poll-inline] [--key K] [--headers]
-/// [--agent-like] [--lines N] [--files K] [--partitions P] [-X key=value]...`;
+/// [--one-header] [--agent-like] [--lines N] [--files K] [--partitions P] [-X key=value]...`;
 /// `--agent-like` = `--headers` and a fid-shaped `--key`.
 pub fn main(args: &Args) -> Result<(), String> {
     let brokers = args.req("--brokers")?;
@@ -259,6 +280,7 @@ pub fn main(args: &Args) -> Result<(), String> {
     let x = Extras {
         key: args.opt("--key").map(str::to_string).or_else(|| agent_like.then(|| FID.to_string())),
         headers: agent_like || args.flag("--headers"),
+        one_header: args.flag("--one-header"),
         files: args.num("--files", Some(1))?,
         partitions: args.opt("--partitions").map(|_| args.num("--partitions", None)).transpose()?,
         max_lines: args.opt("--lines").map(|_| args.num("--lines", None)).transpose()?,
