@@ -357,12 +357,20 @@ impl Transfer {
     fn add(&mut self, m: &BorrowedMessage<'_>, stop: &AtomicBool) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         let (topic, mut mode) = self.topic(m.topic());
-        // The agent marks lines of entries with `parse_json` (header `json: 1`).
-        if m.headers().is_some_and(|h| h.iter().any(|hd| hd.key == "json" && hd.value == Some(b"1"))) {
+        // One walk over the headers (each read is a call into librdkafka):
+        // the agent's origin, and its mark on lines of entries with
+        // `parse_json` (header `json: 1`). `from_headers` visits every pair.
+        let mut json = false;
+        let origin = m.headers().and_then(|h| {
+            Origin::from_headers(h.iter().map(|hd| {
+                let value = hd.value.unwrap_or_default();
+                json |= hd.key == "json" && value == b"1";
+                (hd.key, value)
+            }))
+        });
+        if json {
             mode = MessageMode::ParseJson;
         }
-        let origin =
-            m.headers().and_then(|h| Origin::from_headers(h.iter().map(|hd| (hd.key, hd.value.unwrap_or_default()))));
         let rec = Record {
             value: m.payload().unwrap_or_default(),
             topic: m.topic(),
