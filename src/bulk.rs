@@ -286,40 +286,102 @@ fn write_escape(out: &mut Vec<u8>, b: u8) {
     }
 }
 
+/// Where [`next_escape`] stopped: the first byte at or after `from` that
+/// needs escaping (`s.len()` if none), and whether a byte ≥ 0x80 of `s` was
+/// seen on the way (bytes past `at` may count too: the caller only wants
+/// to know whether `s` has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Scan {
+    at: usize,
+    high: bool,
+}
+
+/// Finds the next byte of `s` to escape from `from` on: 16 bytes per step
+/// with SSE2 on x86_64, then 8 per step (SWAR), then one by one for the
+/// last few. [`next_escape_naive`] (tests) is the model.
+#[inline]
+fn next_escape(s: &[u8], from: usize) -> Scan {
+    #[cfg(target_arch = "x86_64")]
+    let (mut i, mut high) = match next_escape_sse2(s, from) {
+        Ok(found) => return found,
+        Err(rest) => (rest.at, rest.high),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (mut i, mut high) = (from, false);
+    // Unaligned loads are fine; a chunk overlapping bytes already seen only
+    // ORs their high bits in again.
+    let mut seen = 0u64;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        seen |= w;
+        let m = escape_mask(w);
+        if m != 0 {
+            return Scan { at: i + (m.trailing_zeros() / 8) as usize, high: high || seen & HI != 0 };
+        }
+        i += 8;
+    }
+    high |= seen & HI != 0;
+    for (j, &b) in s.iter().enumerate().skip(i) {
+        if ESCAPE[b as usize] != 0 {
+            return Scan { at: j, high };
+        }
+        high |= b >= 0x80;
+    }
+    Scan { at: s.len(), high }
+}
+
+/// The 16-byte steps of [`next_escape`]: `Ok` with the byte to escape if
+/// one is in the whole 16-byte steps from `from`, else `Err` with where
+/// the steps ended (fewer than 16 bytes left) for the narrower loops.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn next_escape_sse2(s: &[u8], from: usize) -> Result<Scan, Scan> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut i = from;
+    let mut high_bits = 0u32;
+    while let Some(chunk) = s.get(i..i + 16) {
+        // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics
+        // exist on every CPU this code runs on; the load reads exactly the
+        // 16 bytes of `chunk` (unaligned loads are allowed by `loadu`).
+        let (special, high) = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            // Signed compare: bytes ≥ 0x80 are negative, so they are "< 0x20"
+            // too; they are taken out with the sign bits below.
+            let ctrl = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            let special = _mm_or_si128(ctrl, _mm_or_si128(quote, backslash));
+            (_mm_movemask_epi8(special) as u32, _mm_movemask_epi8(v) as u32)
+        };
+        high_bits |= high;
+        let escape = special & !high;
+        if escape != 0 {
+            return Ok(Scan { at: i + escape.trailing_zeros() as usize, high: high_bits != 0 });
+        }
+        i += 16;
+    }
+    Err(Scan { at: i, high: high_bits != 0 })
+}
+
 /// Appends `s` escaped, without quotes; copies unescaped runs whole. Returns
 /// whether `s` has a byte ≥ 0x80 (then the caller must check it is UTF-8).
 #[inline]
 fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> bool {
     out.reserve(s.len());
-    let mut seen = 0u64;
+    let mut high = false;
     let mut run = 0; // start of the bytes not yet copied
-    let mut i = 0;
-    // Eight bytes at a time; after an escape, go on right behind it
-    // (unaligned loads are fine, and overlapping ones only re-OR `seen`).
-    while let Some(chunk) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        seen |= w;
-        let m = escape_mask(w);
-        if m == 0 {
-            i += 8;
-            continue;
+    loop {
+        let scan = next_escape(s, run);
+        high |= scan.high;
+        out.extend_from_slice(&s[run..scan.at]);
+        match s.get(scan.at) {
+            Some(&b) => write_escape(out, b),
+            None => return high,
         }
-        let j = i + (m.trailing_zeros() / 8) as usize;
-        out.extend_from_slice(&s[run..j]);
-        write_escape(out, s[j]);
-        run = j + 1;
-        i = j + 1;
+        run = scan.at + 1;
     }
-    for (j, &b) in s.iter().enumerate().skip(i) {
-        seen |= u64::from(b);
-        if ESCAPE[b as usize] != 0 {
-            out.extend_from_slice(&s[run..j]);
-            write_escape(out, b);
-            run = j + 1;
-        }
-    }
-    out.extend_from_slice(&s[run..]);
-    seen & HI != 0
 }
 
 /// Appends `s` as a JSON string, replacing what is not UTF-8 like
@@ -1722,6 +1784,44 @@ mod tests {
         }
     }
 
+    /// The model of [`next_escape`]: byte by byte.
+    fn next_escape_naive(s: &[u8], from: usize) -> usize {
+        s[from..].iter().position(|&b| ESCAPE[b as usize] != 0).map_or(s.len(), |k| from + k)
+    }
+
+    /// Checks [`next_escape`] against the model: the same stop, and `high`
+    /// set if a byte before it is ≥ 0x80 but never when `s` has none.
+    fn check_next_escape(s: &[u8], from: usize) {
+        let scan = next_escape(s, from);
+        assert_eq!(scan.at, next_escape_naive(s, from), "{s:02x?} from {from}");
+        if s[from..scan.at].iter().any(|&b| b >= 0x80) {
+            assert!(scan.high, "high bytes missed: {s:02x?} from {from}");
+        }
+        if scan.high {
+            assert!(s.iter().any(|&b| b >= 0x80), "high without a high byte: {s:02x?} from {from}");
+        }
+    }
+
+    #[test]
+    fn next_escape_every_byte_every_position() {
+        // Lengths around the 16- and 8-byte steps; fillers next to the
+        // boundaries of the tests (0x20, '"', '\\', the sign bit).
+        for len in [1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47] {
+            for filler in [b'a', 0x1f, 0x20, 0x21, 0x5d, 0x7f, 0x80, 0xff] {
+                for b in 0..=255u8 {
+                    for pos in 0..len {
+                        let mut s = vec![filler; len];
+                        s[pos] = b;
+                        for from in [0, 1, pos, pos + 1, len] {
+                            check_next_escape(&s, from.min(len));
+                        }
+                    }
+                }
+            }
+        }
+        check_next_escape(b"", 0);
+    }
+
     // ----- documents ------------------------------------------------------
 
     #[test]
@@ -2211,6 +2311,34 @@ mod tests {
                 m | if ESCAPE[b as usize] != 0 { 0x80 << (8 * k) } else { 0 }
             });
             prop_assert_eq!(escape_mask(w), naive, "{:02x?}", bytes);
+        }
+
+        #[test]
+        fn next_escape_matches_the_naive_scan(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0u8..0x21, Just(0x7f), 0x80u8..=0xff, b'a'..=b'z'], 0..80),
+            from in 0usize..80,
+        ) {
+            check_next_escape(&bytes, from.min(bytes.len()));
+        }
+
+        #[test]
+        fn escape_into_matches_the_naive_escaper(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0u8..0x21, Just(0x7f), 0x80u8..=0xff, b'a'..=b'z'], 0..80),
+        ) {
+            let mut naive = Vec::new();
+            for &b in &bytes {
+                if ESCAPE[b as usize] != 0 {
+                    write_escape(&mut naive, b);
+                } else {
+                    naive.push(b);
+                }
+            }
+            let mut out = b"prefix".to_vec();
+            let high = escape_into(&mut out, &bytes);
+            prop_assert_eq!(&out[6..], &naive[..]);
+            prop_assert_eq!(high, bytes.iter().any(|&b| b >= 0x80));
         }
     }
 
