@@ -2024,6 +2024,28 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_pinned() {
+        // The ids of replayed records must never change between versions:
+        // Elasticsearch deduplicates by them. Values of commit e9c69bc.
+        let o = origin(1234);
+        let table: [(Record<'_>, &str); 4] = [
+            (rec(b"line"), "1G7tH7nj6-N3AujVSSnzLw"),
+            (
+                Record {
+                    origin: Some(Origin { host: b"web-17.dc1.example.com", offset: 1 << 40, ..o }),
+                    ..rec(&[b'x'; 300])
+                },
+                "WxEPrJet0-jV0XMvxM6Hvw",
+            ),
+            (Record { origin: None, ..rec(b"line") }, "JId5slEK2klId5JI9h9hlw"),
+            (Record { origin: None, topic: "", partition: -1, offset: i64::MIN, ..rec(b"") }, "ABFTWy0YJuRvhenMoSQvKQ"),
+        ];
+        let got: Vec<String> = table.iter().map(|(r, _)| doc_id(r).to_string()).collect();
+        let want: Vec<&str> = table.iter().map(|&(_, id)| id).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn base64url_of_known_bytes() {
         let mut bytes = [0u8; 16];
         assert_eq!(&base64url16(bytes), b"AAAAAAAAAAAAAAAAAAAAAA");
