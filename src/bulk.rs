@@ -551,7 +551,7 @@ pub struct BulkBody {
     lossy: usize,
     /// Documents with merged JSON fields; ≤ `sources.len()`.
     merged: usize,
-    clock: Clock,
+    fixed: Fixed,
     /// Scratch for the `_id` hash input.
     id_input: Vec<u8>,
     json: JsonScratch,
@@ -577,7 +577,7 @@ impl BulkBody {
             sources: Vec::new(),
             lossy: 0,
             merged: 0,
-            clock: Clock::default(),
+            fixed: Fixed::default(),
             id_input: Vec::with_capacity(256),
             json: JsonScratch::default(),
         }
@@ -588,20 +588,25 @@ impl BulkBody {
     pub fn push(&mut self, rec: &Record<'_>, index: &str, mode: MessageMode) -> PushOutcome {
         let start = self.buf.len();
         let buf = &mut self.buf;
-        buf.extend_from_slice(br#"{"create":{"_index":"#);
-        let mut lossy = write_str(buf, index.as_bytes());
-        buf.extend_from_slice(br#","_id":""#);
+        // `index` is a `str`: never anything to replace.
+        self.fixed.action.write(buf, index.as_bytes(), b"", |out| {
+            out.extend_from_slice(br#"{"create":{"_index":"#);
+            write_utf8(out, index);
+            out.extend_from_slice(br#","_id":""#);
+            false
+        });
+        let mut lossy = false;
         buf.extend_from_slice(&doc_id_with(rec, &mut self.id_input).0);
         buf.extend_from_slice(b"\"}}\n");
 
         let merged = match mode {
-            MessageMode::ParseJson if looks_like_object(rec.value) => self.json.write_doc(buf, &mut self.clock, rec),
+            MessageMode::ParseJson if looks_like_object(rec.value) => self.json.write_doc(buf, &mut self.fixed, rec),
             _ => None,
         };
         match merged {
             Some(l) => lossy |= l,
             None => {
-                lossy |= write_head(buf, &mut self.clock, rec);
+                lossy |= write_head(buf, &mut self.fixed, rec);
                 buf.extend_from_slice(b"}\n");
             }
         }
@@ -666,24 +671,76 @@ impl BulkBody {
     }
 }
 
+/// The parts of documents that are the same from record to record, kept
+/// ready to copy: the timestamp's second, and the escaped index, host and
+/// path, and topic of the last record (a body holds long runs of records
+/// of one file, topic and day).
+#[derive(Debug, Default)]
+struct Fixed {
+    clock: Clock,
+    /// `{"create":{"_index":"…","_id":"` for the last index.
+    action: Memo,
+    /// `,"host":{"name":"…"},"log":{"file":{"path":"…"},"offset":` for the
+    /// last host and path.
+    origin: Memo,
+    /// `,"topic":"…"` for the last topic.
+    topic: Memo,
+}
+
+/// The output of a rendering function for the last key it was called with:
+/// rendered again only when the key changes.
+#[derive(Debug, Default)]
+struct Memo {
+    /// The key's two parts one after the other; `None` before the first
+    /// call. The parts are kept apart by the length of the first.
+    key: Option<(Vec<u8>, usize)>,
+    /// What the rendering wrote for `key`, and what it returned.
+    out: Vec<u8>,
+    lossy: bool,
+}
+
+impl Memo {
+    /// Appends what `render` writes for the key `(a, b)`, calling it only
+    /// if the key is not the last one; returns what `render` returned.
+    /// `render` must depend on nothing but the key.
+    fn write(&mut self, buf: &mut Vec<u8>, a: &[u8], b: &[u8], render: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        let hit =
+            matches!(&self.key, Some((key, a_len)) if *a_len == a.len() && key[..*a_len] == *a && key[*a_len..] == *b);
+        if !hit {
+            let (mut key, _) = self.key.take().unwrap_or_default();
+            key.clear();
+            key.extend_from_slice(a);
+            key.extend_from_slice(b);
+            self.key = Some((key, a.len()));
+            self.out.clear();
+            self.lossy = render(&mut self.out);
+        }
+        buf.extend_from_slice(&self.out);
+        self.lossy
+    }
+}
+
 /// Our fields, from `{` up to (not including) the closing `}`. Returns
 /// whether a string needed U+FFFD.
-fn write_head(buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> bool {
+fn write_head(buf: &mut Vec<u8>, fixed: &mut Fixed, rec: &Record<'_>) -> bool {
     let mut num = itoa::Buffer::new();
     buf.push(b'{');
     if let Some(ms) = rec.timestamp_ms {
-        if clock.write(buf, ms) {
+        if fixed.clock.write(buf, ms) {
             buf.push(b',');
         }
     }
     buf.extend_from_slice(br#""message":"#);
     let mut lossy = write_str(buf, rec.value);
     if let Some(o) = &rec.origin {
-        buf.extend_from_slice(br#","host":{"name":"#);
-        lossy |= write_str(buf, o.host);
-        buf.extend_from_slice(br#"},"log":{"file":{"path":"#);
-        lossy |= write_str(buf, o.path);
-        buf.extend_from_slice(br#"},"offset":"#);
+        lossy |= fixed.origin.write(buf, o.host, o.path, |out| {
+            out.extend_from_slice(br#","host":{"name":"#);
+            let lossy = write_str(out, o.host);
+            out.extend_from_slice(br#"},"log":{"file":{"path":"#);
+            let lossy = write_str(out, o.path) | lossy;
+            out.extend_from_slice(br#"},"offset":"#);
+            lossy
+        });
         buf.extend_from_slice(num.format(o.offset).as_bytes());
         match o.cut {
             Cut::Whole => {}
@@ -696,8 +753,12 @@ fn write_head(buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> bool {
         }
         buf.push(b'}');
     }
-    buf.extend_from_slice(br#","topic":"#);
-    lossy |= write_str(buf, rec.topic.as_bytes());
+    // `topic` is a `str`: never anything to replace.
+    fixed.topic.write(buf, rec.topic.as_bytes(), b"", |out| {
+        out.extend_from_slice(br#","topic":"#);
+        write_utf8(out, rec.topic);
+        false
+    });
     if rec.partition != NOT_FROM_KAFKA {
         buf.extend_from_slice(br#","kafka":{"partition":"#);
         buf.extend_from_slice(num.format(rec.partition).as_bytes());
@@ -740,14 +801,14 @@ impl JsonScratch {
     /// Writes the whole document line with the line's fields merged;
     /// `None` (nothing written) when the line is not a JSON object that can
     /// be merged. `Some(lossy)` otherwise.
-    fn write_doc(&mut self, buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> Option<bool> {
+    fn write_doc(&mut self, buf: &mut Vec<u8>, fixed: &mut Fixed, rec: &Record<'_>) -> Option<bool> {
         let len = rec.value.len();
         self.input.clear();
         self.input.extend_from_slice(rec.value);
         self.input.resize(len + simd_json::INPUT_PADDING, b' ');
         let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(Tape::null).reset();
         let written = match simd_json::fill_tape_padded(&mut self.input, len, &mut self.buffers, &mut tape) {
-            Ok(()) => write_merged(buf, clock, rec, &tape.0, &mut self.keys),
+            Ok(()) => write_merged(buf, fixed, rec, &tape.0, &mut self.keys),
             Err(_) => None,
         };
         self.tape = Some(tape.reset());
@@ -765,7 +826,7 @@ fn span(node: &Node<'_>) -> usize {
 
 fn write_merged(
     buf: &mut Vec<u8>,
-    clock: &mut Clock,
+    fixed: &mut Fixed,
     rec: &Record<'_>,
     tape: &[Node<'_>],
     keys: &mut Vec<usize>,
@@ -777,7 +838,7 @@ fn write_merged(
         return None;
     }
     let doc_start = buf.len();
-    let lossy = write_head(buf, clock, rec);
+    let lossy = write_head(buf, fixed, rec);
     let mut i = 1;
     for _ in 0..len {
         let Node::String(key) = tape[i] else {
@@ -1820,6 +1881,58 @@ mod tests {
             }
         }
         check_next_escape(b"", 0);
+    }
+
+    #[test]
+    fn memo_renders_only_for_a_new_key() {
+        let mut memo = Memo::default();
+        let mut renders = 0;
+        let mut buf = Vec::new();
+        // Same bytes split differently, empty parts: all distinct keys.
+        let keys: [(&[u8], &[u8]); 7] =
+            [(b"", b""), (b"", b""), (b"ab", b"c"), (b"a", b"bc"), (b"a", b"bc"), (b"abc", b""), (b"", b"abc")];
+        for (a, b) in keys {
+            let lossy = memo.write(&mut buf, a, b, |out| {
+                renders += 1;
+                out.extend_from_slice(a);
+                out.push(b'|');
+                out.extend_from_slice(b);
+                out.push(b';');
+                a.len() == 1
+            });
+            assert_eq!(lossy, a.len() == 1);
+        }
+        assert_eq!(renders, 5);
+        assert_eq!(buf, b"|;|;ab|c;a|bc;a|bc;abc|;|abc;");
+    }
+
+    #[test]
+    fn fixed_parts_follow_each_record() {
+        // Each document as a fresh body (nothing cached) writes it, whatever
+        // the records before it.
+        let o = origin(7);
+        let records = [
+            (rec(b"one"), "logs"),
+            (Record { origin: Some(Origin { host: b"web2", ..o }), ..rec(b"two") }, "logs"),
+            (Record { origin: Some(Origin { path: b"/p\\\"q", ..o }), ..rec(b"three") }, "logs"),
+            (Record { origin: Some(Origin { host: b"web\xff", ..o }), ..rec(b"four") }, "logs"),
+            (Record { origin: Some(Origin { host: b"web", path: b"2/var/log/app.log", ..o }), ..rec(b"five") }, "logs"),
+            (Record { origin: Some(Origin { host: b"web2/var/log/app.log", path: b"", ..o }), ..rec(b"six") }, "logs"),
+            (Record { topic: "other", ..rec(b"seven") }, "other\"idx"),
+            (Record { origin: None, ..rec(b"eight") }, "logs"),
+            (rec(b"nine"), "logs"),
+            (Record { topic: "app", partition: NOT_FROM_KAFKA, ..rec(b"ten") }, "logs"),
+        ];
+        let mut body = BulkBody::new(1 << 20);
+        let mut want = Vec::new();
+        for (r, index) in &records {
+            let _ = body.push(r, index, MessageMode::Plain);
+            let mut fresh = BulkBody::new(1 << 20);
+            let _ = fresh.push(r, index, MessageMode::Plain);
+            want.extend_from_slice(fresh.as_bytes());
+        }
+        assert_eq!(String::from_utf8_lossy(body.as_bytes()), String::from_utf8_lossy(&want));
+        assert_eq!(body.lossy_docs(), 1);
     }
 
     // ----- documents ------------------------------------------------------
