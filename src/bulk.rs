@@ -1876,6 +1876,40 @@ mod tests {
         check_next_escape(b"", 0);
     }
 
+    /// The model of [`escape_into`]: byte by byte.
+    fn escape_naive(s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in s {
+            if ESCAPE[b as usize] != 0 {
+                write_escape(&mut out, b);
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escape_into_every_byte_every_position() {
+        // Two escapes anywhere in 40 bytes: in one 16-byte step, in two,
+        // in the tail.
+        for filler in [b'a', 0x1f, 0x7f, 0x80, 0xff] {
+            for b in 0..=255u8 {
+                for pos in 0..40 {
+                    for second in [0, pos / 2, 15, 16, 31, 32, 39] {
+                        let mut s = vec![filler; 40];
+                        s[second] = b'"';
+                        s[pos] = b;
+                        let mut out = b"prefix".to_vec();
+                        let high = escape_into(&mut out, &s);
+                        assert_eq!(&out[6..], &escape_naive(&s)[..], "{s:02x?}");
+                        assert_eq!(high, s.iter().any(|&c| c >= 0x80), "{s:02x?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn memo_renders_only_for_a_new_key() {
         let mut memo = Memo::default();
@@ -2463,14 +2497,7 @@ mod tests {
             bytes in proptest::collection::vec(
                 prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0u8..0x21, Just(0x7f), 0x80u8..=0xff, b'a'..=b'z'], 0..80),
         ) {
-            let mut naive = Vec::new();
-            for &b in &bytes {
-                if ESCAPE[b as usize] != 0 {
-                    write_escape(&mut naive, b);
-                } else {
-                    naive.push(b);
-                }
-            }
+            let naive = escape_naive(&bytes);
             let mut out = b"prefix".to_vec();
             let high = escape_into(&mut out, &bytes);
             prop_assert_eq!(&out[6..], &naive[..]);
