@@ -214,21 +214,14 @@ pub fn doc_id_with(rec: &Record<'_>, input: &mut Vec<u8>) -> DocId {
 
 fn base64url16(bytes: [u8; 16]) -> [u8; 22] {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // The 128 bits, first byte first, 6 at a time: 21 whole characters and
+    // a 22nd of the last 2 bits and 4 zero bits. Shifts of one `u128`
+    // instead of byte groups: no branches, and the loop unrolls.
+    let n = u128::from_be_bytes(bytes);
     let mut out = [0u8; 22];
-    let mut o = 0;
-    // 16 bytes: five groups of 3 (4 characters each) and one byte (2 characters).
-    for group in bytes.chunks(3) {
-        let mut n = u32::from(group[0]) << 16;
-        if let Some(&b) = group.get(1) {
-            n |= u32::from(b) << 8;
-        }
-        if let Some(&b) = group.get(2) {
-            n |= u32::from(b);
-        }
-        for k in 0..=group.len() {
-            out[o] = ALPHABET[(n >> (18 - 6 * k)) as usize & 63];
-            o += 1;
-        }
+    for (k, c) in out.iter_mut().enumerate() {
+        let sextet = if k < 21 { n >> (122 - 6 * k) } else { n << 4 };
+        *c = ALPHABET[sextet as usize & 63];
     }
     out
 }
@@ -286,40 +279,102 @@ fn write_escape(out: &mut Vec<u8>, b: u8) {
     }
 }
 
+/// Where [`next_escape`] stopped: the first byte at or after `from` that
+/// needs escaping (`s.len()` if none), and whether a byte ≥ 0x80 of `s` was
+/// seen on the way (bytes past `at` may count too: the caller only wants
+/// to know whether `s` has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Scan {
+    at: usize,
+    high: bool,
+}
+
+/// Finds the next byte of `s` to escape from `from` on: 16 bytes per step
+/// with SSE2 on x86_64, then 8 per step (SWAR), then one by one for the
+/// last few. [`next_escape_naive`] (tests) is the model.
+#[inline]
+fn next_escape(s: &[u8], from: usize) -> Scan {
+    #[cfg(target_arch = "x86_64")]
+    let (mut i, mut high) = match next_escape_sse2(s, from) {
+        Ok(found) => return found,
+        Err(rest) => (rest.at, rest.high),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (mut i, mut high) = (from, false);
+    // Unaligned loads are fine; a chunk overlapping bytes already seen only
+    // ORs their high bits in again.
+    let mut seen = 0u64;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        seen |= w;
+        let m = escape_mask(w);
+        if m != 0 {
+            return Scan { at: i + (m.trailing_zeros() / 8) as usize, high: high || seen & HI != 0 };
+        }
+        i += 8;
+    }
+    high |= seen & HI != 0;
+    for (j, &b) in s.iter().enumerate().skip(i) {
+        if ESCAPE[b as usize] != 0 {
+            return Scan { at: j, high };
+        }
+        high |= b >= 0x80;
+    }
+    Scan { at: s.len(), high }
+}
+
+/// The 16-byte steps of [`next_escape`]: `Ok` with the byte to escape if
+/// one is in the whole 16-byte steps from `from`, else `Err` with where
+/// the steps ended (fewer than 16 bytes left) for the narrower loops.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn next_escape_sse2(s: &[u8], from: usize) -> Result<Scan, Scan> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut i = from;
+    let mut high_bits = 0u32;
+    while let Some(chunk) = s.get(i..i + 16) {
+        // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics
+        // exist on every CPU this code runs on; the load reads exactly the
+        // 16 bytes of `chunk` (unaligned loads are allowed by `loadu`).
+        let (special, high) = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            // Signed compare: bytes ≥ 0x80 are negative, so they are "< 0x20"
+            // too; they are taken out with the sign bits below.
+            let ctrl = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            let special = _mm_or_si128(ctrl, _mm_or_si128(quote, backslash));
+            (_mm_movemask_epi8(special) as u32, _mm_movemask_epi8(v) as u32)
+        };
+        high_bits |= high;
+        let escape = special & !high;
+        if escape != 0 {
+            return Ok(Scan { at: i + escape.trailing_zeros() as usize, high: high_bits != 0 });
+        }
+        i += 16;
+    }
+    Err(Scan { at: i, high: high_bits != 0 })
+}
+
 /// Appends `s` escaped, without quotes; copies unescaped runs whole. Returns
 /// whether `s` has a byte ≥ 0x80 (then the caller must check it is UTF-8).
 #[inline]
 fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> bool {
     out.reserve(s.len());
-    let mut seen = 0u64;
+    let mut high = false;
     let mut run = 0; // start of the bytes not yet copied
-    let mut i = 0;
-    // Eight bytes at a time; after an escape, go on right behind it
-    // (unaligned loads are fine, and overlapping ones only re-OR `seen`).
-    while let Some(chunk) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        seen |= w;
-        let m = escape_mask(w);
-        if m == 0 {
-            i += 8;
-            continue;
+    loop {
+        let scan = next_escape(s, run);
+        high |= scan.high;
+        out.extend_from_slice(&s[run..scan.at]);
+        match s.get(scan.at) {
+            Some(&b) => write_escape(out, b),
+            None => return high,
         }
-        let j = i + (m.trailing_zeros() / 8) as usize;
-        out.extend_from_slice(&s[run..j]);
-        write_escape(out, s[j]);
-        run = j + 1;
-        i = j + 1;
+        run = scan.at + 1;
     }
-    for (j, &b) in s.iter().enumerate().skip(i) {
-        seen |= u64::from(b);
-        if ESCAPE[b as usize] != 0 {
-            out.extend_from_slice(&s[run..j]);
-            write_escape(out, b);
-            run = j + 1;
-        }
-    }
-    out.extend_from_slice(&s[run..]);
-    seen & HI != 0
 }
 
 /// Appends `s` as a JSON string, replacing what is not UTF-8 like
@@ -489,7 +544,7 @@ pub struct BulkBody {
     lossy: usize,
     /// Documents with merged JSON fields; ≤ `sources.len()`.
     merged: usize,
-    clock: Clock,
+    fixed: Fixed,
     /// Scratch for the `_id` hash input.
     id_input: Vec<u8>,
     json: JsonScratch,
@@ -515,7 +570,7 @@ impl BulkBody {
             sources: Vec::new(),
             lossy: 0,
             merged: 0,
-            clock: Clock::default(),
+            fixed: Fixed::default(),
             id_input: Vec::with_capacity(256),
             json: JsonScratch::default(),
         }
@@ -526,20 +581,25 @@ impl BulkBody {
     pub fn push(&mut self, rec: &Record<'_>, index: &str, mode: MessageMode) -> PushOutcome {
         let start = self.buf.len();
         let buf = &mut self.buf;
-        buf.extend_from_slice(br#"{"create":{"_index":"#);
-        let mut lossy = write_str(buf, index.as_bytes());
-        buf.extend_from_slice(br#","_id":""#);
+        // `index` is a `str`: never anything to replace.
+        self.fixed.action.write(buf, index.as_bytes(), b"", |out| {
+            out.extend_from_slice(br#"{"create":{"_index":"#);
+            write_utf8(out, index);
+            out.extend_from_slice(br#","_id":""#);
+            false
+        });
+        let mut lossy = false;
         buf.extend_from_slice(&doc_id_with(rec, &mut self.id_input).0);
         buf.extend_from_slice(b"\"}}\n");
 
         let merged = match mode {
-            MessageMode::ParseJson if looks_like_object(rec.value) => self.json.write_doc(buf, &mut self.clock, rec),
+            MessageMode::ParseJson if looks_like_object(rec.value) => self.json.write_doc(buf, &mut self.fixed, rec),
             _ => None,
         };
         match merged {
             Some(l) => lossy |= l,
             None => {
-                lossy |= write_head(buf, &mut self.clock, rec);
+                lossy |= write_head(buf, &mut self.fixed, rec);
                 buf.extend_from_slice(b"}\n");
             }
         }
@@ -604,24 +664,76 @@ impl BulkBody {
     }
 }
 
+/// The parts of documents that are the same from record to record, kept
+/// ready to copy: the timestamp's second, and the escaped index, host and
+/// path, and topic of the last record (a body holds long runs of records
+/// of one file, topic and day).
+#[derive(Debug, Default)]
+struct Fixed {
+    clock: Clock,
+    /// `{"create":{"_index":"…","_id":"` for the last index.
+    action: Memo,
+    /// `,"host":{"name":"…"},"log":{"file":{"path":"…"},"offset":` for the
+    /// last host and path.
+    origin: Memo,
+    /// `,"topic":"…"` for the last topic.
+    topic: Memo,
+}
+
+/// The output of a rendering function for the last key it was called with:
+/// rendered again only when the key changes.
+#[derive(Debug, Default)]
+struct Memo {
+    /// The key's two parts one after the other; `None` before the first
+    /// call. The parts are kept apart by the length of the first.
+    key: Option<(Vec<u8>, usize)>,
+    /// What the rendering wrote for `key`, and what it returned.
+    out: Vec<u8>,
+    lossy: bool,
+}
+
+impl Memo {
+    /// Appends what `render` writes for the key `(a, b)`, calling it only
+    /// if the key is not the last one; returns what `render` returned.
+    /// `render` must depend on nothing but the key.
+    fn write(&mut self, buf: &mut Vec<u8>, a: &[u8], b: &[u8], render: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        let hit =
+            matches!(&self.key, Some((key, a_len)) if *a_len == a.len() && key[..*a_len] == *a && key[*a_len..] == *b);
+        if !hit {
+            let (mut key, _) = self.key.take().unwrap_or_default();
+            key.clear();
+            key.extend_from_slice(a);
+            key.extend_from_slice(b);
+            self.key = Some((key, a.len()));
+            self.out.clear();
+            self.lossy = render(&mut self.out);
+        }
+        buf.extend_from_slice(&self.out);
+        self.lossy
+    }
+}
+
 /// Our fields, from `{` up to (not including) the closing `}`. Returns
 /// whether a string needed U+FFFD.
-fn write_head(buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> bool {
+fn write_head(buf: &mut Vec<u8>, fixed: &mut Fixed, rec: &Record<'_>) -> bool {
     let mut num = itoa::Buffer::new();
     buf.push(b'{');
     if let Some(ms) = rec.timestamp_ms {
-        if clock.write(buf, ms) {
+        if fixed.clock.write(buf, ms) {
             buf.push(b',');
         }
     }
     buf.extend_from_slice(br#""message":"#);
     let mut lossy = write_str(buf, rec.value);
     if let Some(o) = &rec.origin {
-        buf.extend_from_slice(br#","host":{"name":"#);
-        lossy |= write_str(buf, o.host);
-        buf.extend_from_slice(br#"},"log":{"file":{"path":"#);
-        lossy |= write_str(buf, o.path);
-        buf.extend_from_slice(br#"},"offset":"#);
+        lossy |= fixed.origin.write(buf, o.host, o.path, |out| {
+            out.extend_from_slice(br#","host":{"name":"#);
+            let lossy = write_str(out, o.host);
+            out.extend_from_slice(br#"},"log":{"file":{"path":"#);
+            let lossy = write_str(out, o.path) | lossy;
+            out.extend_from_slice(br#"},"offset":"#);
+            lossy
+        });
         buf.extend_from_slice(num.format(o.offset).as_bytes());
         match o.cut {
             Cut::Whole => {}
@@ -634,8 +746,12 @@ fn write_head(buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> bool {
         }
         buf.push(b'}');
     }
-    buf.extend_from_slice(br#","topic":"#);
-    lossy |= write_str(buf, rec.topic.as_bytes());
+    // `topic` is a `str`: never anything to replace.
+    fixed.topic.write(buf, rec.topic.as_bytes(), b"", |out| {
+        out.extend_from_slice(br#","topic":"#);
+        write_utf8(out, rec.topic);
+        false
+    });
     if rec.partition != NOT_FROM_KAFKA {
         buf.extend_from_slice(br#","kafka":{"partition":"#);
         buf.extend_from_slice(num.format(rec.partition).as_bytes());
@@ -678,14 +794,14 @@ impl JsonScratch {
     /// Writes the whole document line with the line's fields merged;
     /// `None` (nothing written) when the line is not a JSON object that can
     /// be merged. `Some(lossy)` otherwise.
-    fn write_doc(&mut self, buf: &mut Vec<u8>, clock: &mut Clock, rec: &Record<'_>) -> Option<bool> {
+    fn write_doc(&mut self, buf: &mut Vec<u8>, fixed: &mut Fixed, rec: &Record<'_>) -> Option<bool> {
         let len = rec.value.len();
         self.input.clear();
         self.input.extend_from_slice(rec.value);
         self.input.resize(len + simd_json::INPUT_PADDING, b' ');
         let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(Tape::null).reset();
         let written = match simd_json::fill_tape_padded(&mut self.input, len, &mut self.buffers, &mut tape) {
-            Ok(()) => write_merged(buf, clock, rec, &tape.0, &mut self.keys),
+            Ok(()) => write_merged(buf, fixed, rec, &tape.0, &mut self.keys),
             Err(_) => None,
         };
         self.tape = Some(tape.reset());
@@ -703,7 +819,7 @@ fn span(node: &Node<'_>) -> usize {
 
 fn write_merged(
     buf: &mut Vec<u8>,
-    clock: &mut Clock,
+    fixed: &mut Fixed,
     rec: &Record<'_>,
     tape: &[Node<'_>],
     keys: &mut Vec<usize>,
@@ -715,7 +831,7 @@ fn write_merged(
         return None;
     }
     let doc_start = buf.len();
-    let lossy = write_head(buf, clock, rec);
+    let lossy = write_head(buf, fixed, rec);
     let mut i = 1;
     for _ in 0..len {
         let Node::String(key) = tape[i] else {
@@ -1722,6 +1838,130 @@ mod tests {
         }
     }
 
+    /// The model of [`next_escape`]: byte by byte.
+    fn next_escape_naive(s: &[u8], from: usize) -> usize {
+        s[from..].iter().position(|&b| ESCAPE[b as usize] != 0).map_or(s.len(), |k| from + k)
+    }
+
+    /// Checks [`next_escape`] against the model: the same stop, and `high`
+    /// set if a byte before it is ≥ 0x80 but never when `s` has none.
+    fn check_next_escape(s: &[u8], from: usize) {
+        let scan = next_escape(s, from);
+        assert_eq!(scan.at, next_escape_naive(s, from), "{s:02x?} from {from}");
+        if s[from..scan.at].iter().any(|&b| b >= 0x80) {
+            assert!(scan.high, "high bytes missed: {s:02x?} from {from}");
+        }
+        if scan.high {
+            assert!(s.iter().any(|&b| b >= 0x80), "high without a high byte: {s:02x?} from {from}");
+        }
+    }
+
+    #[test]
+    fn next_escape_every_byte_every_position() {
+        // Lengths around the 16- and 8-byte steps; fillers next to the
+        // boundaries of the tests (0x20, '"', '\\', the sign bit).
+        for len in [1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47] {
+            for filler in [b'a', 0x1f, 0x20, 0x21, 0x5d, 0x7f, 0x80, 0xff] {
+                for b in 0..=255u8 {
+                    for pos in 0..len {
+                        let mut s = vec![filler; len];
+                        s[pos] = b;
+                        for from in [0, 1, pos, pos + 1, len] {
+                            check_next_escape(&s, from.min(len));
+                        }
+                    }
+                }
+            }
+        }
+        check_next_escape(b"", 0);
+    }
+
+    /// The model of [`escape_into`]: byte by byte.
+    fn escape_naive(s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in s {
+            if ESCAPE[b as usize] != 0 {
+                write_escape(&mut out, b);
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escape_into_every_byte_every_position() {
+        // Two escapes anywhere in 40 bytes: in one 16-byte step, in two,
+        // in the tail.
+        for filler in [b'a', 0x1f, 0x7f, 0x80, 0xff] {
+            for b in 0..=255u8 {
+                for pos in 0..40 {
+                    for second in [0, pos / 2, 15, 16, 31, 32, 39] {
+                        let mut s = vec![filler; 40];
+                        s[second] = b'"';
+                        s[pos] = b;
+                        let mut out = b"prefix".to_vec();
+                        let high = escape_into(&mut out, &s);
+                        assert_eq!(&out[6..], &escape_naive(&s)[..], "{s:02x?}");
+                        assert_eq!(high, s.iter().any(|&c| c >= 0x80), "{s:02x?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn memo_renders_only_for_a_new_key() {
+        let mut memo = Memo::default();
+        let mut renders = 0;
+        let mut buf = Vec::new();
+        // Same bytes split differently, empty parts: all distinct keys.
+        let keys: [(&[u8], &[u8]); 7] =
+            [(b"", b""), (b"", b""), (b"ab", b"c"), (b"a", b"bc"), (b"a", b"bc"), (b"abc", b""), (b"", b"abc")];
+        for (a, b) in keys {
+            let lossy = memo.write(&mut buf, a, b, |out| {
+                renders += 1;
+                out.extend_from_slice(a);
+                out.push(b'|');
+                out.extend_from_slice(b);
+                out.push(b';');
+                a.len() == 1
+            });
+            assert_eq!(lossy, a.len() == 1);
+        }
+        assert_eq!(renders, 5);
+        assert_eq!(buf, b"|;|;ab|c;a|bc;a|bc;abc|;|abc;");
+    }
+
+    #[test]
+    fn fixed_parts_follow_each_record() {
+        // Each document as a fresh body (nothing cached) writes it, whatever
+        // the records before it.
+        let o = origin(7);
+        let records = [
+            (rec(b"one"), "logs"),
+            (Record { origin: Some(Origin { host: b"web2", ..o }), ..rec(b"two") }, "logs"),
+            (Record { origin: Some(Origin { path: b"/p\\\"q", ..o }), ..rec(b"three") }, "logs"),
+            (Record { origin: Some(Origin { host: b"web\xff", ..o }), ..rec(b"four") }, "logs"),
+            (Record { origin: Some(Origin { host: b"web", path: b"2/var/log/app.log", ..o }), ..rec(b"five") }, "logs"),
+            (Record { origin: Some(Origin { host: b"web2/var/log/app.log", path: b"", ..o }), ..rec(b"six") }, "logs"),
+            (Record { topic: "other", ..rec(b"seven") }, "other\"idx"),
+            (Record { origin: None, ..rec(b"eight") }, "logs"),
+            (rec(b"nine"), "logs"),
+            (Record { topic: "app", partition: NOT_FROM_KAFKA, ..rec(b"ten") }, "logs"),
+        ];
+        let mut body = BulkBody::new(1 << 20);
+        let mut want = Vec::new();
+        for (r, index) in &records {
+            let _ = body.push(r, index, MessageMode::Plain);
+            let mut fresh = BulkBody::new(1 << 20);
+            let _ = fresh.push(r, index, MessageMode::Plain);
+            want.extend_from_slice(fresh.as_bytes());
+        }
+        assert_eq!(String::from_utf8_lossy(body.as_bytes()), String::from_utf8_lossy(&want));
+        assert_eq!(body.lossy_docs(), 1);
+    }
+
     // ----- documents ------------------------------------------------------
 
     #[test]
@@ -1921,6 +2161,28 @@ mod tests {
         // The builder's id is the same as doc_id's.
         let (action, _, _) = one(&base, MessageMode::Plain);
         assert_eq!(action["create"]["_id"], id.as_str());
+    }
+
+    #[test]
+    fn ids_are_pinned() {
+        // The ids of replayed records must never change between versions:
+        // Elasticsearch deduplicates by them. Values of commit e9c69bc.
+        let o = origin(1234);
+        let table: [(Record<'_>, &str); 4] = [
+            (rec(b"line"), "1G7tH7nj6-N3AujVSSnzLw"),
+            (
+                Record {
+                    origin: Some(Origin { host: b"web-17.dc1.example.com", offset: 1 << 40, ..o }),
+                    ..rec(&[b'x'; 300])
+                },
+                "WxEPrJet0-jV0XMvxM6Hvw",
+            ),
+            (Record { origin: None, ..rec(b"line") }, "JId5slEK2klId5JI9h9hlw"),
+            (Record { origin: None, topic: "", partition: -1, offset: i64::MIN, ..rec(b"") }, "ABFTWy0YJuRvhenMoSQvKQ"),
+        ];
+        let got: Vec<String> = table.iter().map(|(r, _)| doc_id(r).to_string()).collect();
+        let want: Vec<&str> = table.iter().map(|&(_, id)| id).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -2211,6 +2473,35 @@ mod tests {
                 m | if ESCAPE[b as usize] != 0 { 0x80 << (8 * k) } else { 0 }
             });
             prop_assert_eq!(escape_mask(w), naive, "{:02x?}", bytes);
+        }
+
+        #[test]
+        fn base64url_matches_the_base64_crate(bytes in any::<[u8; 16]>()) {
+            use base64::Engine;
+            let want = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            let got = base64url16(bytes);
+            prop_assert_eq!(std::str::from_utf8(&got).unwrap(), want);
+        }
+
+        #[test]
+        fn next_escape_matches_the_naive_scan(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0u8..0x21, Just(0x7f), 0x80u8..=0xff, b'a'..=b'z'], 0..80),
+            from in 0usize..80,
+        ) {
+            check_next_escape(&bytes, from.min(bytes.len()));
+        }
+
+        #[test]
+        fn escape_into_matches_the_naive_escaper(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0u8..0x21, Just(0x7f), 0x80u8..=0xff, b'a'..=b'z'], 0..80),
+        ) {
+            let naive = escape_naive(&bytes);
+            let mut out = b"prefix".to_vec();
+            let high = escape_into(&mut out, &bytes);
+            prop_assert_eq!(&out[6..], &naive[..]);
+            prop_assert_eq!(high, bytes.iter().any(|&b| b >= 0x80));
         }
     }
 
