@@ -56,7 +56,9 @@ pub fn main(args: &Args) -> Result<(), String> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range,roundrobin")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .set("queued.max.messages.kbytes", "16384");
     for kv in args.all("-X") {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("-X {kv:?}: expected key=value"))?;
         cfg.set(k, v);
