@@ -46,7 +46,8 @@ pub fn main(args: &Args) -> Result<(), String> {
     // `--commit-ms N`: commit the position every N ms (asynchronously), as
     // the transfer commits what Elasticsearch acknowledged: tells what the
     // commits cost the fetching.
-    let commit_every = args.opt("--commit-ms").map(|_| args.num("--commit-ms", None)).transpose()?.map(Duration::from_millis);
+    let commit_every =
+        args.opt("--commit-ms").map(|_| args.num("--commit-ms", None)).transpose()?.map(Duration::from_millis);
     let mut last_commit = Instant::now();
     let mut cfg = ClientConfig::new();
     // The transfer's consumer defaults (src/transfer.rs, consumer_config).

@@ -231,7 +231,9 @@ fn ship(p: &impl Send_, topic: &str, file: &str, x: &Extras) -> Result<(u64, u64
                     }
                     src.push_str(v);
                 }
-                rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header { key: "src", value: Some(src.as_str()) }));
+                rec = rec.headers(
+                    OwnedHeaders::new_with_capacity(1).insert(Header { key: "src", value: Some(src.as_str()) }),
+                );
             }
             f.offset += line.len() as u64 + 1;
             loop {
