@@ -7,6 +7,7 @@
 //! to `shutdown_timeout_ms`; checkpoints are written; exit 0. A second signal
 //! exits at once (checkpoints on disk are always consistent).
 
+use crate::batch::Batch;
 use crate::checkpoint::Checkpoints;
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, Discovery};
@@ -34,8 +35,15 @@ const CHANNEL_MAX_BYTES: usize = 4 << 20;
 
 /// Channel capacity in batches: at most `lines` lines (`chan_max_size`) and
 /// at most [`CHANNEL_MAX_BYTES`] of `chunk_bytes` chunks; never under 4.
-pub fn channel_batches(lines: usize, chunk_bytes: usize) -> usize {
+fn channel_batches(lines: usize, chunk_bytes: usize) -> usize {
     (lines / LINES_PER_BATCH).min(CHANNEL_MAX_BYTES / chunk_bytes.max(1)).max(4)
+}
+
+/// The bounded channel from the readers to the next stage (the Kafka
+/// shipper, the embedded index or the Elasticsearch sink), sized from
+/// `chan_max_size` and the read chunk size.
+pub fn batch_channel(cfg: &Config) -> (crossbeam_channel::Sender<Batch>, crossbeam_channel::Receiver<Batch>) {
+    crossbeam_channel::bounded(channel_batches(cfg.chan_max_size, cfg.agent.read_chunk_bytes))
 }
 
 pub fn tail_config(cfg: &Config) -> TailConfig {
@@ -98,7 +106,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     let host = crate::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
-    let (tx, rx) = crossbeam_channel::bounded(channel_batches(cfg.chan_max_size, cfg.agent.read_chunk_bytes));
+    let (tx, rx) = batch_channel(&cfg);
     observed.add_agent(crate::observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let kafka_stats = Arc::new(KafkaStats::default());
     observed.add_kafka("producer", kafka_stats.clone());

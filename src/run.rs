@@ -164,7 +164,7 @@ fn embedded_direct(
     let http = start_http(cfg, rt, Backend::Embedded(store.clone()), obs)?;
     let host: Arc<str> = crate::host::detect(cfg.agent.host.as_deref()).into();
     let stats = Arc::new(Stats::default());
-    let (tx, rx) = crossbeam_channel::bounded(agent::channel_batches(cfg.chan_max_size, cfg.agent.read_chunk_bytes));
+    let (tx, rx) = agent::batch_channel(cfg);
     // Lines count as acknowledged once a commit made them searchable.
     obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let indexer = {
@@ -309,7 +309,7 @@ fn es_direct(
     let http = start_http(cfg, rt, es_backend(es)?, obs)?;
     let host = crate::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
-    let (tx, rx) = crossbeam_channel::bounded(agent::channel_batches(cfg.chan_max_size, cfg.agent.read_chunk_bytes));
+    let (tx, rx) = agent::batch_channel(cfg);
     obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let es_stats = Arc::new(TransferStats::default());
     obs.add_transfer(es_stats.clone());

@@ -138,7 +138,7 @@ pub(crate) fn consumer_config(k: &KafkaConfig) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // librdkafka postpones a partition's next fetch by this much when
         // its local queue is over the thresholds below; its default (1 s)
-        // let the queue run dry between fetches: 178k -> 325k docs/s into
+        // let the queue run dry between fetches: 178k -> 323k docs/s into
         // the perf sink (perf/README.md).
         .set("fetch.queue.backoff.ms", "10")
         // Pre-fetched records held by librdkafka (one queue for all
