@@ -59,28 +59,13 @@
 //! - [`hostmetrics`]: `[metrics]`: host CPU, memory, disk, network, exposed and shipped.
 
 pub mod agent;
-pub mod batch;
-pub mod bulk;
-pub mod checkpoint;
-pub mod collect;
+pub mod common;
 pub mod config;
-pub mod discovery;
-pub mod es;
-pub mod etcd;
-pub mod host;
-pub mod hostmetrics;
-pub mod http;
-pub mod identity;
-pub mod index;
-pub mod ingest;
-pub mod metrics;
+pub mod control;
+pub mod elastic;
+pub mod embedded;
+pub mod kafka;
 pub mod observe;
-pub mod query;
 pub mod run;
 pub mod search;
-pub mod ship;
-pub mod split;
-pub mod status;
-pub mod tail;
 pub mod transfer;
-pub mod wake;

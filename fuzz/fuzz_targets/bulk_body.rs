@@ -36,10 +36,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::bulk::{
+use logcollect::elastic::bulk::{
     doc_id, BulkBody, DocSource, MessageMode, Origin, PushOutcome, Record, NOT_FROM_KAFKA, OWN_FIELDS, RENAME_PREFIX,
 };
-use logcollect::split::Cut;
+use logcollect::agent::split::Cut;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;

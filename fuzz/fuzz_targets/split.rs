@@ -21,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::split::{naive_split, Block, Cut, LineBuffer, LongLines, SplitConfig};
+use logcollect::agent::split::{naive_split, Block, Cut, LineBuffer, LongLines, SplitConfig};
 use std::collections::VecDeque;
 
 fuzz_target!(|input: &[u8]| {

@@ -1,10 +1,10 @@
 //! es: sends `_bulk` requests to Elasticsearch and sees every document
 //! through to a final answer: stored, already there, or dead-lettered.
 //!
-//! A [`Request`] is a body built by [`crate::bulk::BulkBody`] plus, per
+//! A [`Request`] is a body built by [`crate::elastic::bulk::BulkBody`] plus, per
 //! document, the acknowledgement it owes its Kafka partition. A worker posts
 //! it with `filter_path` so Elasticsearch answers only what is needed,
-//! classifies the answer per item ([`crate::bulk::classify`]) and then:
+//! classifies the answer per item ([`crate::elastic::bulk::classify`]) and then:
 //! - stored or 409 (a redelivery of a document already there): acknowledged;
 //! - 429 / 5xx items: sent again, only those, with exponential backoff and
 //!   jitter, for as long as it takes (backpressure, not loss);
@@ -16,10 +16,10 @@
 //! The body is never rebuilt from records: a retry concatenates the failed
 //! documents' action+source line pairs out of the original body.
 
-use crate::batch::BatchAck;
-use crate::bulk::{classify, ItemError, ItemOutcome, Outcomes};
-use crate::config::{DeadLetter, EsConfig};
-use crate::metrics::TransferStats;
+use crate::common::ack::BatchAck;
+use crate::config::{DeadLetter, EsConfig, KafkaConfig};
+use crate::elastic::bulk::{classify, ItemError, ItemOutcome, Outcomes};
+use crate::elastic::stats::TransferStats;
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -184,19 +184,19 @@ pub enum DeadLetterSink {
 }
 
 impl DeadLetterSink {
-    pub async fn open(cfg: &DeadLetter, brokers: &[String]) -> Result<DeadLetterSink, String> {
+    /// Opens `cfg`'s destination; `kafka` (brokers and `[kafka.producer]`)
+    /// is needed for [`DeadLetter::Kafka`].
+    pub async fn open(cfg: &DeadLetter, kafka: Option<&KafkaConfig>) -> Result<DeadLetterSink, String> {
         match cfg {
-            DeadLetter::Kafka => rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", brokers.join(","))
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                // A bounded delivery time, so a missing dead-letter topic or
-                // a broker that refuses it is reported (and retried) instead
-                // of waiting in silence.
-                .set("message.timeout.ms", "30000")
-                .create()
-                .map(DeadLetterSink::Kafka)
-                .map_err(|e| format!("dead-letter producer: {e}")),
+            DeadLetter::Kafka => {
+                let Some(k) = kafka else {
+                    return Err("dead letters to Kafka need [kafka] address (or es.dead_letter_path)".into());
+                };
+                crate::kafka::dead_letter_producer(k)
+                    .create()
+                    .map(DeadLetterSink::Kafka)
+                    .map_err(|e| format!("dead-letter producer: {e}"))
+            }
             DeadLetter::File(path) => {
                 if let Some(dir) = path.parent() {
                     let _ = tokio::fs::create_dir_all(dir).await;
@@ -339,7 +339,7 @@ impl Worker {
                     Ok(()) => {
                         let mut rejected = Vec::new();
                         let mut first_retry = None;
-                        let now = crate::checkpoint::now_ms();
+                        let now = crate::common::clock::now_ms();
                         for (k, outcome) in outcomes.iter().enumerate() {
                             let i = pending[k];
                             match outcome {
@@ -412,39 +412,79 @@ impl Worker {
             tracing::debug!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}");
             self.dead_letter.put(&slot.topic, doc, err, self.max_backoff).await;
             self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
-            self.acked(req, *i, crate::checkpoint::now_ms());
+            self.acked(req, *i, crate::common::clock::now_ms());
         }
     }
 }
 
-/// `n` tasks on `rt`, each taking requests off one shared queue of
-/// `queue` places and seeing them through with `worker`: a full queue is
-/// the backpressure of whoever sends. The tasks end once every sender is
-/// dropped and the queue is empty.
-pub fn spawn_workers(
-    rt: &tokio::runtime::Handle,
-    worker: &Arc<Worker>,
-    n: usize,
-    queue: usize,
-) -> (tokio::sync::mpsc::Sender<Request>, Vec<tokio::task::JoinHandle<()>>) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Request>(queue);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let tasks = (0..n)
-        .map(|_| {
-            let (rx, w) = (rx.clone(), worker.clone());
-            rt.spawn(async move {
-                loop {
-                    // The lock is held only while waiting for the next request.
-                    let req = rx.lock().await.recv().await;
-                    match req {
-                        Some(r) => w.process(r).await,
-                        None => break,
+/// The worker pool: a queue of requests and the tasks that see each one
+/// through. A full queue is the backpressure of whoever sends.
+pub struct Workers {
+    /// Where requests go; dropping every clone ends the tasks once the
+    /// queue is empty.
+    pub tx: tokio::sync::mpsc::Sender<Request>,
+    /// What the tasks share (the client also installs templates).
+    pub worker: Arc<Worker>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// `[es] workers` tasks on `rt` behind a queue of `queue` requests, with
+    /// the client and the dead letter `es` asks for (`kafka`: for dead
+    /// letters to Kafka).
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        es: &EsConfig,
+        kafka: Option<&KafkaConfig>,
+        stats: Arc<TransferStats>,
+        queue: usize,
+    ) -> Result<Workers, crate::config::ConfigError> {
+        let need = |key: &str, message: String| crate::config::ConfigError { key: key.into(), message };
+        let client = EsClient::new(es).map_err(|m| need("es", m))?;
+        let dead_letter =
+            rt.block_on(DeadLetterSink::open(&es.dead_letter, kafka)).map_err(|m| need("es.dead_letter", m))?;
+        let worker = Arc::new(Worker {
+            client,
+            dead_letter,
+            stats,
+            max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel::<Request>(queue.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let tasks = (0..es.workers)
+            .map(|_| {
+                let (rx, w) = (rx.clone(), worker.clone());
+                rt.spawn(async move {
+                    loop {
+                        // The lock is held only while waiting for the next request.
+                        let req = rx.lock().await.recv().await;
+                        match req {
+                            Some(r) => w.process(r).await,
+                            None => break,
+                        }
                     }
+                })
+            })
+            .collect();
+        Ok(Workers { tx, worker, tasks })
+    }
+
+    /// Closes the queue and waits up to `timeout` for every request in it
+    /// and in flight; false if some were still unanswered then (their
+    /// records are read again at the next start).
+    pub fn finish(self, rt: &tokio::runtime::Handle, timeout: Duration) -> bool {
+        let Workers { tx, tasks, .. } = self;
+        drop(tx);
+        rt.block_on(async {
+            tokio::time::timeout(timeout, async {
+                for t in tasks {
+                    let _ = t.await;
                 }
             })
+            .await
+            .is_ok()
         })
-        .collect();
-    (tx, tasks)
+    }
 }
 
 /// Byte range of each document's action+source line pair in a body.

@@ -17,15 +17,18 @@
 //! membership survives a long Elasticsearch outage.
 
 use crate::agent::AgentError;
-use crate::batch::{BatchAck, Progress};
-use crate::bulk::{BulkBody, IndexNames, MessageMode, Origin, PushOutcome, Record};
-use crate::checkpoint::now_ms;
-use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
-use crate::es::{DeadLetterSink, EsClient, Request, Slot, Worker};
-use crate::metrics::TransferStats;
-use crate::observe::{KafkaStats, Observed, KAFKA_STATS_INTERVAL};
-use bytes::Bytes;
-use rdkafka::config::ClientConfig;
+use crate::common::ack::{BatchAck, Progress};
+use crate::common::clock::now_ms;
+use crate::common::shutdown;
+use crate::common::sync::lock;
+use crate::config::{Config, ConfigError, EsConfig};
+use crate::elastic::batcher::{message_mode, Batcher, Built};
+use crate::elastic::bulk::{MessageMode, Origin, Record};
+use crate::elastic::es::{Request, Slot, Workers};
+use crate::elastic::stats::TransferStats;
+use crate::elastic::template::install_templates;
+use crate::kafka::stats::{KafkaStats, KAFKA_STATS_INTERVAL};
+use crate::observe::Observed;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -85,7 +88,7 @@ struct TransferContext {
 
 impl ClientContext for TransferContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!("kafka: {error}: {reason}");
+        crate::kafka::log_client_error(&error, reason);
     }
 
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
@@ -96,7 +99,7 @@ impl ClientContext for TransferContext {
 impl ConsumerContext for TransferContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
-            let mut t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut t = lock(&self.trackers);
             let tpl = t.take_commits(Some(revoked));
             if tpl.count() > 0 {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
@@ -127,32 +130,9 @@ struct OpenSlot {
     generation: u64,
 }
 
-pub(crate) fn consumer_config(k: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", k.brokers.join(","))
-        .set("group.id", &k.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range,roundrobin")
-        .set("enable.partition.eof", "false")
-        // librdkafka postpones a partition's next fetch by this much when
-        // its local queue is over the thresholds below; its default (1 s)
-        // let the queue run dry between fetches: 178k -> 323k docs/s into
-        // the perf sink (perf/README.md).
-        .set("fetch.queue.backoff.ms", "10")
-        // Pre-fetched records held by librdkafka (one queue for all
-        // partitions): 16 MiB instead of 64, no slower with the short backoff.
-        .set("queued.max.messages.kbytes", "16384");
-    for (key, v) in &k.consumer {
-        c.set(key, v);
-    }
-    c
-}
-
 /// Runs the transfer until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), AgentError> {
-    let term = crate::agent::term_flag()?;
+    let term = crate::common::shutdown::term_flag()?;
     run_until(cfg, &term)
 }
 
@@ -163,7 +143,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         if m.topic.is_some() {
             tracing::info!("metrics.topic: the transfer collects no files; its host metrics are on /metrics only");
         }
-        crate::observe::start_host_metrics(&cfg, &crate::host::detect(cfg.agent.host.as_deref()), &observed);
+        crate::observe::start_host_metrics(&cfg, &crate::control::host::detect(cfg.agent.host.as_deref()), &observed);
     }
     let _server = crate::observe::serve(cfg.http.listen, observed.clone());
     run_observed(cfg, stop, &observed)
@@ -184,25 +164,15 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     let kafka_stats = Arc::new(KafkaStats::default());
     observed.add_kafka("consumer", kafka_stats.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let client = EsClient::new(&es).map_err(|m| need("es", &m))?;
-    let dead_letter =
-        rt.block_on(DeadLetterSink::open(&es.dead_letter, &kafka.brokers)).map_err(|m| need("es.dead_letter", &m))?;
-    let worker = Arc::new(Worker {
-        client,
-        dead_letter,
-        stats: stats.clone(),
-        max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
-    });
     let queue = (es.chan_max_size / es.bulk_max_docs).saturating_sub(es.workers).max(1);
-    let (tx, workers) = crate::es::spawn_workers(rt.handle(), &worker, es.workers, queue);
-
-    if es.manage_template && !rt.block_on(install_templates(&worker.client, &es, &kafka.topics, stop)) {
+    let workers = Workers::start(&rt, &es, Some(&kafka), stats.clone(), queue)?;
+    if es.manage_template && !rt.block_on(install_templates(&workers.worker.client, &es, &kafka.topics, stop)) {
         return Ok(()); // stopped while waiting for Elasticsearch
     }
 
     let trackers = Arc::new(Mutex::new(Trackers::default()));
     let revocations = Arc::new(AtomicU64::new(0));
-    let mut cc = consumer_config(&kafka);
+    let mut cc = crate::kafka::consumer(&kafka);
     if cc.get("statistics.interval.ms").is_none() {
         cc.set("statistics.interval.ms", KAFKA_STATS_INTERVAL.as_millis().to_string());
     }
@@ -224,13 +194,14 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         revocations,
         generations: Vec::new(),
         generations_at: 0,
-        body: BulkBody::new(es.bulk_max_bytes),
-        names: IndexNames::new(es.index.clone()),
-        slots: Vec::new(),
-        docs: Vec::new(),
-        read_ms: Vec::new(),
-        first_doc_at: None,
-        tx,
+        batcher: Batcher::new(
+            es.index.clone(),
+            es.bulk_max_bytes,
+            es.bulk_max_docs,
+            Duration::from_millis(es.bulk_max_wait_ms),
+            stats.clone(),
+        ),
+        workers,
         es: es.clone(),
         stats: stats.clone(),
         topics: HashMap::new(),
@@ -239,9 +210,8 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     // A second handle, so a polled message (which borrows the consumer) can
     // be handed to `t.add` while `t` is borrowed mutably.
     let polling = t.consumer.clone();
-    let max_wait = Duration::from_millis(es.bulk_max_wait_ms);
     let mut polled: u32 = 0;
-    while !stop.load(Ordering::Acquire) {
+    while !shutdown::is_set(stop) {
         let idle = match polling.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
                 t.add(&m, stop);
@@ -253,7 +223,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
             }
             None => true,
         };
-        if !t.body.is_empty() && t.body.docs() >= es.bulk_max_docs {
+        if t.batcher.docs() >= es.bulk_max_docs {
             t.flush(stop);
         }
         // The clock is read every CLOCK_EVERY records while records stream
@@ -261,7 +231,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         polled = polled.wrapping_add(1);
         if idle || polled % CLOCK_EVERY == 0 {
             let now = Instant::now();
-            if t.first_doc_at.is_some_and(|f| now.duration_since(f) >= max_wait) {
+            if t.batcher.is_due(now) {
                 t.flush(stop);
             }
             if now.duration_since(t.last_commit) >= COMMIT_EVERY {
@@ -271,25 +241,15 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     }
 
     tracing::info!("stopping: finishing requests in flight, committing offsets");
-    if !t.body.is_empty() {
+    if !t.batcher.is_empty() {
         t.flush(&AtomicBool::new(false));
     }
     let deadline = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
-    let Transfer { consumer, trackers, tx, .. } = t;
-    drop(tx);
-    let finished = rt.block_on(async {
-        tokio::time::timeout(deadline, async {
-            for w in workers {
-                let _ = w.await;
-            }
-        })
-        .await
-        .is_ok()
-    });
-    if !finished {
+    let Transfer { consumer, trackers, workers, .. } = t;
+    if !workers.finish(rt.handle(), deadline) {
         tracing::warn!("requests still in flight after {deadline:?}: their records will be consumed again");
     }
-    let tpl = trackers.lock().unwrap_or_else(|e| e.into_inner()).take_commits(None);
+    let tpl = lock(&trackers).take_commits(None);
     if tpl.count() > 0 {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
             tracing::warn!("final commit failed: {e}");
@@ -300,43 +260,6 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     Ok(())
 }
 
-/// Installs one index template per topic (`logcollect-<topic>`, so
-/// transfers consuming other topics do not overwrite each other's) before
-/// anything is indexed. Waits while no node answers; a template refused for
-/// good is logged and the transfer goes on with dynamic mapping. Returns
-/// false if `stop` was set while waiting.
-pub(crate) async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[String], stop: &AtomicBool) -> bool {
-    for topic in topics {
-        let name = format!("logcollect-{}", topic.to_ascii_lowercase());
-        let body = crate::bulk::index_template(&[es.index.wildcard(topic)], 100);
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match client.put_template(&name, body.clone()).await {
-                Ok(()) => {
-                    tracing::info!(template = %name, pattern = %es.index.wildcard(topic), "index template installed");
-                    break;
-                }
-                Err(Some(msg)) => {
-                    tracing::warn!(template = %name, "index template refused ({msg}); indexing with dynamic mapping (set es.manage_template = false to skip)");
-                    break;
-                }
-                Err(None) => {
-                    tracing::warn!(template = %name, "Elasticsearch unreachable; retrying the index template in {backoff:?}");
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until {
-                        if stop.load(Ordering::Acquire) {
-                            return false;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_millis(es.retry_max_backoff_ms));
-                }
-            }
-        }
-    }
-    true
-}
-
 struct Transfer {
     consumer: Arc<BaseConsumer<TransferContext>>,
     trackers: Arc<Mutex<Trackers>>,
@@ -345,15 +268,9 @@ struct Transfer {
     /// last revocation (`generations_at`): no lock per record.
     generations: Vec<(Arc<str>, i32, u64)>,
     generations_at: u64,
-    body: BulkBody,
-    names: IndexNames,
-    /// Partitions of the request being built; `docs[i]` indexes it.
-    slots: Vec<OpenSlot>,
-    docs: Vec<u16>,
-    /// Record timestamp (the agent's read time) of each document.
-    read_ms: Vec<i64>,
-    first_doc_at: Option<Instant>,
-    tx: mpsc::Sender<Request>,
+    /// The request being built; a slot per (partition, generation).
+    batcher: Batcher<OpenSlot>,
+    workers: Workers,
     es: EsConfig,
     stats: Arc<TransferStats>,
     topics: HashMap<String, (Arc<str>, MessageMode)>,
@@ -388,51 +305,43 @@ impl Transfer {
             origin,
         };
         let generation = self.track(&topic, m.partition(), m.offset());
-        loop {
-            let ts = rec.timestamp_ms.unwrap_or_else(now_ms);
-            let index = match self.names.name(rec.topic, ts) {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::error!("{e}: the record goes to index logcollect-unroutable");
-                    "logcollect-unroutable"
-                }
-            };
-            match self.body.push(&rec, index, mode) {
-                PushOutcome::Full => self.flush(stop),
-                PushOutcome::Added { lossy, .. } => {
-                    if lossy {
-                        self.stats.docs_lossy.fetch_add(1, Ordering::Relaxed);
+        let (partition, offset) = (m.partition(), m.offset());
+        let index_ms = rec.timestamp_ms.unwrap_or_else(now_ms);
+        let read_ms = rec.timestamp_ms.unwrap_or(0);
+        // A request that fills up on the way goes out first; `flush_request`
+        // borrows everything but the builder.
+        let Transfer { batcher, consumer, trackers, workers, stats, last_commit, .. } = self;
+        batcher.push(
+            &rec,
+            index_ms,
+            read_ms,
+            mode,
+            |built| flush_request(built, consumer, trackers, workers, stats, last_commit, stop),
+            // Same partition and generation: a partition revoked and
+            // assigned again while this request was built starts a slot
+            // of its own.
+            |slots| {
+                let same = |s: &OpenSlot| s.partition == partition && s.generation == generation && s.topic == topic;
+                match slots.iter().position(same) {
+                    Some(i) => {
+                        slots[i].count += 1;
+                        slots[i].last_offset = offset;
+                        i
                     }
-                    break;
+                    None => {
+                        slots.push(OpenSlot { topic, partition, count: 1, last_offset: offset, generation });
+                        slots.len() - 1
+                    }
                 }
-            }
-        }
-        self.first_doc_at.get_or_insert_with(Instant::now);
-        // Same partition and generation: a partition revoked and assigned
-        // again while this request was built starts a slot of its own.
-        let slot = match self
-            .slots
-            .iter()
-            .position(|s| s.partition == m.partition() && s.generation == generation && *s.topic == *m.topic())
-        {
-            Some(i) => i,
-            None => {
-                self.slots.push(OpenSlot { topic, partition: m.partition(), count: 0, last_offset: 0, generation });
-                self.slots.len() - 1
-            }
-        };
-        self.slots[slot].count += 1;
-        self.slots[slot].last_offset = m.offset();
-        self.docs.push(slot as u16);
-        self.read_ms.push(rec.timestamp_ms.unwrap_or(0));
+            },
+        );
     }
 
     fn topic(&mut self, name: &str) -> (Arc<str>, MessageMode) {
         if let Some(t) = self.topics.get(name) {
             return t.clone();
         }
-        let json = self.es.parse_json.iter().any(|t| t == "*" || t == name);
-        let v = (Arc::from(name), if json { MessageMode::ParseJson } else { MessageMode::Plain });
+        let v = (Arc::from(name), message_mode(&self.es.parse_json, name));
         self.topics.insert(name.to_string(), v.clone());
         v
     }
@@ -447,7 +356,7 @@ impl Transfer {
         if let Some(g) = self.generations.iter().find(|g| g.1 == partition && *g.0 == **topic) {
             return g.2;
         }
-        let mut t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = lock(&self.trackers);
         let key = (topic.clone(), partition);
         let generation = match t.parts.get(&key) {
             Some(p) => p.generation,
@@ -462,73 +371,90 @@ impl Transfer {
         generation
     }
 
-    /// Hands the request being built to the workers, waiting (with the
-    /// assignment paused) while they are all busy.
+    /// Hands the request being built to the workers.
     fn flush(&mut self, stop: &AtomicBool) {
-        let body = Bytes::copy_from_slice(self.body.as_bytes());
-        self.body.clear();
-        self.first_doc_at = None;
-        let docs = std::mem::take(&mut self.docs);
-        let mut slots = Vec::with_capacity(self.slots.len());
-        {
-            let t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
-            for s in self.slots.drain(..) {
-                let ack = Arc::new(BatchAck::new(s.count));
-                if let Some(p) = t.parts.get(&(s.topic.clone(), s.partition)) {
-                    if p.generation == s.generation {
-                        p.progress.push(ack.clone(), s.last_offset as u64 + 1);
-                    }
-                }
-                slots.push(Slot { topic: s.topic, partition: s.partition, ack });
-            }
-        }
-        let mut req = Request { body, docs, slots, read_ms: std::mem::take(&mut self.read_ms) };
-        let mut paused_at: Option<Instant> = None;
-        loop {
-            match self.tx.try_send(req) {
-                Ok(()) => break,
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-                Err(mpsc::error::TrySendError::Full(r)) => {
-                    req = r;
-                    if stop.load(Ordering::Acquire) {
-                        // Not sent: its records are consumed again after the restart.
-                        break;
-                    }
-                    if paused_at.is_none() {
-                        let a = self.consumer.assignment().unwrap_or_default();
-                        let _ = self.consumer.pause(&a);
-                        paused_at = Some(Instant::now());
-                    }
-                    // Polling keeps the group membership and serves rebalances.
-                    if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) {
-                        let _ = self.consumer.seek(
-                            m.topic(),
-                            m.partition(),
-                            Offset::Offset(m.offset()),
-                            Duration::from_secs(1),
-                        );
-                    }
-                    if self.last_commit.elapsed() >= COMMIT_EVERY {
-                        self.commit(CommitMode::Async);
-                    }
-                }
-            }
-        }
-        if let Some(since) = paused_at {
-            let a = self.consumer.assignment().unwrap_or_default();
-            let _ = self.consumer.resume(&a);
-            self.stats.paused_ms.fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
-        }
+        let built = self.batcher.take();
+        let Transfer { consumer, trackers, workers, stats, last_commit, .. } = self;
+        flush_request(built, consumer, trackers, workers, stats, last_commit, stop);
     }
 
     fn commit(&mut self, mode: CommitMode) {
-        self.last_commit = Instant::now();
-        let tpl = self.trackers.lock().unwrap_or_else(|e| e.into_inner()).take_commits(None);
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, mode) {
-                tracing::warn!("offset commit failed: {e}");
+        commit(&self.consumer, &self.trackers, &mut self.last_commit, mode);
+    }
+}
+
+/// Commits every partition whose acknowledged prefix grew.
+fn commit(
+    consumer: &BaseConsumer<TransferContext>,
+    trackers: &Mutex<Trackers>,
+    last_commit: &mut Instant,
+    mode: CommitMode,
+) {
+    *last_commit = Instant::now();
+    let tpl = lock(trackers).take_commits(None);
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            tracing::warn!("offset commit failed: {e}");
+        }
+    }
+}
+
+/// Gives a built request its acknowledgements (one per slot, queued in its
+/// partition's progress) and hands it to the workers, waiting with the
+/// assignment paused while they are all busy.
+fn flush_request(
+    built: Built<OpenSlot>,
+    consumer: &BaseConsumer<TransferContext>,
+    trackers: &Mutex<Trackers>,
+    workers: &Workers,
+    stats: &TransferStats,
+    last_commit: &mut Instant,
+    stop: &AtomicBool,
+) {
+    let mut slots = Vec::with_capacity(built.slots.len());
+    {
+        let t = lock(trackers);
+        for s in built.slots {
+            let ack = Arc::new(BatchAck::new(s.count));
+            if let Some(p) = t.parts.get(&(s.topic.clone(), s.partition)) {
+                if p.generation == s.generation {
+                    p.progress.push(ack.clone(), s.last_offset as u64 + 1);
+                }
+            }
+            slots.push(Slot { topic: s.topic, partition: s.partition, ack });
+        }
+    }
+    let mut req = Request { body: built.body, docs: built.docs, slots, read_ms: built.read_ms };
+    let mut paused_at: Option<Instant> = None;
+    loop {
+        match workers.tx.try_send(req) {
+            Ok(()) => break,
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+            Err(mpsc::error::TrySendError::Full(r)) => {
+                req = r;
+                if shutdown::is_set(stop) {
+                    // Not sent: its records are consumed again after the restart.
+                    break;
+                }
+                if paused_at.is_none() {
+                    let a = consumer.assignment().unwrap_or_default();
+                    let _ = consumer.pause(&a);
+                    paused_at = Some(Instant::now());
+                }
+                // Polling keeps the group membership and serves rebalances.
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let _ = consumer.seek(m.topic(), m.partition(), Offset::Offset(m.offset()), Duration::from_secs(1));
+                }
+                if last_commit.elapsed() >= COMMIT_EVERY {
+                    commit(consumer, trackers, last_commit, CommitMode::Async);
+                }
             }
         }
+    }
+    if let Some(since) = paused_at {
+        let a = consumer.assignment().unwrap_or_default();
+        let _ = consumer.resume(&a);
+        stats.paused_ms.fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 

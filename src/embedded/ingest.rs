@@ -11,12 +11,14 @@
 //!   agent or Kafka delivered twice stays one document); offsets are
 //!   committed to Kafka only after the index commit that holds their records.
 
-use crate::batch::{Batch, BatchAck, Source};
-use crate::bulk::{Origin, Record};
-use crate::checkpoint::{now_ms, Checkpoints};
+use crate::agent::batch::{Batch, Source};
+use crate::agent::checkpoint::Checkpoints;
+use crate::agent::stats::Stats;
+use crate::common::ack::BatchAck;
+use crate::common::clock::now_ms;
 use crate::config::{IndexSection, KafkaConfig};
-use crate::index::{IndexError, LineDoc, LineOrigin, Writer};
-use crate::metrics::Stats;
+use crate::elastic::bulk::{Origin, Record};
+use crate::embedded::index::{IndexError, LineDoc, LineOrigin, Writer};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -152,7 +154,7 @@ struct IngestContext {
 
 impl ClientContext for IngestContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!("kafka: {error}: {reason}");
+        crate::kafka::log_client_error(&error, reason);
     }
 }
 
@@ -199,7 +201,7 @@ pub fn index_records(
     stop: &AtomicBool,
 ) -> Result<(), IndexError> {
     let consumed = Arc::new(Mutex::new(Consumed::default()));
-    let consumer: BaseConsumer<IngestContext> = crate::transfer::consumer_config(kafka)
+    let consumer: BaseConsumer<IngestContext> = crate::kafka::consumer(kafka)
         .create_with_context(IngestContext { consumed: consumed.clone() })
         .map_err(|e| IndexError::Feed { key: "kafka.consumer".into(), message: e.to_string() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();

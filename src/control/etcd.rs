@@ -4,7 +4,7 @@
 //!
 //! The key is `[etcd] collect_log_key` with `%s` replaced by the host (the
 //! `[agent] host` setting, else the detected IP); its value is a JSON collect
-//! list ([`crate::collect`]).
+//! list ([`crate::control::collect`]).
 //!
 //! [`follow`] is the one loop both the agent and `config watch` run: get the
 //! key, then watch it from the revision after that get, so no change between
@@ -21,9 +21,10 @@
 //! collects the cached list, or, with no cache, the static `[collect]` list,
 //! and says so; it keeps trying and applies etcd's list once it answers.
 
-use crate::checkpoint::{tmp_path, write_atomic};
-use crate::collect::{self, CollectError};
+use crate::common::atomic_file::{tmp_path, write_atomic};
+use crate::common::backoff::Backoff;
 use crate::config::{split_list, CollectEntry, Config, ConfigError, EtcdConfig};
+use crate::control::collect::{self, CollectError};
 use crossbeam_channel::Sender;
 use etcd_client::{Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
@@ -140,7 +141,7 @@ pub async fn follow(cfg: &EtcdConfig, key: &str, stop: impl Future<Output = ()>,
     // The last revision reported; `None`: get the key before watching.
     let mut seen: Option<i64> = None;
     let mut outage = 0u32;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let result = tokio::select! {
             _ = &mut stop => return,
@@ -148,14 +149,14 @@ pub async fn follow(cfg: &EtcdConfig, key: &str, stop: impl Future<Output = ()>,
         };
         if let Err(e) = result {
             outage += 1;
-            on(Event::Unreachable { error: e.to_string(), retry_in: backoff, outage });
+            let wait = backoff.next_wait();
+            on(Event::Unreachable { error: e.to_string(), retry_in: wait, outage });
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         } else {
-            backoff = BACKOFF_MIN;
+            backoff.reset();
         }
     }
 }

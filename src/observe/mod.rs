@@ -8,7 +8,7 @@
 //! | `GET /api/status`   | [`Status`]: per-file and per-partition rows, totals      |
 //!
 //! Every figure is read at request time from the counters the stages keep
-//! anyway ([`crate::metrics`], the checkpoint registry, librdkafka's
+//! anyway (the stages' counters ([`crate::agent::stats`], [`crate::elastic::stats`]), the checkpoint registry, librdkafka's
 //! statistics): serving metrics costs the hot path nothing, however often
 //! Prometheus scrapes.
 //!
@@ -16,7 +16,15 @@
 //! the name (`_seconds`, `_bytes`), counters end in `_total`. The process
 //! metrics use the standard `process_` names.
 
-use crate::metrics::{Histogram, Stats, TransferStats};
+pub mod host_metrics;
+pub mod server;
+pub mod status;
+
+use crate::agent::stats::Stats;
+use crate::common::histogram::Histogram;
+use crate::common::sync::lock;
+use crate::elastic::stats::TransferStats;
+use crate::kafka::stats::{KafkaStats, KAFKA_STATS_INTERVAL};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -26,8 +34,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use rdkafka::statistics::Statistics;
 use serde::{Deserialize, Serialize};
+use server::Server;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -36,8 +44,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long the pipeline may hold unacknowledged lines without any being
 /// acknowledged before `/health/ready` says it is stuck.
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
-/// librdkafka statistics older than this many intervals are not trusted.
-const STATS_STALE_INTERVALS: u32 = 3;
 
 /// One collected file (all identities found under one path, summed).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -80,29 +86,6 @@ pub struct Status {
     pub problems: Vec<String>,
 }
 
-/// The latest librdkafka statistics of one client (its statistics callback
-/// stores them here every `statistics.interval.ms`).
-#[derive(Default)]
-pub struct KafkaStats {
-    latest: Mutex<Option<(Instant, Statistics)>>,
-}
-
-impl KafkaStats {
-    pub fn store(&self, s: Statistics) {
-        *lock(&self.latest) = Some((Instant::now(), s));
-    }
-
-    /// The latest statistics, if fresh enough to trust for `interval`.
-    fn fresh(&self, interval: Duration) -> Option<Statistics> {
-        let g = lock(&self.latest);
-        let (at, s) = g.as_ref()?;
-        (at.elapsed() <= interval * STATS_STALE_INTERVALS).then(|| s.clone())
-    }
-}
-
-/// librdkafka `statistics.interval.ms` this module asks for.
-pub const KAFKA_STATS_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Rows of the agent's files, computed at request time.
 pub type FileRows = Box<dyn Fn() -> Vec<FileRow> + Send + Sync>;
 /// A readiness check: `Err(reason)` when not ready.
@@ -135,7 +118,7 @@ struct Parts {
     transfer: Option<Arc<TransferStats>>,
     /// (client role, stats): `producer`, `consumer`.
     kafka: Vec<(&'static str, Arc<KafkaStats>)>,
-    host: Option<Arc<crate::hostmetrics::HostStats>>,
+    host: Option<Arc<crate::observe::host_metrics::HostStats>>,
     checks: Vec<(String, Check)>,
 }
 
@@ -191,7 +174,7 @@ impl Observed {
         lock(&self.parts).kafka.push((client, stats));
     }
 
-    pub fn add_host(&self, host: Arc<crate::hostmetrics::HostStats>) {
+    pub fn add_host(&self, host: Arc<crate::observe::host_metrics::HostStats>) {
         lock(&self.parts).host = Some(host);
     }
 
@@ -550,8 +533,8 @@ fn kafka_metrics(client: &str, stats: &KafkaStats, parts: &[PartitionRow], out: 
 
 /// One row per (path, topic) from the checkpoint registry's sources: every
 /// identity a path had (a rotated file and its successor) summed.
-pub fn file_rows(sources: &[Arc<crate::batch::Source>]) -> Vec<FileRow> {
-    let now = crate::checkpoint::now_ms();
+pub fn file_rows(sources: &[Arc<crate::agent::batch::Source>]) -> Vec<FileRow> {
+    let now = crate::common::clock::now_ms();
     let mut rows: BTreeMap<(&str, &str), FileRow> = BTreeMap::new();
     for src in sources {
         let st = &src.stats;
@@ -577,7 +560,7 @@ pub fn file_rows(sources: &[Arc<crate::batch::Source>]) -> Vec<FileRow> {
 /// is watched through a receiver (a sender would keep it open at shutdown).
 pub fn agent_view<T: Send + 'static>(
     stats: Arc<Stats>,
-    checkpoints: Arc<crate::checkpoint::Checkpoints>,
+    checkpoints: Arc<crate::agent::checkpoint::Checkpoints>,
     rx: &crossbeam_channel::Receiver<T>,
 ) -> AgentView {
     let rx = rx.clone();
@@ -597,10 +580,10 @@ pub fn start_host_metrics(
     observed: &Observed,
 ) -> Option<crate::config::CollectEntry> {
     let m = cfg.metrics.clone()?;
-    let stats = Arc::new(crate::hostmetrics::HostStats::default());
-    let file = crate::hostmetrics::metrics_file(&cfg.agent.data_dir);
+    let stats = Arc::new(crate::observe::host_metrics::HostStats::default());
+    let file = crate::observe::host_metrics::metrics_file(&cfg.agent.data_dir);
     let topic = m.topic.clone();
-    if let Err(e) = crate::hostmetrics::spawn(m, host.to_string(), file.clone(), stats.clone()) {
+    if let Err(e) = crate::observe::host_metrics::spawn(m, host.to_string(), file.clone(), stats.clone()) {
         tracing::error!(path = %file.display(), "host metrics not started: {e}");
         return None;
     }
@@ -613,53 +596,25 @@ pub fn start_host_metrics(
 }
 
 /// The metrics and health server of a process whose data path needs no
-/// HTTP (the agent, the transfer): a thread with a small runtime of its
-/// own. An address that cannot be bound is logged, not fatal: the lines
-/// keep moving either way.
-pub struct Server {
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
+/// HTTP (the agent, the transfer), on a thread of its own. An address that
+/// cannot be bound is logged, not fatal: the lines keep moving either way.
 pub fn serve(addr: Option<std::net::SocketAddr>, observed: Arc<Observed>) -> Option<Server> {
     let addr = addr?;
-    let listener = match std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+    let listener = match server::bind(addr) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("http.listen: cannot listen on {addr} ({e}): no /metrics or /health from this process");
             return None;
         }
     };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    // Not joined at shutdown: a client holding a connection open must not
-    // hold up the exit; the thread ends with its last connection or the process.
-    let spawned = std::thread::Builder::new().name("http".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => return tracing::error!("http: {e}"),
-        };
-        let served = rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            crate::http::serve(listener, router(observed), async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        if let Err(e) = served {
-            tracing::error!("http: {e}");
+    match Server::spawn_thread(listener, router(observed)) {
+        Ok(s) => {
+            tracing::info!("metrics and health: http://{addr}/metrics, /health/ready, /api/status");
+            Some(s)
         }
-    });
-    if let Err(e) = spawned {
-        tracing::error!("http: no thread for /metrics and /health ({e})");
-        return None;
-    }
-    tracing::info!("metrics and health: http://{addr}/metrics, /health/ready, /api/status");
-    Some(Server { shutdown: Some(tx) })
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
+        Err(e) => {
+            tracing::error!("http: no thread for /metrics and /health ({e})");
+            None
         }
     }
 }
@@ -687,10 +642,6 @@ async fn ready(State(o): State<Arc<Observed>>) -> impl IntoResponse {
 
 async fn status(State(o): State<Arc<Observed>>) -> Json<Status> {
     Json(tokio::task::spawn_blocking(move || o.status()).await.unwrap_or_default())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -750,8 +701,9 @@ mod tests {
 
     #[test]
     fn file_rows_sum_every_identity_of_a_path() {
-        use crate::batch::{BatchAck, Source};
-        use crate::identity::FileId;
+        use crate::agent::batch::Source;
+        use crate::agent::identity::FileId;
+        use crate::common::ack::BatchAck;
         let src = |ino: u64, path: &str, read: u64, size: u64, acked_lines: usize, end: u64, last_ms: i64| {
             let s = Arc::new(Source::new("app".into(), path.into(), FileId { dev: 1, ino, head: 0 }, 0));
             s.stats.read_bytes.store(read, Ordering::Relaxed);
@@ -766,7 +718,7 @@ mod tests {
             s.progress.advance();
             s
         };
-        let now = crate::checkpoint::now_ms();
+        let now = crate::common::clock::now_ms();
         // a.log rotated: the old identity (fully shipped) and the new one.
         let rows = file_rows(&[
             src(1, "/l/a.log", 100, 100, 10, 100, now - 60_000),

@@ -7,20 +7,31 @@
 //! to `shutdown_timeout_ms`; checkpoints are written; exit 0. A second signal
 //! exits at once (checkpoints on disk are always consistent).
 
-use crate::batch::Batch;
-use crate::checkpoint::Checkpoints;
+pub mod batch;
+pub mod checkpoint;
+pub mod discovery;
+pub mod identity;
+pub mod ship;
+pub mod split;
+pub mod stats;
+pub mod tail;
+pub mod wake;
+
+use crate::agent::batch::Batch;
+use crate::agent::checkpoint::Checkpoints;
+use crate::agent::split::SplitConfig;
+use crate::agent::stats::Stats;
+use crate::agent::tail::{TailConfig, TailCtx};
+use crate::common::shutdown::{self, Every};
 use crate::config::{Config, ConfigError};
-use crate::discovery::{self, Discovery};
-use crate::etcd;
-use crate::metrics::Stats;
-use crate::observe::{KafkaStats, Observed};
-use crate::ship::{self, ShipConfig};
-use crate::split::SplitConfig;
-use crate::tail::{TailConfig, TailCtx};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::control::etcd;
+use crate::kafka::stats::KafkaStats;
+use crate::observe::Observed;
+use discovery::Discovery;
+use ship::ShipConfig;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Lines one batch holds on average (one read of ~200-byte lines).
 const LINES_PER_BATCH: usize = 512;
@@ -71,19 +82,17 @@ pub enum AgentError {
     Io(#[from] std::io::Error),
 }
 
-/// A flag SIGTERM and SIGINT set; a second signal exits at once.
-pub fn term_flag() -> std::io::Result<Arc<AtomicBool>> {
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(sig, 1, term.clone())?;
-        signal_hook::flag::register(sig, term.clone())?;
+/// Writes the checkpoints; a failure is logged (the next save retries,
+/// and the ones on disk stay consistent).
+pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
+    if let Err(e) = checkpoints.save() {
+        tracing::error!("writing checkpoints in {}: {e}", data_dir.display());
     }
-    Ok(term)
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), AgentError> {
-    let term = term_flag()?;
+    let term = shutdown::term_flag()?;
     run_until(cfg, &term)
 }
 
@@ -103,7 +112,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     if cfg.collect.is_empty() && cfg.etcd.is_none() {
         tracing::warn!("nothing to collect: [collect] is empty and no [etcd] address is set");
     }
-    let host = crate::host::detect(cfg.agent.host.as_deref());
+    let host = crate::control::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
     let (tx, rx) = batch_channel(&cfg);
@@ -112,12 +121,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     observed.add_kafka("producer", kafka_stats.clone());
     let pinned: Vec<_> = crate::observe::start_host_metrics(&cfg, &host, observed).into_iter().collect();
     let shipper = ship::spawn(
-        &ShipConfig {
-            brokers: kafka.brokers.clone(),
-            producer: kafka.producer.clone(),
-            host: host.clone(),
-            max_line_bytes: cfg.agent.max_line_bytes,
-        },
+        &ShipConfig { kafka: kafka.clone(), host: host.clone(), max_line_bytes: cfg.agent.max_line_bytes },
         rx,
         stats.clone(),
         kafka_stats,
@@ -142,7 +146,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         checkpoints: checkpoints.clone(),
         tx,
         stats: stats.clone(),
-        wake: crate::wake::Wake::start(),
+        wake: crate::agent::wake::Wake::start(),
     });
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
@@ -152,22 +156,20 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         discovery_stopped,
     )?;
 
-    let every = Duration::from_millis(cfg.agent.checkpoint_interval_ms);
-    let mut next_save = Instant::now() + every;
-    let mut next_report = Instant::now() + Duration::from_secs(30);
-    while !stop.load(Ordering::Acquire) {
-        thread::sleep(Duration::from_millis(50));
-        if Instant::now() >= next_save {
-            if let Err(e) = checkpoints.save() {
-                tracing::error!("writing checkpoints in {}: {e}", cfg.agent.data_dir.display());
+    let mut save = Every::new(Duration::from_millis(cfg.agent.checkpoint_interval_ms));
+    let mut report_due = Every::new(Duration::from_secs(30));
+    shutdown::wait(
+        stop,
+        || false,
+        || {
+            if save.due() {
+                save_checkpoints(&checkpoints, &cfg.agent.data_dir);
             }
-            next_save = Instant::now() + every;
-        }
-        if Instant::now() >= next_report {
-            report(&stats);
-            next_report = Instant::now() + Duration::from_secs(30);
-        }
-    }
+            if report_due.due() {
+                report(&stats);
+            }
+        },
+    );
 
     tracing::info!("stopping: finishing reads, flushing Kafka, writing checkpoints");
     if let Some(stage) = etcd_stage {

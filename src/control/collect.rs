@@ -16,8 +16,8 @@
 //! wrong types, empty paths, bad globs and topic names, unknown or repeated
 //! fields, and two entries with the same path and topic.
 
+use crate::agent::split::LongLines;
 use crate::config::{check_topic, CollectEntry, EntryOptions, ReadFrom, MAX_LINE_BYTES_LIMIT};
-use crate::split::LongLines;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

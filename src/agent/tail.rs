@@ -11,7 +11,7 @@
 //!   the old file is read to its end and watched for late writes for
 //!   `rotate_wait`; then it is let go (its checkpoint stays). The new file at
 //!   the path is found by discovery as a file of its own.
-//! - **idle**: the reader parks. With inotify ([`crate::wake`]) it sleeps
+//! - **idle**: the reader parks. With inotify ([`crate::agent::wake`]) it sleeps
 //!   until its file changes (checking every [`WATCHED_IDLE`] as a safety
 //!   net); without, it polls, sleeping longer each time up to `poll_max`.
 //!   After [`RELEASE_AFTER`] without data its chunk memory is given back.
@@ -20,13 +20,15 @@
 //! A batch is registered with the file's progress only once it is in the
 //! channel, so a batch dropped at shutdown is simply read again later.
 
-use crate::batch::{Batch, BatchAck, Source};
-use crate::checkpoint::{now_ms, Checkpoints};
+use crate::agent::batch::{Batch, Source};
+use crate::agent::checkpoint::Checkpoints;
+use crate::agent::identity::FileId;
+use crate::agent::split::{Block, LineBuffer, Span, SplitConfig};
+use crate::agent::stats::Stats;
+use crate::agent::wake::{Registration, Wake};
+use crate::common::ack::BatchAck;
+use crate::common::clock::now_ms;
 use crate::config::ReadFrom;
-use crate::identity::FileId;
-use crate::metrics::Stats;
-use crate::split::{Block, LineBuffer, Span, SplitConfig};
-use crate::wake::{Registration, Wake};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::fs::{self, File};
 use std::io;
@@ -375,7 +377,7 @@ impl Reader {
         let src = self.source();
         let n = self.spans.len();
         let end = block.end_offset();
-        let cut = self.spans.iter().filter(|s| s.cut != crate::split::Cut::Whole).count();
+        let cut = self.spans.iter().filter(|s| s.cut != crate::agent::split::Cut::Whole).count();
         let read_ms = now_ms();
         let ack = Arc::new(BatchAck::read_at(n, read_ms));
         if n == 0 {

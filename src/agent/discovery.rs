@@ -20,8 +20,8 @@
 //!
 //! [`EntryOptions`]: crate::config::EntryOptions
 
+use crate::agent::tail::{self, ReaderHandle, Start, TailCtx};
 use crate::config::CollectEntry;
-use crate::tail::{self, ReaderHandle, Start, TailCtx};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;

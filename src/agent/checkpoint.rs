@@ -13,20 +13,21 @@
 //! [`Checkpoints::snapshot`] hands out what `save` would write, and
 //! [`Checkpoints::restore`] starts from such a snapshot instead of the file.
 //!
-//! [`Progress`]: crate::batch::Progress
+//! [`Progress`]: crate::common::ack::Progress
 
-use crate::batch::Source;
-use crate::identity::FileId;
+use crate::agent::batch::Source;
+use crate::agent::identity::FileId;
+use crate::common::atomic_file::write_atomic;
+use crate::common::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const FILE_NAME: &str = "checkpoints.json";
-/// What [`tmp_path`] gives for [`FILE_NAME`].
+/// What [`crate::common::atomic_file::tmp_path`] gives for [`FILE_NAME`].
 const TMP_NAME: &str = "checkpoints.json.tmp";
 /// Entries of files not seen for this long are forgotten.
 const FORGET_AFTER_MS: i64 = 14 * 24 * 3600 * 1000;
@@ -96,10 +97,6 @@ struct State {
     forget: Vec<Arc<Source>>,
     /// What was last written, to skip writes when nothing changed.
     last_written: Vec<EntryV1>,
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Checkpoints {
@@ -290,32 +287,10 @@ fn parse(bytes: &[u8]) -> Result<DiskV1, String> {
     }
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves the old content or
-/// the new, never a mix: `<path>.tmp`, fsync, rename over `path`, fsync of
-/// the directory. A reader should try `<path>.tmp` first: a complete temp
-/// file is the newer content, its rename interrupted.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?.sync_all()
-}
-
-/// The temp file [`write_atomic`] writes first.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::BatchAck;
+    use crate::common::ack::BatchAck;
 
     fn fid(ino: u64) -> FileId {
         FileId { dev: 1, ino, head: 42 }

@@ -60,7 +60,7 @@
 //! [`IndexPattern`] (`{topic}-%Y.%m.%d`) is validated once; [`IndexNames`]
 //! expands it per record from a small cache, allocating only on a miss.
 
-use crate::split::Cut;
+use crate::agent::split::Cut;
 use simd_json::prelude::Writable;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 use std::fmt;

@@ -888,11 +888,11 @@ mod tests {
         // refuses past 1,000 states (`index::to_tantivy` then errs).
         for field in ["host", "path", "topic"] {
             let q = format!("{field}:{}*", "é".repeat(MAX_PREFIX_BYTES / 2));
-            assert!(crate::index::to_tantivy(&parse(&q).unwrap()).is_ok(), "{field}");
+            assert!(crate::embedded::index::to_tantivy(&parse(&q).unwrap()).is_ok(), "{field}");
         }
         // Words are at most MAX_WORD_BYTES; lower-casing may lengthen them.
         let q = parse(&format!("{}*", "Ⱥ".repeat(MAX_WORD_BYTES / 2))).unwrap();
-        assert!(crate::index::to_tantivy(&q).is_ok());
+        assert!(crate::embedded::index::to_tantivy(&q).is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | `GET /api/live`       | Server-Sent Events: `hit` per new matching line       |
 //! | `GET /api/info`       | which backend answers, and the version                |
 //!
-//! Parameters: `q` (the query language, see [`crate::query`]), `from` and
+//! Parameters: `q` (the query language, see [`crate::search::query`]), `from` and
 //! `to` ([`query::parse_time`]; default the last 15 minutes), `size`,
 //! `cursor`, `buckets`. A bad query or parameter is a 400 with a JSON body
 //! naming the parameter (and, for `q`, the position and what was expected);
@@ -17,9 +17,9 @@
 //! [`router`] returns a plain `axum::Router`: other parts (metrics, health)
 //! add their routes with `Router::merge` before [`serve`].
 
-use crate::checkpoint::now_ms;
-use crate::query;
-use crate::search::{Backend, SearchError};
+use crate::common::clock::now_ms;
+use crate::search::backend::{Backend, SearchError};
+use crate::search::query;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -28,7 +28,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,15 +59,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/live", get(live))
         .route("/api/info", get(info))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 /// Every parameter, as text: each is checked by hand so a bad one gets a
@@ -148,7 +138,7 @@ fn number(param: &'static str, v: Option<&str>, default: usize, max: usize) -> R
 
 async fn search(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
     let a = common(&p)?;
-    let size = number("size", p.size.as_deref(), DEFAULT_SIZE, crate::search::MAX_PAGE)?;
+    let size = number("size", p.size.as_deref(), DEFAULT_SIZE, crate::search::backend::MAX_PAGE)?;
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
     let page = st.backend.search(&a.q, a.from_ms, a.to_ms, size, cursor).await?;
     Ok(Json(page).into_response())
@@ -156,7 +146,7 @@ async fn search(State(st): State<AppState>, Query(p): Query<Params>) -> Result<R
 
 async fn histogram(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
     let a = common(&p)?;
-    let buckets = number("buckets", p.buckets.as_deref(), DEFAULT_BUCKETS, crate::search::MAX_BUCKETS)?;
+    let buckets = number("buckets", p.buckets.as_deref(), DEFAULT_BUCKETS, crate::search::backend::MAX_BUCKETS)?;
     let h = st.backend.histogram(&a.q, a.from_ms, a.to_ms, buckets).await?;
     Ok(Json(h).into_response())
 }

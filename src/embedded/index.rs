@@ -36,10 +36,10 @@
 //! index is larger than `retention_bytes` (down to 90 % of it); the deletes
 //! take effect with the next commit, and merges give the space back.
 
-use crate::bulk::{self, Origin, Record};
-use crate::checkpoint::Snapshot;
-use crate::query::{self, Field as QField, Node};
-use crate::split::Cut;
+use crate::agent::checkpoint::Snapshot;
+use crate::agent::split::Cut;
+use crate::elastic::bulk::{self, Origin, Record};
+use crate::search::query::{self, Field as QField, Node};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -225,9 +225,9 @@ impl LineDoc {
     /// A document for a line the agent read, as the ES document of the same
     /// line would be (same id).
     pub fn from_line(
-        line: &crate::batch::Line<'_>,
+        line: &crate::agent::batch::Line<'_>,
         bytes: Bytes,
-        src: &crate::batch::Source,
+        src: &crate::agent::batch::Source,
         host: &Arc<str>,
         read_ms: i64,
         id_scratch: &mut Vec<u8>,
@@ -1005,7 +1005,7 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{parse, words, DocView};
+    use crate::search::query::{parse, words, DocView};
     use tantivy::tokenizer::TokenStream;
 
     #[test]

@@ -13,9 +13,10 @@
 //!   [`LIVE_LOOKBACK_MS`] again each time and ids already sent are skipped,
 //!   since documents may become visible out of timestamp order.
 
-use crate::es::EsClient;
-use crate::index::{Store, StoredHit};
-use crate::query::{self, Node};
+use crate::common::clock::rfc3339_ms;
+use crate::elastic::es::EsClient;
+use crate::embedded::index::{Store, StoredHit};
+use crate::search::query::{self, Node};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -228,7 +229,7 @@ impl Backend {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::index::IndexError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, crate::embedded::index::IndexError> + Send + 'static,
 ) -> Result<T, SearchError> {
     tokio::task::spawn_blocking(f)
         .await
@@ -255,19 +256,6 @@ fn parse_index_cursor(c: &str) -> Result<(i64, u64), SearchError> {
     let rest = c.strip_prefix("ix:").ok_or_else(err)?;
     let (ts, seq) = rest.split_once(':').ok_or_else(err)?;
     Ok((ts.parse().map_err(|_| err())?, seq.parse().map_err(|_| err())?))
-}
-
-/// `2026-11-25T10:44:34.123Z`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// Bucket widths the histogram picks from, in ms.
@@ -467,6 +455,5 @@ mod tests {
         for bad in ["", "ix:1", "es:[1]", "ix:a:b"] {
             assert!(matches!(parse_index_cursor(bad), Err(SearchError::BadRequest { param: "cursor", .. })), "{bad}");
         }
-        assert_eq!(rfc3339_ms(1_795_600_800_500), "2026-11-25T10:00:00.500Z");
     }
 }

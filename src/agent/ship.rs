@@ -16,13 +16,15 @@
 //! record rejected for good is logged with its file and offset, counted, and
 //! pins the file's checkpoint before it.
 
-use crate::batch::{Batch, BatchAck};
-use crate::config::ConfigError;
-use crate::metrics::Stats;
-use crate::observe::{KafkaStats, KAFKA_STATS_INTERVAL};
-use crate::split::Cut;
+use crate::agent::batch::Batch;
+use crate::agent::split::Cut;
+use crate::agent::stats::Stats;
+use crate::common::ack::BatchAck;
+use crate::common::backoff::Backoff;
+use crate::common::sync::lock;
+use crate::config::{ConfigError, KafkaConfig};
+use crate::kafka::stats::KafkaStats;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -34,38 +36,14 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// Producer settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ShipConfig {
-    pub brokers: Vec<String>,
-    /// User properties from `[kafka.producer]`; they override the defaults.
-    pub producer: Vec<(String, String)>,
+    /// Brokers and `[kafka.producer]` (see [`crate::kafka::producer`]).
+    pub kafka: KafkaConfig,
     /// The `host` header.
     pub host: String,
     /// Longest record value the readers produce.
     pub max_line_bytes: usize,
-}
-
-/// librdkafka defaults for an at-least-once, high-throughput agent.
-fn client_config(cfg: &ShipConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", cfg.brokers.join(","))
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "0")
-        .set("queue.buffering.max.kbytes", "16384")
-        // Counted in records, and each of ours costs librdkafka ~0.5 KB with
-        // its headers: 100k held ~45 MB more at peak than 20k, no faster
-        // (perf/README.md). 20k still covers 5 requests of ~3k records in flight.
-        .set("queue.buffering.max.messages", "20000")
-        .set("batch.size", "1048576")
-        .set("message.max.bytes", (cfg.max_line_bytes + (64 << 10)).max(1_000_000).to_string())
-        .set("statistics.interval.ms", KAFKA_STATS_INTERVAL.as_millis().to_string());
-    for (k, v) in &cfg.producer {
-        c.set(k, v);
-    }
-    c
 }
 
 /// A record librdkafka gave up on that is worth sending again.
@@ -87,7 +65,7 @@ pub struct ShipContext {
 
 impl ClientContext for ShipContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!("kafka: {error}: {reason}");
+        crate::kafka::log_client_error(&error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -103,7 +81,7 @@ impl ProducerContext for ShipContext {
             Ok(_) => {
                 if ack.ack() && ack.read_ms() > 0 {
                     // The batch's last line: its delivery latency, once per batch.
-                    self.stats.delivery_latency.observe_ms(crate::checkpoint::now_ms() - ack.read_ms());
+                    self.stats.delivery_latency.observe_ms(crate::common::clock::now_ms() - ack.read_ms());
                 }
                 self.stats.lines_acked.fetch_add(1, Ordering::Relaxed);
             }
@@ -115,7 +93,7 @@ impl ProducerContext for ShipContext {
                     ack.fail();
                 } else {
                     tracing::debug!(topic = msg.topic(), %path, %offset, "delivery failed, will retry: {e}");
-                    self.retry.lock().unwrap_or_else(|e| e.into_inner()).push(Retry {
+                    lock(&self.retry).push(Retry {
                         topic: msg.topic().to_string(),
                         key: msg.key().map(<[u8]>::to_vec),
                         payload: msg.payload().unwrap_or_default().to_vec(),
@@ -193,7 +171,7 @@ impl Shipper {
 
 /// Creates the producer (a bad property is a config error naming it) and
 /// starts the shipping thread.
-/// librdkafka's statistics (every [`KAFKA_STATS_INTERVAL`]) go to `kafka`.
+/// librdkafka's statistics (every [`crate::kafka::stats::KAFKA_STATS_INTERVAL`]) go to `kafka`.
 pub fn spawn(
     cfg: &ShipConfig,
     rx: Receiver<Batch>,
@@ -201,7 +179,7 @@ pub fn spawn(
     kafka: Arc<KafkaStats>,
 ) -> Result<Shipper, ConfigError> {
     let ctx = ShipContext { stats: stats.clone(), kafka, retry: Mutex::new(Vec::new()) };
-    let producer: BaseProducer<ShipContext> = client_config(cfg)
+    let producer: BaseProducer<ShipContext> = crate::kafka::producer(&cfg.kafka, cfg.max_line_bytes)
         .create_with_context(ctx)
         .map_err(|e| ConfigError { key: "kafka.producer".into(), message: e.to_string() })?;
     let abort = Arc::new(AtomicBool::new(false));
@@ -221,7 +199,7 @@ struct Ship {
 
 impl Ship {
     fn run(&mut self, rx: Receiver<Batch>) {
-        let mut retry_backoff = Duration::from_millis(100);
+        let mut retry_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut retry_at = Instant::now();
         loop {
             // Retries first: new batches wait until they are back in the queue.
@@ -233,11 +211,9 @@ impl Ship {
                 }
             } else if Instant::now() >= retry_at {
                 if self.resend() {
-                    retry_backoff = Duration::from_millis(100);
-                } else {
-                    retry_backoff = (retry_backoff * 2).min(Duration::from_secs(5));
+                    retry_backoff.reset();
                 }
-                retry_at = Instant::now() + retry_backoff;
+                retry_at = Instant::now() + retry_backoff.next_wait();
             }
             self.producer.poll(Duration::from_millis(if self.retries_pending() { 20 } else { 0 }));
             if self.abort.load(Ordering::Acquire) {
@@ -254,13 +230,13 @@ impl Ship {
     }
 
     fn retries_pending(&self) -> bool {
-        !self.producer.context().retry.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !lock(&self.producer.context().retry).is_empty()
     }
 
     /// Puts failed-but-retriable records back in the queue. Returns whether
     /// all of them went in.
     fn resend(&mut self) -> bool {
-        let pending = std::mem::take(&mut *self.producer.context().retry.lock().unwrap_or_else(|e| e.into_inner()));
+        let pending = std::mem::take(&mut *lock(&self.producer.context().retry));
         let mut all = true;
         let mut left = Vec::new();
         for r in pending {
@@ -280,7 +256,7 @@ impl Ship {
             }
         }
         if !left.is_empty() {
-            self.producer.context().retry.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
+            lock(&self.producer.context().retry).extend(left);
         }
         all
     }

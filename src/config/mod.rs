@@ -8,7 +8,7 @@
 //! Section and key names are the seed's where it had them, so an old
 //! config.ini keeps working.
 
-use crate::split::LongLines;
+use crate::agent::split::LongLines;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ pub enum ReadFrom {
 /// An entry is known by its (`path`, `topic`) pair ([`CollectEntry::key`]);
 /// two entries with the same key and different options are the same entry,
 /// changed. The static `[collect]` list gives default options; the etcd JSON
-/// ([`crate::collect`]) may set them.
+/// ([`crate::control::collect`]) may set them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CollectEntry {
     /// A glob; never empty.
@@ -202,7 +202,7 @@ pub struct EsConfig {
     pub workers: usize,
     /// Bound on records held in memory between Kafka and Elasticsearch.
     pub chan_max_size: usize,
-    pub index: crate::bulk::IndexPattern,
+    pub index: crate::elastic::bulk::IndexPattern,
     pub bulk_max_bytes: usize,
     pub bulk_max_docs: usize,
     pub bulk_max_wait_ms: u64,
@@ -271,7 +271,7 @@ pub struct Config {
     pub index: IndexSection,
     pub http: HttpSection,
     /// `[metrics]`: host metrics; `None` when not enabled.
-    pub metrics: Option<crate::hostmetrics::HostMetricsConfig>,
+    pub metrics: Option<crate::observe::host_metrics::HostMetricsConfig>,
 }
 
 /// Known keys of the plain sections; `kafka.producer`, `kafka.consumer` and
@@ -474,7 +474,7 @@ impl Config {
                 .map(|n| if n.contains("://") { n } else { format!("http://{n}") })
                 .map(|n| n.trim_end_matches('/').to_string())
                 .collect();
-            let index = crate::bulk::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
+            let index = crate::elastic::bulk::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
                 .map_err(|e| err("es.index", e.to_string()))?;
             // Without Kafka (single host writing straight to Elasticsearch) a file.
             let default_dead_letter = if kafka.is_some() { "kafka" } else { "file" };
@@ -543,7 +543,7 @@ impl Config {
             if let Some(t) = &topic {
                 check_topic(t).map_err(|m| err("metrics.topic", m))?;
             }
-            Some(crate::hostmetrics::HostMetricsConfig {
+            Some(crate::observe::host_metrics::HostMetricsConfig {
                 interval: Duration::from_millis(s.num("metrics", "interval_ms", 10_000, 100, 86_400_000)?),
                 topic,
             })
@@ -882,7 +882,7 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 
     #[test]
     fn the_shipped_config_is_a_single_host_setup() {
-        let c = Config::from_ini_str(include_str!("../config.ini")).unwrap();
+        let c = Config::from_ini_str(include_str!("../../config.ini")).unwrap();
         assert!(c.kafka.is_none() && c.es.is_none() && c.etcd.is_none(), "no servers needed out of the box");
         assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
         assert!(c.collect.iter().any(|e| e.path == "./logs/*.log"));

@@ -1,0 +1,34 @@
+//! The agent's counters: plain relaxed atomics, added to per batch (not per
+//! line) on the hot path; no locks, no formatting. Observability reads them
+//! at scrape time; the agent also logs a summary of them.
+
+use crate::common::histogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The agent's counters. Each is monotonic unless its doc says otherwise.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub bytes_read: AtomicU64,
+    /// Lines handed to the next stage (parts of cut lines count one each).
+    pub lines_read: AtomicU64,
+    /// Lines the next stage acknowledged.
+    pub lines_acked: AtomicU64,
+    /// Lines the next stage rejected for good.
+    pub lines_failed: AtomicU64,
+    /// Parts of lines longer than `max_line_bytes` (split or truncated).
+    pub lines_cut: AtomicU64,
+    /// Unfinished last lines shipped after the idle timeout.
+    pub lines_partial: AtomicU64,
+    pub rotations: AtomicU64,
+    pub truncations: AtomicU64,
+    /// Readers running now (goes up and down).
+    pub files_open: AtomicU64,
+    /// From a batch being read to Kafka acknowledging its last line.
+    pub delivery_latency: Histogram,
+}
+
+impl Stats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,10 @@
+//! Small things every stage uses: the clock, the acknowledgement protocol,
+//! atomic file writes, retry backoff, shutdown, latency histograms, locks.
+
+pub mod ack;
+pub mod atomic_file;
+pub mod backoff;
+pub mod clock;
+pub mod histogram;
+pub mod shutdown;
+pub mod sync;

@@ -1,0 +1,68 @@
+//! The `_bulk` path's counters (the transfer's, and `run`'s straight to
+//! Elasticsearch): relaxed atomics bumped per request or per document;
+//! observability reads them at scrape time.
+
+use crate::common::histogram::Histogram;
+use crate::common::sync::lock;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The transfer's counters.
+#[derive(Debug, Default)]
+pub struct TransferStats {
+    /// Records read from Kafka.
+    pub records: AtomicU64,
+    /// Documents stored (2xx).
+    pub docs_indexed: AtomicU64,
+    /// Documents already there (409 to create: a redelivery).
+    pub docs_duplicate: AtomicU64,
+    /// Document sends repeated after a 429/5xx or no answer.
+    pub docs_retried: AtomicU64,
+    /// Documents refused for good and written to the dead letter.
+    pub docs_dead_lettered: AtomicU64,
+    /// Documents with bytes that were not UTF-8 (replaced by U+FFFD).
+    pub docs_lossy: AtomicU64,
+    pub bulk_requests: AtomicU64,
+    pub bulk_bytes: AtomicU64,
+    /// Requests that got no answer or a 429/5xx/other error as a whole.
+    pub es_errors: AtomicU64,
+    /// Milliseconds consuming was paused because every Elasticsearch
+    /// worker was busy and the request queue full (backpressure).
+    pub paused_ms: AtomicU64,
+    /// Errors by HTTP status (0: no answer), whole requests and items alike.
+    /// Locked only when Elasticsearch answers with an error.
+    pub es_errors_by_status: Mutex<BTreeMap<u16, u64>>,
+    pub bulk_latency: Histogram,
+    /// From a line being read (the record timestamp) to Elasticsearch
+    /// acknowledging its document.
+    pub e2e_latency: Histogram,
+    /// Whether the last request got an answer from Elasticsearch:
+    /// [`ES_UNKNOWN`] (none sent yet), [`ES_UP`] or [`ES_DOWN`].
+    pub es_state: std::sync::atomic::AtomicU8,
+}
+
+pub const ES_UNKNOWN: u8 = 0;
+pub const ES_UP: u8 = 1;
+pub const ES_DOWN: u8 = 2;
+
+impl TransferStats {
+    /// Records whether Elasticsearch answered the last request.
+    pub fn es_answered(&self, answered: bool) {
+        self.es_state.store(if answered { ES_UP } else { ES_DOWN }, Ordering::Relaxed);
+    }
+
+    /// `None` until a request was sent.
+    pub fn es_reachable(&self) -> Option<bool> {
+        match self.es_state.load(Ordering::Relaxed) {
+            ES_UP => Some(true),
+            ES_DOWN => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Counts `n` errors of `status` (0 = no answer).
+    pub fn es_error(&self, status: u16, n: u64) {
+        *lock(&self.es_errors_by_status).entry(status).or_default() += n;
+    }
+}
