@@ -119,7 +119,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     observed.add_agent(crate::observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let kafka_stats = Arc::new(KafkaStats::default());
     observed.add_kafka("producer", kafka_stats.clone());
-    let pinned: Vec<_> = crate::observe::start_host_metrics(&cfg, &host, observed).into_iter().collect();
+    let pinned: Vec<_> = crate::observe::host_metrics::start(&cfg, &host, observed).into_iter().collect();
     let shipper = ship::spawn(
         &ShipConfig { kafka: kafka.clone(), host: host.clone(), max_line_bytes: cfg.agent.max_line_bytes },
         rx,

@@ -266,6 +266,30 @@ fn rfc3339_now() -> String {
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+/// Starts host metrics when `[metrics]` is enabled: exposed on `/metrics`,
+/// and with a topic written to a file under `data_dir`, which the returned
+/// collect entry ships like any log (JSON lines, read from the beginning).
+pub fn start(
+    cfg: &crate::config::Config,
+    host: &str,
+    observed: &crate::observe::Observed,
+) -> Option<crate::config::CollectEntry> {
+    let m = cfg.metrics.clone()?;
+    let stats = Arc::new(HostStats::default());
+    let file = metrics_file(&cfg.agent.data_dir);
+    let topic = m.topic.clone();
+    if let Err(e) = spawn(m, host.to_string(), file.clone(), stats.clone()) {
+        tracing::error!(path = %file.display(), "host metrics not started: {e}");
+        return None;
+    }
+    observed.add_host(stats);
+    let topic = topic?;
+    let mut entry = crate::config::CollectEntry::new(file.display().to_string(), topic);
+    entry.options.read_from = Some(crate::config::ReadFrom::Beginning);
+    entry.options.parse_json = true;
+    Some(entry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,7 @@ fn start_readers(
         tracing::warn!("nothing to collect: [collect] is empty");
     }
     let host = crate::control::host::detect(cfg.agent.host.as_deref());
-    let pinned: Vec<_> = observe::start_host_metrics(cfg, &host, obs).into_iter().collect();
+    let pinned: Vec<_> = observe::host_metrics::start(cfg, &host, obs).into_iter().collect();
     let ctx = Arc::new(TailCtx {
         cfg: agent::tail_config(cfg),
         checkpoints,

@@ -143,7 +143,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
         if m.topic.is_some() {
             tracing::info!("metrics.topic: the transfer collects no files; its host metrics are on /metrics only");
         }
-        crate::observe::start_host_metrics(&cfg, &crate::control::host::detect(cfg.agent.host.as_deref()), &observed);
+        crate::observe::host_metrics::start(&cfg, &crate::control::host::detect(cfg.agent.host.as_deref()), &observed);
     }
     let _server = crate::observe::serve(cfg.http.listen, observed.clone());
     run_observed(cfg, stop, &observed)
