@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use logcollect::agent::AgentError;
 use logcollect::config::Config;
-use logcollect::control::etcd::Command as EtcdCommand;
+use logcollect::control::etcd::cli::Command as EtcdCommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -138,9 +138,9 @@ fn main() -> ExitCode {
 }
 
 /// `logcollect config …`: [etcd] from the config file and `--etcd`, then
-/// the command (see `logcollect::control::etcd::run_command`).
+/// the command (see `logcollect::control::etcd::cli::run_command`).
 fn config_command(args: ConfigArgs) -> ExitCode {
-    let etcd = match logcollect::control::etcd::command_config(args.config.as_deref(), args.etcd.as_deref()) {
+    let etcd = match logcollect::control::etcd::cli::command_config(args.config.as_deref(), args.etcd.as_deref()) {
         Ok(e) => e,
         Err(e) => return config_error(e),
     };
@@ -167,7 +167,7 @@ fn config_command(args: ConfigArgs) -> ExitCode {
         ConfigOp::Delete { host } => EtcdCommand::Delete { host },
         ConfigOp::Hosts => EtcdCommand::Hosts,
     };
-    match logcollect::control::etcd::run_command(&etcd, cmd, &mut std::io::stdout().lock()) {
+    match logcollect::control::etcd::cli::run_command(&etcd, cmd, &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logcollect: {e}");

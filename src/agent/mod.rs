@@ -135,7 +135,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
             etcd::check_files(e)?;
             let key = e.key_for(&host);
             tracing::info!(key = %key, endpoints = %e.endpoints.join(";"), "reading the collect list from etcd");
-            let (first, stage) = etcd::spawn(e, key, &cfg.agent.data_dir, cfg.collect.clone(), updates_tx)?;
+            let (first, stage) = etcd::stage::spawn(e, key, &cfg.agent.data_dir, cfg.collect.clone(), updates_tx)?;
             (first, Some(stage))
         }
         None => (cfg.collect.clone(), None),

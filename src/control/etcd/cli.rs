@@ -1,0 +1,181 @@
+//! `logcollect config`: the operator's commands on a host's collect list.
+
+use super::{bounded, connect, follow, EtcdError, Event};
+use crate::config::{split_list, Config, ConfigError, EtcdConfig};
+use crate::control::collect::{self, CollectError};
+use etcd_client::GetOptions;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// A `logcollect config` command.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Validate `value` as a collect list and write it to the host's key.
+    Put { host: String, value: Vec<u8> },
+    /// Print the host's collect list.
+    Get { host: String },
+    /// Print the host's collect list, then every change, until Ctrl-C.
+    Watch { host: String },
+    /// Remove the host's collect list (its agent then collects nothing from etcd).
+    Delete { host: String },
+    /// List the hosts that have a collect list.
+    Hosts,
+}
+
+/// Why a command failed; [`CommandError::exit_code`] is the process status.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The value given to `put` is not a valid collect list (exit 2).
+    #[error("{key}: not written: {error}")]
+    Invalid { key: String, error: CollectError },
+    #[error("{0}")]
+    Etcd(#[from] EtcdError),
+    #[error("{key}: no collect list")]
+    NotFound { key: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Invalid { .. } => 2,
+            CommandError::Etcd(EtcdError::File { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The `[etcd]` settings of an operator command: from `config` (without
+/// it, `config.ini` when there is one), with `--etcd` endpoints over the
+/// address.
+pub fn command_config(config: Option<&Path>, etcd: Option<&str>) -> Result<EtcdConfig, ConfigError> {
+    let path = config.unwrap_or(Path::new("config.ini"));
+    let from_file = if config.is_some() || path.exists() { Config::load(path)?.etcd } else { None };
+    let endpoints = etcd.map(split_list).filter(|e| !e.is_empty());
+    match (from_file, endpoints) {
+        (Some(e), Some(endpoints)) => Ok(EtcdConfig { endpoints, ..e }),
+        (Some(e), None) => Ok(e),
+        (None, Some(endpoints)) => Ok(EtcdConfig::new(endpoints)),
+        (None, None) => Err(ConfigError {
+            key: "etcd.address".into(),
+            message: format!("no etcd address: set it in {} or pass --etcd", path.display()),
+        }),
+    }
+}
+
+/// Runs an operator command, writing its output to `out`.
+pub fn run_command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<(), CommandError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(command(cfg, cmd, out))
+}
+
+async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<(), CommandError> {
+    match cmd {
+        Command::Put { host, value } => {
+            let key = cfg.key_for(&host);
+            // Validate before anything is written: an agent would refuse it anyway.
+            let entries = collect::parse(&value).map_err(|error| CommandError::Invalid { key: key.clone(), error })?;
+            let mut client = connect(cfg).await?;
+            let resp = bounded(cfg, client.put(key.as_bytes(), value, None)).await?;
+            let revision = resp.header().map_or(0, |h| h.revision());
+            writeln!(out, "{key}: {} entries written (revision {revision})", entries.len())?;
+        }
+        Command::Get { host } => {
+            let key = cfg.key_for(&host);
+            let mut client = connect(cfg).await?;
+            let resp = bounded(cfg, client.get(key.as_bytes(), None)).await?;
+            let Some(kv) = resp.kvs().first() else {
+                return Err(CommandError::NotFound { key });
+            };
+            out.write_all(kv.value())?;
+            if !kv.value().ends_with(b"\n") {
+                out.write_all(b"\n")?;
+            }
+            if let Err(e) = collect::parse(kv.value()) {
+                tracing::warn!("{key} (revision {}): invalid collect list: {e}", kv.mod_revision());
+            }
+        }
+        Command::Delete { host } => {
+            let key = cfg.key_for(&host);
+            let mut client = connect(cfg).await?;
+            let resp = bounded(cfg, client.delete(key.as_bytes(), None)).await?;
+            if resp.deleted() == 0 {
+                return Err(CommandError::NotFound { key });
+            }
+            writeln!(out, "{key}: deleted")?;
+        }
+        Command::Hosts => {
+            let mut client = connect(cfg).await?;
+            let opts = GetOptions::new().with_prefix().with_keys_only();
+            let resp = bounded(cfg, client.get(cfg.key_prefix(), Some(opts))).await?;
+            let mut hosts: Vec<String> = resp
+                .kvs()
+                .iter()
+                .filter_map(|kv| std::str::from_utf8(kv.key()).ok())
+                .filter_map(|k| cfg.host_of(k))
+                .map(str::to_string)
+                .collect();
+            hosts.sort();
+            hosts.dedup();
+            for h in hosts {
+                writeln!(out, "{h}")?;
+            }
+        }
+        Command::Watch { host } => {
+            let key = cfg.key_for(&host);
+            let mut failed = None;
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            follow(cfg, &key, stop, |ev| {
+                if failed.is_some() {
+                    return;
+                }
+                if let Err(e) = print_event(out, &key, &ev) {
+                    failed = Some(e);
+                }
+            })
+            .await;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line per value (`revision N: <value>`), for `config watch`.
+fn print_event(out: &mut dyn Write, key: &str, ev: &Event) -> io::Result<()> {
+    match ev {
+        Event::Value { revision, value: None } => writeln!(out, "revision {revision}: (no collect list)")?,
+        Event::Value { revision, value: Some(v) } => {
+            let text = String::from_utf8_lossy(v);
+            writeln!(out, "revision {revision}: {}", text.trim_end())?;
+            if let Err(e) = collect::parse(v) {
+                writeln!(out, "revision {revision}: invalid, agents keep their running list: {e}")?;
+            }
+        }
+        Event::Unreachable { error, retry_in, .. } => eprintln!("{key}: {error}; retrying in {retry_in:?}"),
+        Event::Watching { revision } => eprintln!("{key}: watching from revision {revision}"),
+        Event::Compacted { revision } => {
+            eprintln!("{key}: changes compacted (to revision {revision}); reading it again")
+        }
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        let invalid = CommandError::Invalid { key: "k".into(), error: collect::parse(b"x").unwrap_err() };
+        assert_eq!(invalid.exit_code(), 2);
+        assert!(invalid.to_string().starts_with("k: not written: invalid JSON"), "{invalid}");
+        assert_eq!(CommandError::NotFound { key: "k".into() }.exit_code(), 1);
+        let down = CommandError::Etcd(EtcdError::Timeout { endpoints: "e:1".into(), secs: 5 });
+        assert_eq!(down.exit_code(), 1);
+    }
+}
