@@ -1,0 +1,223 @@
+//! The read side: opening the index and searching its last commit.
+
+use super::collectors::{Buckets, Order, Top};
+use super::{
+    analyzer, dir_bytes, schema, to_tantivy, IndexConfig, IndexError, LineDoc, Payload, Writer, F_HOST, F_ID,
+    F_MESSAGE, F_OFFSET, F_PATH, F_SEQ, F_TOPIC, F_TS, PAYLOAD_VERSION, SEQ, WORDS,
+};
+use crate::search::query::Node;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tantivy::collector::Count;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
+use tantivy::schema::{Field, Value};
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// The read side: searches over the last commit.
+pub struct Store {
+    pub(super) index: Index,
+    pub(super) reader: IndexReader,
+    pub(super) dir: PathBuf,
+}
+
+impl Store {
+    /// Opens the index in `dir`, creating it if needed; returns it and the
+    /// payload of its last commit.
+    pub fn open(dir: &Path) -> Result<(Store, Payload), IndexError> {
+        let open_err = |m: String| IndexError::Open { dir: dir.display().to_string(), message: m };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let settings = IndexSettings {
+            docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(3) }),
+            docstore_blocksize: 64 << 10,
+            ..IndexSettings::default()
+        };
+        let mmap = tantivy::directory::MmapDirectory::open(dir).map_err(|e| open_err(e.to_string()))?;
+        let index = Index::builder()
+            .schema(schema())
+            .settings(settings)
+            .open_or_create(mmap)
+            .map_err(|e| open_err(format!("{e} (an index of another logcollect version? move it away)")))?;
+        index.tokenizers().register(WORDS, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            // Segments written with the FST term dictionary (before the
+            // `quickwit` feature) fail here.
+            .map_err(|e| open_err(format!("{e} (an index of another logcollect version? move it away)")))?;
+        let payload = match index.load_metas().map_err(|e| open_err(e.to_string()))?.payload {
+            None => Payload { version: PAYLOAD_VERSION, ..Payload::default() },
+            Some(text) => {
+                let p: Payload = serde_json::from_str(&text).map_err(|e| open_err(format!("commit payload: {e}")))?;
+                if p.version != PAYLOAD_VERSION {
+                    return Err(open_err(format!(
+                        "commit payload version {} (this build reads {PAYLOAD_VERSION})",
+                        p.version
+                    )));
+                }
+                p
+            }
+        };
+        Ok((Store { index, reader, dir: dir.to_path_buf() }, payload))
+    }
+
+    /// The writer; one per index (a second process gets an error naming the
+    /// directory).
+    pub fn writer(self: &Arc<Self>, cfg: &IndexConfig, payload: &Payload) -> Result<Writer, IndexError> {
+        let options = tantivy::indexer::IndexWriterOptions::builder()
+            .memory_budget_per_thread(cfg.writer_memory_bytes)
+            .num_worker_threads(cfg.writer_threads)
+            .num_merge_threads(1)
+            .build();
+        let w: IndexWriter<LineDoc> = self.index.writer_with_options(options).map_err(|e| IndexError::Open {
+            dir: self.dir.display().to_string(),
+            message: format!("{e} (is another logcollect using this data_dir?)"),
+        })?;
+        let mut policy = LogMergePolicy::default();
+        policy.set_del_docs_ratio_before_merge(0.25);
+        w.set_merge_policy(Box::new(policy));
+        Ok(Writer { store: self.clone(), w, next_seq: payload.next_seq, pending: 0, cfg: cfg.clone() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Documents in the last commit.
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Bytes of the index on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        dir_bytes(&self.dir)
+    }
+
+    fn query(&self, node: &Node, from_ms: i64, to_ms: i64) -> tantivy::Result<Box<dyn Query>> {
+        let range = Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_i64(F_TS, from_ms)),
+            Bound::Excluded(Term::from_field_i64(F_TS, to_ms)),
+        ));
+        Ok(match node {
+            Node::All => range,
+            n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)?), (Occur::Must, range)])),
+        })
+    }
+
+    /// Matches in `[from_ms, to_ms)`, newest first (by `@timestamp`, then
+    /// `_seq`), after `before` when paging; and how many match in all.
+    pub fn search(
+        &self,
+        node: &Node,
+        from_ms: i64,
+        to_ms: i64,
+        size: usize,
+        before: Option<(i64, u64)>,
+    ) -> Result<(u64, Vec<StoredHit>), IndexError> {
+        let searcher = self.reader.searcher();
+        let q = self.query(node, from_ms, to_ms)?;
+        let (total, top) = searcher.search(&*q, &(Count, Top { limit: size, order: Order::NewestFirst { before } }))?;
+        let hits = top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect::<Result<_, _>>()?;
+        Ok((total as u64, hits))
+    }
+
+    /// Matches indexed after `_seq` `after`, oldest first (at most `limit`).
+    pub fn since(&self, node: &Node, after: u64, limit: usize) -> Result<Vec<StoredHit>, IndexError> {
+        let searcher = self.reader.searcher();
+        let seq = Box::new(RangeQuery::new(
+            Bound::Excluded(Term::from_field_u64(F_SEQ, after)),
+            Bound::Included(Term::from_field_u64(F_SEQ, u64::MAX)),
+        ));
+        let q: Box<dyn Query> = match node {
+            Node::All => seq,
+            n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)?), (Occur::Must, seq)])),
+        };
+        let top = searcher.search(&*q, &Top { limit, order: Order::IndexedAfter })?;
+        top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect()
+    }
+
+    /// The highest `_seq` in the last commit (0 when empty).
+    pub fn last_seq(&self) -> u64 {
+        let searcher = self.reader.searcher();
+        searcher
+            .segment_readers()
+            .iter()
+            .filter(|s| s.num_docs() > 0)
+            .filter_map(|s| s.fast_fields().u64(SEQ).ok())
+            .map(|c| c.max_value())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Counts of matches per bucket: bucket `i` covers
+    /// `[start + i*interval, start + (i+1)*interval)`, clipped to `[from_ms, to_ms)`.
+    pub fn histogram(
+        &self,
+        node: &Node,
+        from_ms: i64,
+        to_ms: i64,
+        start_ms: i64,
+        interval_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<u64>, IndexError> {
+        let searcher = self.reader.searcher();
+        let b = Buckets { start_ms, interval_ms, n: buckets };
+        if let Node::All = node {
+            // Every document counts: read the `@timestamp` column straight
+            // through rather than visiting documents one by one.
+            let mut counts = vec![0; buckets];
+            for seg in searcher.segment_readers() {
+                b.scan_segment(seg, from_ms, to_ms, &mut counts)?;
+            }
+            return Ok(counts);
+        }
+        let q = self.query(node, from_ms, to_ms)?;
+        Ok(searcher.search(&*q, &b)?)
+    }
+
+    /// Counts matches of a query over all time (tests, status).
+    pub fn count(&self, node: &Node) -> Result<u64, IndexError> {
+        let searcher = self.reader.searcher();
+        Ok(searcher.search(&*to_tantivy(node)?, &Count)? as u64)
+    }
+
+    /// Makes the last commit visible to searches.
+    pub fn reload(&self) -> Result<(), IndexError> {
+        Ok(self.reader.reload()?)
+    }
+}
+
+/// A document as a search returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredHit {
+    pub id: String,
+    pub ts_ms: i64,
+    pub seq: u64,
+    pub message: String,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub offset: Option<u64>,
+    pub topic: String,
+}
+
+fn stored_hit(
+    searcher: &tantivy::Searcher,
+    (ts_ms, seq): (i64, u64),
+    addr: DocAddress,
+) -> Result<StoredHit, IndexError> {
+    let doc: TantivyDocument = searcher.doc(addr)?;
+    let s = |f: Field| doc.get_first(f).and_then(|v| v.as_str().map(str::to_string));
+    Ok(StoredHit {
+        id: s(F_ID).unwrap_or_default(),
+        ts_ms,
+        seq,
+        message: s(F_MESSAGE).unwrap_or_default(),
+        host: s(F_HOST),
+        path: s(F_PATH),
+        offset: doc.get_first(F_OFFSET).and_then(|v| v.as_u64()),
+        topic: s(F_TOPIC).unwrap_or_default(),
+    })
+}

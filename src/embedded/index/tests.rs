@@ -1,0 +1,233 @@
+//! The index against a model of its queries, paging, commits and retention.
+
+use super::{analyzer, IndexConfig, LineDoc, LineOrigin, Payload, Store, Writer};
+use crate::agent::split::Cut;
+use crate::elastic::bulk::{self, Origin, Record};
+use crate::search::query::{self, Node};
+use bytes::Bytes;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::search::query::{parse, words, DocView};
+use tantivy::tokenizer::TokenStream;
+
+#[test]
+fn the_analyzer_cuts_words_as_the_query_model_does() {
+    let long = "x".repeat(query::MAX_WORD_BYTES + 1);
+    let edge = "y".repeat(query::MAX_WORD_BYTES);
+    let texts = [
+        "",
+        "GET /api/v1/items?id=42 HTTP/1.1",
+        "Ünïcode ÉTÉ straße İstanbul ǅ",
+        "tabs\tand\r\nnewlines",
+        "日本語のテキスト 中文",
+        &format!("a {long} b {edge} c"),
+        "a_b-c.d:e/f\\g",
+        "¹²³ ½ ① x²",
+    ];
+    let mut a = analyzer();
+    for t in texts {
+        let mut got = Vec::new();
+        let mut ts = a.token_stream(t);
+        while ts.advance() {
+            let tok = ts.token();
+            got.push((tok.position as u32, tok.offset_from..tok.offset_to, tok.text.clone()));
+        }
+        let want: Vec<_> = words(t).into_iter().map(|w| (w.position, w.range, w.text)).collect();
+        assert_eq!(got, want, "{t:?}");
+    }
+}
+
+fn doc(i: u64, ts: i64, msg: &str, host: &str, path: &str, topic: &str) -> LineDoc {
+    let mut scratch = Vec::new();
+    let origin = Origin { host: host.as_bytes(), path: path.as_bytes(), offset: i, fid: b"1-2-3", cut: Cut::Whole };
+    let rec = Record {
+        value: msg.as_bytes(),
+        topic,
+        partition: bulk::NOT_FROM_KAFKA,
+        offset: -1,
+        timestamp_ms: Some(ts),
+        origin: Some(origin),
+    };
+    let o = LineOrigin { host: host.into(), path: path.into(), offset: i, cut: Cut::Whole };
+    LineDoc::new(&rec, Bytes::copy_from_slice(msg.as_bytes()), topic.into(), Some(o), &mut scratch)
+}
+
+fn open(dir: &Path) -> (Arc<Store>, Writer) {
+    let (s, p) = Store::open(dir).unwrap();
+    let s = Arc::new(s);
+    let w = s.writer(&IndexConfig::in_dir(dir), &p).unwrap();
+    (s, w)
+}
+
+const LINES: &[(&str, &str, &str, &str)] = &[
+    ("GET /api/v1/items 200 ok", "web-1", "/var/log/a.log", "web"),
+    ("POST /api/v1/items 500 Error: disk full", "web-2", "/var/log/b.log", "web"),
+    ("error: timeout talking to db", "db-1", "/var/log/db.log", "db"),
+    ("user ÉTÉ logged in", "web-1", "/var/log/a b.log", "auth"),
+    ("disk almost full, Errors ahead", "db-1", "/var/log/db.log", "db"),
+    ("", "web-1", "/var/log/a.log", "web"),
+];
+
+#[test]
+fn queries_find_what_the_model_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut w) = open(dir.path());
+    for (i, (m, h, p, t)) in LINES.iter().enumerate() {
+        w.add(doc(i as u64, 1000 + i as i64, m, h, p, t)).unwrap();
+    }
+    w.commit(None).unwrap();
+    let queries = [
+        "",
+        "error",
+        "ERROR",
+        "err*",
+        "\"disk full\"",
+        "full disk",
+        "api/v1/items",
+        "host:web-1",
+        "host:web*",
+        "-host:web-1",
+        "path:\"/var/log/a b.log\"",
+        "path:/var/log/d*",
+        "topic:db error",
+        "error OR ok",
+        "NOT error",
+        "(error OR ok) -topic:db",
+        "été",
+        "message:items host:web-2",
+        "x*",
+        "disk -full",
+    ];
+    for q in queries {
+        let node = parse(q).unwrap();
+        let want: Vec<usize> = LINES
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, h, p, t))| node.matches(&DocView { message: m, host: h, path: p, topic: t }))
+            .map(|(i, _)| i)
+            .collect();
+        let (total, hits) = store.search(&node, 0, i64::MAX, 100, None).unwrap();
+        let mut got: Vec<usize> = hits.iter().map(|h| h.offset.unwrap() as usize).collect();
+        got.sort();
+        assert_eq!(got, want, "{q:?}");
+        assert_eq!(total as usize, want.len(), "{q:?}");
+    }
+}
+
+#[test]
+fn newest_first_with_paging_and_time_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut w) = open(dir.path());
+    // 50 lines, 10 per millisecond: ties broken by _seq.
+    for i in 0..50u64 {
+        w.add(doc(i, 1000 + (i / 10) as i64, &format!("line {i}"), "h", "/p", "t")).unwrap();
+    }
+    w.commit(None).unwrap();
+    let all = parse("line").unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let (total, hits) = store.search(&all, 0, i64::MAX, 7, before).unwrap();
+        assert_eq!(total, 50);
+        if hits.is_empty() {
+            break;
+        }
+        before = hits.last().map(|h| (h.ts_ms, h.seq));
+        seen.extend(hits.iter().map(|h| h.offset.unwrap()));
+    }
+    assert_eq!(seen, (0..50).rev().collect::<Vec<_>>(), "newest first, every line once");
+    let (total, hits) = store.search(&all, 1001, 1003, 100, None).unwrap();
+    assert_eq!((total, hits.len()), (20, 20));
+    assert!(hits.iter().all(|h| (1001..1003).contains(&h.ts_ms)));
+    assert_eq!(store.histogram(&all, 0, i64::MAX, 1000, 2, 3).unwrap(), vec![20, 20, 10]);
+    assert_eq!(store.histogram(&all, 1001, i64::MAX, 1000, 2, 3).unwrap(), vec![10, 20, 10]);
+    // Match-all reads the timestamp column instead: the same counts.
+    for (from, to) in [(0, i64::MAX), (1001, i64::MAX), (1001, 1003), (1004, 1005), (2000, i64::MAX)] {
+        assert_eq!(
+            store.histogram(&Node::All, from, to, 1000, 2, 3).unwrap(),
+            store.histogram(&all, from, to, 1000, 2, 3).unwrap(),
+            "[{from}, {to})"
+        );
+    }
+    let after: Vec<u64> = store.since(&all, 44, 3).unwrap().iter().map(|h| h.seq).collect();
+    assert_eq!(after, vec![45, 46, 47]);
+    assert_eq!(store.last_seq(), 49);
+}
+
+#[test]
+fn payloads_survive_reopening_and_replacing_keeps_one_document_per_id() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, mut w) = open(dir.path());
+        w.add(doc(1, 5, "a", "h", "/p", "t")).unwrap();
+        w.add(doc(2, 5, "b", "h", "/p", "t")).unwrap();
+        w.commit(None).unwrap();
+        w.add_replacing(doc(2, 9, "b", "h", "/p", "t")).unwrap();
+        w.add_replacing(doc(3, 9, "c", "h", "/p", "t")).unwrap();
+        w.commit(None).unwrap();
+        assert_eq!(store.num_docs(), 3);
+        // Uncommitted work is lost with the process.
+        w.add(doc(4, 9, "d", "h", "/p", "t")).unwrap();
+    }
+    let (store, p) = Store::open(dir.path()).unwrap();
+    assert_eq!(p.next_seq, 4);
+    assert_eq!(store.num_docs(), 3);
+    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 10, None).unwrap();
+    let id2 = hits.iter().find(|h| h.offset == Some(2)).unwrap();
+    assert_eq!((id2.ts_ms, id2.id.len()), (9, 22), "the replacement won");
+}
+
+#[test]
+fn a_second_writer_is_refused_with_the_directory_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _w) = open(dir.path());
+    let (_, p) = Store::open(dir.path()).unwrap();
+    let e = store.writer(&IndexConfig::in_dir(dir.path()), &p).err().unwrap().to_string();
+    assert!(e.contains(&dir.path().display().to_string()) && e.contains("another logcollect"), "{e}");
+}
+
+#[test]
+fn retention_drops_old_documents_by_age_and_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = Store::open(dir.path()).unwrap();
+    let store = Arc::new(store);
+    let day = 86_400_000i64;
+    let now = 100 * day;
+    let mut cfg = IndexConfig::in_dir(dir.path());
+    cfg.retention_days = 7;
+    let mut w = store.writer(&cfg, &p).unwrap();
+    for i in 0..100u64 {
+        // one document a day, days 1..=100
+        w.add(doc(i, (i as i64 + 1) * day, &format!("day {i}"), "h", "/p", "t")).unwrap();
+    }
+    w.commit(None).unwrap();
+    assert!(w.enforce_retention(now).unwrap().is_some());
+    w.commit(None).unwrap();
+    assert_eq!(store.num_docs(), 8, "days 93..=100 are within 7 days of day 100");
+    let counts = store.histogram(&Node::All, 0, i64::MAX, 0, day, 101).unwrap();
+    assert_eq!(counts.iter().sum::<u64>(), 8, "deleted documents are not counted");
+    assert_eq!(counts[93..=100], [1; 8]);
+    assert!(w.enforce_retention(now).unwrap().is_none(), "nothing more to drop");
+    drop(w);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = Store::open(dir.path()).unwrap();
+    let store = Arc::new(store);
+    let mut cfg = IndexConfig::in_dir(dir.path());
+    let mut w = store.writer(&cfg, &p).unwrap();
+    for i in 0..20_000u64 {
+        w.add(doc(i, i as i64, &format!("line {i} with some words {}", i * 7919), "h", "/p", "t")).unwrap();
+    }
+    w.commit(None).unwrap();
+    let before = store.disk_bytes();
+    drop(w);
+    cfg.retention_bytes = before / 2;
+    let mut w = store.writer(&cfg, &Payload { next_seq: 20_000, ..Payload::default() }).unwrap();
+    assert!(w.enforce_retention(0).unwrap().is_some());
+    w.commit(None).unwrap();
+    let left = store.num_docs();
+    assert!((8_000..=10_000).contains(&left), "about 45 % left, the newest: {left}");
+    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 1, None).unwrap();
+    assert_eq!(hits[0].offset, Some(19_999), "the newest stays");
+}
