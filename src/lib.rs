@@ -64,6 +64,7 @@ pub mod config;
 pub mod control;
 pub mod elastic;
 pub mod embedded;
+pub mod error;
 pub mod kafka;
 pub mod observe;
 pub mod run;

@@ -1,9 +1,9 @@
 //! The `logcollect` binary: parse arguments, load config, run a role.
 
 use clap::{Parser, Subcommand};
-use logcollect::agent::AgentError;
 use logcollect::config::Config;
 use logcollect::control::etcd::cli::Command as EtcdCommand;
+use logcollect::error::RunError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -104,7 +104,7 @@ enum ConfigOp {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("config.ini") });
-    type Role = fn(Config) -> Result<(), AgentError>;
+    type Role = fn(Config) -> Result<(), RunError>;
     let (config, role): (PathBuf, Role) = match command {
         Command::Run { config } => (config, logcollect::run::run),
         Command::Agent { config } => (config, logcollect::agent::run),
@@ -128,11 +128,11 @@ fn main() -> ExitCode {
     init_tracing(&cfg.log.level);
     match role(cfg) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(AgentError::Config(e)) => config_error(e),
+        Err(RunError::Config(e)) => config_error(e),
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("logcollect: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

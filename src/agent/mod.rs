@@ -25,6 +25,7 @@ use crate::agent::tail::{TailConfig, TailCtx};
 use crate::common::shutdown::{self, Every};
 use crate::config::{Config, ConfigError};
 use crate::control::etcd;
+use crate::error::RunError;
 use crate::kafka::stats::KafkaStats;
 use crate::observe::Observed;
 use discovery::Discovery;
@@ -73,15 +74,6 @@ pub fn tail_config(cfg: &Config) -> TailConfig {
     }
 }
 
-/// Errors that end the agent: bad configuration (exit 2) or anything else.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// Writes the checkpoints; a failure is logged (the next save retries,
 /// and the ones on disk stay consistent).
 pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
@@ -91,20 +83,20 @@ pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), AgentError> {
+pub fn run(cfg: Config) -> Result<(), RunError> {
     let term = shutdown::term_flag()?;
     run_until(cfg, &term)
 }
 
 /// Runs the agent until `stop` is set, serving its metrics on `[http] listen`.
-pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
+pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
     let observed = Arc::new(Observed::new("agent"));
     let _server = crate::observe::serve(cfg.http.listen, observed.clone());
     run_observed(cfg, stop, &observed)
 }
 
 /// Runs the agent until `stop` is set, showing itself in `observed`.
-pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), AgentError> {
+pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), RunError> {
     let kafka = cfg.kafka.clone().ok_or_else(|| ConfigError {
         key: "kafka.address".into(),
         message: "the agent ships to Kafka: set [kafka] address".into(),

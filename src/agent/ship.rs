@@ -23,6 +23,7 @@ use crate::common::ack::BatchAck;
 use crate::common::backoff::Backoff;
 use crate::common::sync::lock;
 use crate::config::{ConfigError, KafkaConfig};
+use crate::error::RunError;
 use crate::kafka::stats::KafkaStats;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -177,7 +178,7 @@ pub fn spawn(
     rx: Receiver<Batch>,
     stats: Arc<Stats>,
     kafka: Arc<KafkaStats>,
-) -> Result<Shipper, ConfigError> {
+) -> Result<Shipper, RunError> {
     let ctx = ShipContext { stats: stats.clone(), kafka, retry: Mutex::new(Vec::new()) };
     let producer: BaseProducer<ShipContext> = crate::kafka::producer(&cfg.kafka, cfg.max_line_bytes)
         .create_with_context(ctx)
@@ -187,7 +188,7 @@ pub fn spawn(
     let thread = thread::Builder::new()
         .name("ship".into())
         .spawn(move || ship.run(rx))
-        .map_err(|e| ConfigError { key: String::new(), message: e.to_string() })?;
+        .map_err(|source| RunError::Spawn { what: "ship", source })?;
     Ok(Shipper { thread, abort })
 }
 

@@ -16,9 +16,10 @@ use crate::agent::checkpoint::Checkpoints;
 use crate::agent::stats::Stats;
 use crate::common::ack::BatchAck;
 use crate::common::clock::now_ms;
-use crate::config::{IndexSection, KafkaConfig};
+use crate::config::{ConfigError, IndexSection, KafkaConfig};
 use crate::elastic::bulk::{Origin, Record};
 use crate::embedded::index::{IndexError, LineDoc, LineOrigin, Writer};
+use crate::error::RunError;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -199,13 +200,13 @@ pub fn index_records(
     mut w: Writer,
     cfg: &IndexSection,
     stop: &AtomicBool,
-) -> Result<(), IndexError> {
+) -> Result<(), RunError> {
     let consumed = Arc::new(Mutex::new(Consumed::default()));
     let consumer: BaseConsumer<IngestContext> = crate::kafka::consumer(kafka)
         .create_with_context(IngestContext { consumed: consumed.clone() })
-        .map_err(|e| IndexError::Feed { key: "kafka.consumer".into(), message: e.to_string() })?;
+        .map_err(|e| ConfigError { key: "kafka.consumer".into(), message: e.to_string() })?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&names).map_err(|e| IndexError::Feed { key: "kafka.topic".into(), message: e.to_string() })?;
+    consumer.subscribe(&names).map_err(|e| ConfigError { key: "kafka.topic".into(), message: e.to_string() })?;
     tracing::info!(topics = %topics.join(","), group = %kafka.group_id, "indexing Kafka records");
     let every = Duration::from_millis(cfg.commit_interval_ms);
     let retention = cfg.retention_days > 0 || cfg.retention_bytes > 0;
@@ -277,5 +278,5 @@ pub fn index_records(
         }
     }
     // Synchronous at the end, so a restart does not read them again.
-    commit(&mut w, &consumer, CommitMode::Sync)
+    Ok(commit(&mut w, &consumer, CommitMode::Sync)?)
 }

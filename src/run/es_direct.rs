@@ -6,7 +6,6 @@ use super::{collected_topics, es_backend, start_http, start_readers};
 use crate::agent::batch::{Batch, Source};
 use crate::agent::checkpoint::Checkpoints;
 use crate::agent::stats::Stats;
-use crate::agent::AgentError;
 use crate::common::ack::BatchAck;
 use crate::common::shutdown::{self, Every};
 use crate::config::{Config, EsConfig};
@@ -15,6 +14,7 @@ use crate::elastic::bulk::{Origin, Record, NOT_FROM_KAFKA};
 use crate::elastic::es::{Request, Slot, Workers};
 use crate::elastic::stats::TransferStats;
 use crate::elastic::template::install_templates;
+use crate::error::RunError;
 use crate::observe::{self, Observed};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::AtomicBool;
@@ -29,7 +29,7 @@ pub(super) fn es_direct(
     rt: &tokio::runtime::Runtime,
     stop: &AtomicBool,
     obs: &Arc<Observed>,
-) -> Result<(), AgentError> {
+) -> Result<(), RunError> {
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
     let http = start_http(cfg, rt, es_backend(es)?, obs)?;
     let host = crate::control::host::detect(cfg.agent.host.as_deref());

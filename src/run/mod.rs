@@ -16,17 +16,18 @@
 
 mod es_direct;
 
+use crate::agent;
 use crate::agent::batch::Batch;
 use crate::agent::checkpoint::Checkpoints;
 use crate::agent::discovery::{self, Discovery};
 use crate::agent::stats::Stats;
 use crate::agent::tail::TailCtx;
-use crate::agent::{self, AgentError};
 use crate::common::shutdown;
 use crate::config::{Config, ConfigError, EsConfig};
 use crate::elastic::es::EsClient;
 use crate::embedded::index::{IndexConfig, IndexError, Store};
 use crate::embedded::ingest;
+use crate::error::RunError;
 use crate::observe::server::{self, Server};
 use crate::observe::{self, Observed};
 use crate::search::backend::{Backend, EsSearch};
@@ -37,13 +38,13 @@ use std::thread;
 use std::time::Duration;
 
 /// Runs until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), AgentError> {
+pub fn run(cfg: Config) -> Result<(), RunError> {
     let term = shutdown::term_flag()?;
     run_until(cfg, &term)
 }
 
 /// Runs until `stop` is set (or a part fails).
-pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
+pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("http").enable_all().build()?;
     // Metrics and health beside the page: every part running adds its view.
     let obs = Arc::new(Observed::new("run"));
@@ -55,16 +56,9 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
     }
 }
 
-fn index_error(e: IndexError) -> AgentError {
-    match e {
-        IndexError::Feed { key, message } => ConfigError { key, message }.into(),
-        e => AgentError::Io(std::io::Error::other(e.to_string())),
-    }
-}
-
-fn open_index(cfg: &Config) -> Result<(Arc<Store>, crate::embedded::index::Payload, IndexConfig), AgentError> {
+fn open_index(cfg: &Config) -> Result<(Arc<Store>, crate::embedded::index::Payload, IndexConfig), RunError> {
     let dir = cfg.agent.data_dir.join("index");
-    let (store, payload) = Store::open(&dir).map_err(index_error)?;
+    let (store, payload) = Store::open(&dir)?;
     let s = &cfg.index;
     let icfg = IndexConfig {
         dir,
@@ -85,7 +79,7 @@ fn start_http(
     rt: &tokio::runtime::Runtime,
     backend: Backend,
     obs: &Arc<Observed>,
-) -> Result<Option<Server>, AgentError> {
+) -> Result<Option<Server>, RunError> {
     let Some(addr) = cfg.http.listen else { return Ok(None) };
     let listener =
         server::bind(addr).map_err(|e| ConfigError { key: "http.listen".into(), message: format!("{addr}: {e}") })?;
@@ -107,7 +101,7 @@ fn start_readers(
     tx: crossbeam_channel::Sender<Batch>,
     stats: Arc<Stats>,
     obs: &Observed,
-) -> Result<(thread::JoinHandle<()>, crossbeam_channel::Sender<()>), AgentError> {
+) -> Result<(thread::JoinHandle<()>, crossbeam_channel::Sender<()>), RunError> {
     if cfg.collect.is_empty() {
         tracing::warn!("nothing to collect: [collect] is empty");
     }
@@ -136,9 +130,9 @@ fn embedded_direct(
     rt: &tokio::runtime::Runtime,
     stop: &AtomicBool,
     obs: &Arc<Observed>,
-) -> Result<(), AgentError> {
+) -> Result<(), RunError> {
     let (store, payload, icfg) = open_index(cfg)?;
-    let writer = store.writer(&icfg, &payload).map_err(index_error)?;
+    let writer = store.writer(&icfg, &payload)?;
     // The index's last commit holds the checkpoints: it is the source of truth.
     let checkpoints = Arc::new(Checkpoints::restore(&cfg.agent.data_dir, payload.checkpoints));
     let http = start_http(cfg, rt, Backend::Embedded(store.clone()), obs)?;
@@ -171,15 +165,15 @@ fn embedded_direct(
         docs = store.num_docs(),
         "run totals"
     );
-    result.map_err(index_error)
+    Ok(result?)
 }
 
 /// One part of the process, run on a thread of its own until its flag is set.
-type Part<'a> = Box<dyn FnOnce(&AtomicBool) -> Result<(), AgentError> + Send + 'a>;
+type Part<'a> = Box<dyn FnOnce(&AtomicBool) -> Result<(), RunError> + Send + 'a>;
 
 /// Runs `parts` on threads until `stop` is set or one of them returns;
 /// then stops the others and returns the first error.
-fn run_parts(stop: &AtomicBool, parts: Vec<Part<'_>>) -> Result<(), AgentError> {
+fn run_parts(stop: &AtomicBool, parts: Vec<Part<'_>>) -> Result<(), RunError> {
     let inner = AtomicBool::new(false);
     thread::scope(|s| {
         let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(|| p(&inner))).collect();
@@ -187,7 +181,7 @@ fn run_parts(stop: &AtomicBool, parts: Vec<Part<'_>>) -> Result<(), AgentError> 
         inner.store(true, std::sync::atomic::Ordering::Release);
         let mut result = Ok(());
         for h in handles {
-            let r = h.join().unwrap_or_else(|_| Err(AgentError::Io(std::io::Error::other("a part panicked"))));
+            let r = h.join().unwrap_or_else(|_| Err(RunError::Panicked("run")));
             if result.is_ok() {
                 result = r;
             }
@@ -204,9 +198,9 @@ fn embedded_from_kafka(
     rt: &tokio::runtime::Runtime,
     stop: &AtomicBool,
     obs: &Arc<Observed>,
-) -> Result<(), AgentError> {
+) -> Result<(), RunError> {
     let (store, payload, icfg) = open_index(cfg)?;
-    let writer = store.writer(&icfg, &payload).map_err(index_error)?;
+    let writer = store.writer(&icfg, &payload)?;
     let mut topics = kafka.topics.clone();
     if topics.is_empty() {
         topics = collected_topics(cfg);
@@ -223,9 +217,7 @@ fn embedded_from_kafka(
         stop,
         vec![
             Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, obs)),
-            Box::new(move |s: &AtomicBool| {
-                ingest::index_records(kafka, &topics, writer, &cfg.index, s).map_err(index_error)
-            }),
+            Box::new(move |s: &AtomicBool| ingest::index_records(kafka, &topics, writer, &cfg.index, s)),
         ],
     );
     if let Some(h) = http {
@@ -244,7 +236,7 @@ fn collected_topics(cfg: &Config) -> Vec<String> {
     topics
 }
 
-fn es_backend(es: &EsConfig) -> Result<Backend, AgentError> {
+fn es_backend(es: &EsConfig) -> Result<Backend, RunError> {
     let client = EsClient::new(es).map_err(|m| ConfigError { key: "es".into(), message: m })?;
     // Every topic's indices: the pattern with `*` for the topic.
     Ok(Backend::Elasticsearch(EsSearch { client, indices: es.index.wildcard("*") }))
@@ -257,7 +249,7 @@ fn agent_and_transfer(
     rt: &tokio::runtime::Runtime,
     stop: &AtomicBool,
     obs: &Arc<Observed>,
-) -> Result<(), AgentError> {
+) -> Result<(), RunError> {
     let http = start_http(cfg, rt, es_backend(es)?, obs)?;
     let result = run_parts(
         stop,

@@ -16,7 +16,6 @@
 //! is busy the assignment is paused while polling continues, so the group
 //! membership survives a long Elasticsearch outage.
 
-use crate::agent::AgentError;
 use crate::common::ack::{BatchAck, Progress};
 use crate::common::clock::now_ms;
 use crate::common::shutdown;
@@ -27,6 +26,7 @@ use crate::elastic::bulk::{MessageMode, Origin, Record};
 use crate::elastic::es::{Request, Slot, Workers};
 use crate::elastic::stats::TransferStats;
 use crate::elastic::template::install_templates;
+use crate::error::RunError;
 use crate::kafka::stats::{KafkaStats, KAFKA_STATS_INTERVAL};
 use crate::observe::Observed;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -131,13 +131,13 @@ struct OpenSlot {
 }
 
 /// Runs the transfer until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), AgentError> {
+pub fn run(cfg: Config) -> Result<(), RunError> {
     let term = crate::common::shutdown::term_flag()?;
     run_until(cfg, &term)
 }
 
 /// Runs the transfer until `stop` is set, serving its metrics on `[http] listen`.
-pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
+pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
     let observed = Arc::new(Observed::new("transfer"));
     if let Some(m) = &cfg.metrics {
         if m.topic.is_some() {
@@ -150,7 +150,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), AgentError> {
 }
 
 /// Runs the transfer until `stop` is set, showing itself in `observed`.
-pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), AgentError> {
+pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), RunError> {
     let need = |key: &str, what: &str| ConfigError { key: key.into(), message: what.into() };
     let kafka =
         cfg.kafka.clone().ok_or_else(|| need("kafka.address", "the transfer reads Kafka: set [kafka] address"))?;

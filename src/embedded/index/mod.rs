@@ -143,9 +143,6 @@ pub enum IndexError {
     Open { dir: String, message: String },
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
-    /// What feeds the index could not start (a config key and why).
-    #[error("config {key}: {message}")]
-    Feed { key: String, message: String },
 }
 
 /// Writer and retention settings (`[index]`).
