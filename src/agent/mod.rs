@@ -23,6 +23,7 @@ use crate::agent::split::SplitConfig;
 use crate::agent::stats::Stats;
 use crate::agent::tail::{TailConfig, TailCtx};
 use crate::common::shutdown::{self, Every};
+use crate::common::totals::Totals;
 use crate::config::{Config, ConfigError};
 use crate::control::etcd;
 use crate::error::RunError;
@@ -176,16 +177,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
 }
 
 fn report(s: &Stats) {
-    let g = Stats::get;
-    tracing::info!(
-        files = g(&s.files_open),
-        lines_read = g(&s.lines_read),
-        lines_acked = g(&s.lines_acked),
-        lines_failed = g(&s.lines_failed),
-        lines_cut = g(&s.lines_cut),
-        bytes_read = g(&s.bytes_read),
-        "agent totals"
-    );
+    tracing::info!("agent totals: {}", Totals(&s.totals()));
 }
 
 #[cfg(test)]

@@ -28,6 +28,19 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The counters `/api/status` shows and the agent logs at exit, by name.
+    pub fn totals(&self) -> [(&'static str, u64); 6] {
+        let g = Stats::get;
+        [
+            ("bytes_read", g(&self.bytes_read)),
+            ("lines_read", g(&self.lines_read)),
+            ("lines_acked", g(&self.lines_acked)),
+            ("lines_failed", g(&self.lines_failed)),
+            ("lines_cut", g(&self.lines_cut)),
+            ("files_open", g(&self.files_open)),
+        ]
+    }
+
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }

@@ -8,3 +8,4 @@ pub mod clock;
 pub mod histogram;
 pub mod shutdown;
 pub mod sync;
+pub mod totals;

@@ -34,18 +34,26 @@ pub fn wait(stop: &AtomicBool, mut done: impl FnMut() -> bool, mut tick: impl Fn
     }
 }
 
+/// What a sleep until `until` does next: `Err(stopped)` when it is over
+/// (`stopped`: ended by `stop`), else `Ok(nap)` to sleep before looking again.
+fn next_nap(stop: &AtomicBool, until: Instant) -> Result<Duration, bool> {
+    if is_set(stop) {
+        return Err(true);
+    }
+    match until.saturating_duration_since(Instant::now()) {
+        left if left.is_zero() => Err(false),
+        left => Ok(left.min(CHECK_EVERY)),
+    }
+}
+
 /// Sleeps `d`, or less if `stop` is set meanwhile; returns whether it was.
 pub fn sleep(stop: &AtomicBool, d: Duration) -> bool {
     let until = Instant::now() + d;
     loop {
-        if is_set(stop) {
-            return true;
+        match next_nap(stop, until) {
+            Ok(nap) => std::thread::sleep(nap),
+            Err(stopped) => return stopped,
         }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        std::thread::sleep(left.min(CHECK_EVERY));
     }
 }
 
@@ -53,14 +61,10 @@ pub fn sleep(stop: &AtomicBool, d: Duration) -> bool {
 pub async fn sleep_async(stop: &AtomicBool, d: Duration) -> bool {
     let until = Instant::now() + d;
     loop {
-        if is_set(stop) {
-            return true;
+        match next_nap(stop, until) {
+            Ok(nap) => tokio::time::sleep(nap).await,
+            Err(stopped) => return stopped,
         }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        tokio::time::sleep(left.min(CHECK_EVERY)).await;
     }
 }
 

@@ -47,6 +47,24 @@ pub const ES_UP: u8 = 1;
 pub const ES_DOWN: u8 = 2;
 
 impl TransferStats {
+    /// The monotonic counters by name, for `/api/status`, `/metrics`
+    /// (`logcollect_<name>_total`) and the totals logged at exit.
+    pub fn totals(&self) -> [(&'static str, u64); 10] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("records", g(&self.records)),
+            ("docs_indexed", g(&self.docs_indexed)),
+            ("docs_duplicate", g(&self.docs_duplicate)),
+            ("docs_retried", g(&self.docs_retried)),
+            ("docs_dead_lettered", g(&self.docs_dead_lettered)),
+            ("docs_lossy", g(&self.docs_lossy)),
+            ("bulk_requests", g(&self.bulk_requests)),
+            ("bulk_bytes", g(&self.bulk_bytes)),
+            ("es_errors", g(&self.es_errors)),
+            ("consumer_paused_milliseconds", g(&self.paused_ms)),
+        ]
+    }
+
     /// Records whether Elasticsearch answered the last request.
     pub fn es_answered(&self, answered: bool) {
         self.es_state.store(if answered { ES_UP } else { ES_DOWN }, Ordering::Relaxed);

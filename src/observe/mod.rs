@@ -220,20 +220,12 @@ impl Observed {
         let parts = self.parts();
         let mut totals = BTreeMap::new();
         if let Some(a) = &parts.agent {
-            let s = &a.stats;
-            for (k, c) in [
-                ("bytes_read", &s.bytes_read),
-                ("lines_read", &s.lines_read),
-                ("lines_acked", &s.lines_acked),
-                ("lines_failed", &s.lines_failed),
-                ("lines_cut", &s.lines_cut),
-                ("files_open", &s.files_open),
-            ] {
-                totals.insert(k.to_string(), Stats::get(c));
+            for (k, c) in a.stats.totals() {
+                totals.insert(k.to_string(), c);
             }
         }
         if let Some(t) = &parts.transfer {
-            for (k, c) in transfer_counters(t) {
+            for (k, c) in t.totals() {
                 totals.insert(k.to_string(), c);
             }
         }
@@ -277,22 +269,6 @@ fn partitions(parts: &Parts) -> Vec<PartitionRow> {
     }
     rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     rows
-}
-
-fn transfer_counters(t: &TransferStats) -> [(&'static str, u64); 10] {
-    let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    [
-        ("records", g(&t.records)),
-        ("docs_indexed", g(&t.docs_indexed)),
-        ("docs_duplicate", g(&t.docs_duplicate)),
-        ("docs_retried", g(&t.docs_retried)),
-        ("docs_dead_lettered", g(&t.docs_dead_lettered)),
-        ("docs_lossy", g(&t.docs_lossy)),
-        ("bulk_requests", g(&t.bulk_requests)),
-        ("bulk_bytes", g(&t.bulk_bytes)),
-        ("es_errors", g(&t.es_errors)),
-        ("consumer_paused_milliseconds", g(&t.paused_ms)),
-    ]
 }
 
 /// One row per (path, topic) from the checkpoint registry's sources: every

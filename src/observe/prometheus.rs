@@ -1,7 +1,7 @@
 //! The Prometheus exposition of [`Observed`]: OpenMetrics text written
 //! at scrape time from the stages' counters.
 
-use super::{partitions, transfer_counters, AgentView, FileRow, Observed, PartitionRow};
+use super::{partitions, AgentView, FileRow, Observed, PartitionRow};
 use crate::agent::stats::Stats;
 use crate::common::histogram::Histogram;
 use crate::common::sync::lock;
@@ -195,7 +195,7 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),
         ("consumer_paused_milliseconds", "Time consuming was paused because every Elasticsearch worker was busy"),
     ];
-    for ((name, v), (_, help)) in transfer_counters(t).iter().zip(helps) {
+    for ((name, v), (_, help)) in t.totals().iter().zip(helps) {
         out.counter(&format!("logcollect_{name}"), help, *v)?;
     }
     let by_status: Vec<_> =

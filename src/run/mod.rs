@@ -181,7 +181,7 @@ fn run_parts(stop: &AtomicBool, parts: Vec<Part<'_>>) -> Result<(), RunError> {
         inner.store(true, std::sync::atomic::Ordering::Release);
         let mut result = Ok(());
         for h in handles {
-            let r = h.join().unwrap_or_else(|_| Err(RunError::Panicked("run")));
+            let r = h.join().unwrap_or(Err(RunError::Panicked("run")));
             if result.is_ok() {
                 result = r;
             }

@@ -20,6 +20,7 @@ use crate::common::ack::{BatchAck, Progress};
 use crate::common::clock::now_ms;
 use crate::common::shutdown;
 use crate::common::sync::lock;
+use crate::common::totals::Totals;
 use crate::config::{Config, ConfigError, EsConfig};
 use crate::elastic::batcher::{message_mode, Batcher, Built};
 use crate::elastic::bulk::{MessageMode, Origin, Record};
@@ -459,15 +460,5 @@ fn flush_request(
 }
 
 fn report(s: &TransferStats) {
-    let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    tracing::info!(
-        records = g(&s.records),
-        indexed = g(&s.docs_indexed),
-        duplicate = g(&s.docs_duplicate),
-        retried = g(&s.docs_retried),
-        dead_lettered = g(&s.docs_dead_lettered),
-        requests = g(&s.bulk_requests),
-        paused_ms = g(&s.paused_ms),
-        "transfer totals"
-    );
+    tracing::info!("transfer totals: {}", Totals(&s.totals()));
 }
