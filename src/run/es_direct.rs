@@ -2,71 +2,63 @@
 //! checkpoints on disk behind Elasticsearch's acknowledgements, as the
 //! agent keeps them behind Kafka's.
 
-use super::{collected_topics, es_backend, start_http, start_readers};
+use super::{collected_topics, es_backend, Ctx};
 use crate::agent::batch::{Batch, Source};
 use crate::agent::checkpoint::Checkpoints;
 use crate::agent::stats::Stats;
 use crate::common::ack::BatchAck;
 use crate::common::shutdown::{self, Every};
-use crate::config::{Config, EsConfig};
+use crate::config::EsConfig;
 use crate::elastic::batcher::{message_mode, Batcher, Built};
 use crate::elastic::bulk::{Origin, Record, NOT_FROM_KAFKA};
 use crate::elastic::es::{Request, Slot, Workers};
 use crate::elastic::stats::TransferStats;
 use crate::elastic::template::install_templates;
 use crate::error::RunError;
-use crate::observe::{self, Observed};
+use crate::observe;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Runs until `stop` is set or the sink ends.
-pub(super) fn es_direct(
-    cfg: &Config,
-    es: &EsConfig,
-    rt: &tokio::runtime::Runtime,
-    stop: &AtomicBool,
-    obs: &Arc<Observed>,
-) -> Result<(), RunError> {
+pub(super) fn es_direct(ctx: &Ctx<'_>, es: &EsConfig) -> Result<(), RunError> {
+    let (cfg, rt) = (ctx.cfg, ctx.rt);
     let checkpoints = Arc::new(Checkpoints::open(&cfg.agent.data_dir)?);
-    let http = start_http(cfg, rt, es_backend(es)?, obs)?;
     let host = crate::control::host::detect(cfg.agent.host.as_deref());
     let stats = Arc::new(Stats::default());
     let (tx, rx) = crate::agent::batch_channel(cfg);
-    obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
+    ctx.obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let es_stats = Arc::new(TransferStats::default());
-    obs.add_transfer(es_stats.clone());
-    let workers = Workers::start(rt, es, None, es_stats.clone(), es.workers)?;
-    if es.manage_template {
-        rt.block_on(install_templates(&workers.worker.client, es, &collected_topics(cfg), stop));
-    }
-    let sink = EsSink { es: es.clone(), host, workers, stats: es_stats };
-    let shutdown_timeout = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
-    let handle = rt.handle().clone();
-    let sink_thread =
-        thread::Builder::new().name("es".into()).spawn(move || sink.run(rx, &handle, shutdown_timeout))?;
-    let (disc, stop_discovery) = start_readers(cfg, checkpoints.clone(), tx, stats.clone(), obs)?;
-    tracing::info!(es = %es.nodes.join(","), files = cfg.collect.len(), "run started: collecting into Elasticsearch");
-    let mut save = Every::new(Duration::from_millis(cfg.agent.checkpoint_interval_ms));
-    shutdown::wait(
-        stop,
-        || sink_thread.is_finished(),
-        || {
-            if save.due() {
-                crate::agent::save_checkpoints(&checkpoints, &cfg.agent.data_dir);
-            }
-        },
-    );
-    drop(stop_discovery);
-    let _ = disc.join();
-    let _ = sink_thread.join();
-    checkpoints.save()?;
-    if let Some(h) = http {
-        h.stop(rt.handle());
-    }
-    Ok(())
+    ctx.obs.add_transfer(es_stats.clone());
+    ctx.serving(es_backend(es)?, || {
+        let workers = Workers::start(rt, es, None, es_stats.clone(), es.workers)?;
+        if es.manage_template {
+            rt.block_on(install_templates(&workers.worker.client, es, &collected_topics(cfg), ctx.stop));
+        }
+        let sink = EsSink { es: es.clone(), host, workers, stats: es_stats };
+        let shutdown_timeout = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
+        let handle = rt.handle().clone();
+        let sink_thread =
+            thread::Builder::new().name("es".into()).spawn(move || sink.run(rx, &handle, shutdown_timeout))?;
+        let (disc, stop_discovery) = ctx.start_readers(checkpoints.clone(), tx, stats.clone())?;
+        tracing::info!(es = %es.nodes.join(","), files = cfg.collect.len(), "run started: collecting into Elasticsearch");
+        let mut save = Every::new(Duration::from_millis(cfg.agent.checkpoint_interval_ms));
+        shutdown::wait(
+            ctx.stop,
+            || sink_thread.is_finished(),
+            || {
+                if save.due() {
+                    crate::agent::save_checkpoints(&checkpoints, &cfg.agent.data_dir);
+                }
+            },
+        );
+        drop(stop_discovery);
+        let _ = disc.join();
+        let _ = sink_thread.join();
+        Ok(checkpoints.save()?)
+    })
+    .map(|_| ())
 }
 
 /// Batches to `_bulk` requests for the Elasticsearch workers; a slot per

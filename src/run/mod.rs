@@ -23,9 +23,9 @@ use crate::agent::discovery::{self, Discovery};
 use crate::agent::stats::Stats;
 use crate::agent::tail::TailCtx;
 use crate::common::shutdown;
-use crate::config::{Config, ConfigError, EsConfig};
+use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
 use crate::elastic::es::EsClient;
-use crate::embedded::index::{IndexConfig, IndexError, Store};
+use crate::embedded::index::{IndexConfig, IndexError, Payload, Store, Writer};
 use crate::embedded::ingest;
 use crate::error::RunError;
 use crate::observe::server::{self, Server};
@@ -48,15 +48,86 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("http").enable_all().build()?;
     // Metrics and health beside the page: every part running adds its view.
     let obs = Arc::new(Observed::new("run"));
+    let ctx = Ctx { cfg: &cfg, rt: &rt, stop, obs: &obs };
     match (cfg.kafka.clone(), cfg.es.clone()) {
-        (None, None) => embedded_direct(&cfg, &rt, stop, &obs),
-        (Some(kafka), None) => embedded_from_kafka(&cfg, &kafka, &rt, stop, &obs),
-        (None, Some(es)) => es_direct::es_direct(&cfg, &es, &rt, stop, &obs),
-        (Some(_), Some(es)) => agent_and_transfer(&cfg, &es, &rt, stop, &obs),
+        (None, None) => embedded_direct(&ctx),
+        (Some(kafka), None) => embedded_from_kafka(&ctx, &kafka),
+        (None, Some(es)) => es_direct::es_direct(&ctx, &es),
+        (Some(_), Some(es)) => agent_and_transfer(&ctx, &es),
     }
 }
 
-fn open_index(cfg: &Config) -> Result<(Arc<Store>, crate::embedded::index::Payload, IndexConfig), RunError> {
+/// What every way of running gets: the config, the runtime the HTTP server
+/// (and Elasticsearch's workers) run on, the stop flag, the observed parts.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    rt: &'a tokio::runtime::Runtime,
+    stop: &'a AtomicBool,
+    obs: &'a Arc<Observed>,
+}
+
+impl Ctx<'_> {
+    /// Runs `f` while `[http] listen` serves the page and API over
+    /// `backend`, and `/metrics` and health (an address in use is a start
+    /// error naming the key).
+    fn serving<T>(&self, backend: Backend, f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+        let server = match self.cfg.http.listen {
+            Some(addr) => {
+                let listener = server::bind(addr)
+                    .map_err(|e| ConfigError { key: "http.listen".into(), message: format!("{addr}: {e}") })?;
+                let live_interval = match backend {
+                    Backend::Embedded(_) => Duration::from_millis(500),
+                    Backend::Elasticsearch(_) => Duration::from_secs(1),
+                };
+                let state = AppState { backend: Arc::new(backend), live_interval };
+                let router = http::router(state).merge(observe::router(self.obs.clone()));
+                tracing::info!("search page: http://{addr}/");
+                Some(Server::spawn(self.rt.handle(), listener, router))
+            }
+            None => None,
+        };
+        let result = f();
+        if let Some(s) = server {
+            s.stop(self.rt.handle());
+        }
+        result
+    }
+
+    /// Readers and discovery feeding `tx`; returns the discovery thread and
+    /// the handle that stops it.
+    fn start_readers(
+        &self,
+        checkpoints: Arc<Checkpoints>,
+        tx: crossbeam_channel::Sender<Batch>,
+        stats: Arc<Stats>,
+    ) -> Result<(thread::JoinHandle<()>, crossbeam_channel::Sender<()>), RunError> {
+        let cfg = self.cfg;
+        if cfg.collect.is_empty() {
+            tracing::warn!("nothing to collect: [collect] is empty");
+        }
+        let host = crate::control::host::detect(cfg.agent.host.as_deref());
+        let pinned: Vec<_> = observe::host_metrics::start(cfg, &host, self.obs).into_iter().collect();
+        let ctx = Arc::new(TailCtx {
+            cfg: agent::tail_config(cfg),
+            checkpoints,
+            tx,
+            stats,
+            wake: crate::agent::wake::Wake::start(),
+        });
+        let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
+        let disc = discovery::spawn(
+            Discovery::new(ctx, cfg.collect.clone()).with_pinned(pinned),
+            Duration::from_millis(cfg.agent.scan_interval_ms),
+            crossbeam_channel::never(),
+            discovery_stopped,
+        )?;
+        Ok((disc, stop_discovery))
+    }
+}
+
+/// The embedded index under `data_dir/index`, its writer and the payload of
+/// its last commit.
+fn open_index(cfg: &Config) -> Result<(Arc<Store>, Writer, Payload, IndexConfig), RunError> {
     let dir = cfg.agent.data_dir.join("index");
     let (store, payload) = Store::open(&dir)?;
     let s = &cfg.index;
@@ -69,103 +140,47 @@ fn open_index(cfg: &Config) -> Result<(Arc<Store>, crate::embedded::index::Paylo
         writer_threads: s.writer_threads,
         writer_memory_bytes: s.writer_memory_bytes,
     };
-    Ok((Arc::new(store), payload, icfg))
-}
-
-/// Binds `[http] listen` (an address in use is a start error naming the key)
-/// and serves the page and API over `backend`, and `/metrics` and health.
-fn start_http(
-    cfg: &Config,
-    rt: &tokio::runtime::Runtime,
-    backend: Backend,
-    obs: &Arc<Observed>,
-) -> Result<Option<Server>, RunError> {
-    let Some(addr) = cfg.http.listen else { return Ok(None) };
-    let listener =
-        server::bind(addr).map_err(|e| ConfigError { key: "http.listen".into(), message: format!("{addr}: {e}") })?;
-    let live_interval = match backend {
-        Backend::Embedded(_) => Duration::from_millis(500),
-        Backend::Elasticsearch(_) => Duration::from_secs(1),
-    };
-    let state = AppState { backend: Arc::new(backend), live_interval };
-    let router = http::router(state).merge(observe::router(obs.clone()));
-    tracing::info!("search page: http://{addr}/");
-    Ok(Some(Server::spawn(rt.handle(), listener, router)))
-}
-
-/// Readers and discovery feeding `tx`; returns the discovery thread and the
-/// handle that stops it.
-fn start_readers(
-    cfg: &Config,
-    checkpoints: Arc<Checkpoints>,
-    tx: crossbeam_channel::Sender<Batch>,
-    stats: Arc<Stats>,
-    obs: &Observed,
-) -> Result<(thread::JoinHandle<()>, crossbeam_channel::Sender<()>), RunError> {
-    if cfg.collect.is_empty() {
-        tracing::warn!("nothing to collect: [collect] is empty");
-    }
-    let host = crate::control::host::detect(cfg.agent.host.as_deref());
-    let pinned: Vec<_> = observe::host_metrics::start(cfg, &host, obs).into_iter().collect();
-    let ctx = Arc::new(TailCtx {
-        cfg: agent::tail_config(cfg),
-        checkpoints,
-        tx,
-        stats,
-        wake: crate::agent::wake::Wake::start(),
-    });
-    let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
-    let disc = discovery::spawn(
-        Discovery::new(ctx, cfg.collect.clone()).with_pinned(pinned),
-        Duration::from_millis(cfg.agent.scan_interval_ms),
-        crossbeam_channel::never(),
-        discovery_stopped,
-    )?;
-    Ok((disc, stop_discovery))
+    let store = Arc::new(store);
+    let writer = store.writer(&icfg, &payload)?;
+    Ok((store, writer, payload, icfg))
 }
 
 /// No Kafka, no Elasticsearch: readers -> channel -> embedded index.
-fn embedded_direct(
-    cfg: &Config,
-    rt: &tokio::runtime::Runtime,
-    stop: &AtomicBool,
-    obs: &Arc<Observed>,
-) -> Result<(), RunError> {
-    let (store, payload, icfg) = open_index(cfg)?;
-    let writer = store.writer(&icfg, &payload)?;
+fn embedded_direct(ctx: &Ctx<'_>) -> Result<(), RunError> {
+    let cfg = ctx.cfg;
+    let (store, writer, payload, icfg) = open_index(cfg)?;
     // The index's last commit holds the checkpoints: it is the source of truth.
     let checkpoints = Arc::new(Checkpoints::restore(&cfg.agent.data_dir, payload.checkpoints));
-    let http = start_http(cfg, rt, Backend::Embedded(store.clone()), obs)?;
     let host: Arc<str> = crate::control::host::detect(cfg.agent.host.as_deref()).into();
     let stats = Arc::new(Stats::default());
     let (tx, rx) = agent::batch_channel(cfg);
     // Lines count as acknowledged once a commit made them searchable.
-    obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
-    let indexer = {
-        let (checkpoints, stats, section) = (checkpoints.clone(), stats.clone(), cfg.index.clone());
-        thread::Builder::new()
-            .name("index".into())
-            .spawn(move || ingest::index_batches(rx, writer, checkpoints, host, &section, stats))?
-    };
-    let (disc, stop_discovery) = start_readers(cfg, checkpoints, tx, stats.clone(), obs)?;
-    tracing::info!(index = %icfg.dir.display(), docs = store.num_docs(), files = cfg.collect.len(), "run started: collecting into the embedded index");
-    shutdown::wait(stop, || indexer.is_finished(), || {});
-    tracing::info!("stopping: finishing reads, committing the index");
-    drop(stop_discovery);
-    let _ = disc.join();
-    let result = indexer.join().unwrap_or_else(|_| {
-        Err(IndexError::Open { dir: icfg.dir.display().to_string(), message: "indexer panicked".into() })
-    });
-    if let Some(h) = http {
-        h.stop(rt.handle());
-    }
-    tracing::info!(
-        lines_read = Stats::get(&stats.lines_read),
-        lines_indexed = Stats::get(&stats.lines_acked),
-        docs = store.num_docs(),
-        "run totals"
-    );
-    Ok(result?)
+    ctx.obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
+    ctx.serving(Backend::Embedded(store.clone()), || {
+        let indexer = {
+            let (checkpoints, stats, section) = (checkpoints.clone(), stats.clone(), cfg.index.clone());
+            thread::Builder::new()
+                .name("index".into())
+                .spawn(move || ingest::index_batches(rx, writer, checkpoints, host, &section, stats))?
+        };
+        let (disc, stop_discovery) = ctx.start_readers(checkpoints, tx, stats.clone())?;
+        tracing::info!(index = %icfg.dir.display(), docs = store.num_docs(), files = cfg.collect.len(), "run started: collecting into the embedded index");
+        shutdown::wait(ctx.stop, || indexer.is_finished(), || {});
+        tracing::info!("stopping: finishing reads, committing the index");
+        drop(stop_discovery);
+        let _ = disc.join();
+        let result = indexer.join().unwrap_or(Err(IndexError::Open {
+            dir: icfg.dir.display().to_string(),
+            message: "indexer panicked".into(),
+        }));
+        tracing::info!(
+            lines_read = Stats::get(&stats.lines_read),
+            lines_indexed = Stats::get(&stats.lines_acked),
+            docs = store.num_docs(),
+            "run totals"
+        );
+        Ok(result?)
+    })
 }
 
 /// One part of the process, run on a thread of its own until its flag is set.
@@ -192,15 +207,9 @@ fn run_parts(stop: &AtomicBool, parts: Vec<Part<'_>>) -> Result<(), RunError> {
 
 /// Kafka, no Elasticsearch: the agent ships to Kafka, a consumer group
 /// indexes into the embedded index.
-fn embedded_from_kafka(
-    cfg: &Config,
-    kafka: &crate::config::KafkaConfig,
-    rt: &tokio::runtime::Runtime,
-    stop: &AtomicBool,
-    obs: &Arc<Observed>,
-) -> Result<(), RunError> {
-    let (store, payload, icfg) = open_index(cfg)?;
-    let writer = store.writer(&icfg, &payload)?;
+fn embedded_from_kafka(ctx: &Ctx<'_>, kafka: &KafkaConfig) -> Result<(), RunError> {
+    let cfg = ctx.cfg;
+    let (store, writer, _, _) = open_index(cfg)?;
     let mut topics = kafka.topics.clone();
     if topics.is_empty() {
         topics = collected_topics(cfg);
@@ -212,18 +221,15 @@ fn embedded_from_kafka(
         }
         .into());
     }
-    let http = start_http(cfg, rt, Backend::Embedded(store), obs)?;
-    let result = run_parts(
-        stop,
-        vec![
-            Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, obs)),
-            Box::new(move |s: &AtomicBool| ingest::index_records(kafka, &topics, writer, &cfg.index, s)),
-        ],
-    );
-    if let Some(h) = http {
-        h.stop(rt.handle());
-    }
-    result
+    ctx.serving(Backend::Embedded(store), || {
+        run_parts(
+            ctx.stop,
+            vec![
+                Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, ctx.obs)),
+                Box::new(move |s: &AtomicBool| ingest::index_records(kafka, &topics, writer, &cfg.index, s)),
+            ],
+        )
+    })
 }
 
 /// Every topic this process collects into: the static list's and the host
@@ -243,23 +249,15 @@ fn es_backend(es: &EsConfig) -> Result<Backend, RunError> {
 }
 
 /// Kafka and Elasticsearch: the agent and the transfer in one process.
-fn agent_and_transfer(
-    cfg: &Config,
-    es: &EsConfig,
-    rt: &tokio::runtime::Runtime,
-    stop: &AtomicBool,
-    obs: &Arc<Observed>,
-) -> Result<(), RunError> {
-    let http = start_http(cfg, rt, es_backend(es)?, obs)?;
-    let result = run_parts(
-        stop,
-        vec![
-            Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, obs)),
-            Box::new(|s: &AtomicBool| crate::transfer::run_observed(cfg.clone(), s, obs)),
-        ],
-    );
-    if let Some(h) = http {
-        h.stop(rt.handle());
-    }
-    result
+fn agent_and_transfer(ctx: &Ctx<'_>, es: &EsConfig) -> Result<(), RunError> {
+    let cfg = ctx.cfg;
+    ctx.serving(es_backend(es)?, || {
+        run_parts(
+            ctx.stop,
+            vec![
+                Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, ctx.obs)),
+                Box::new(|s: &AtomicBool| crate::transfer::run_observed(cfg.clone(), s, ctx.obs)),
+            ],
+        )
+    })
 }
