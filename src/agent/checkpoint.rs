@@ -296,6 +296,18 @@ mod tests {
         FileId { dev: 1, ino, head: 42 }
     }
 
+    /// A registry in a fresh directory with source `/p` of topic `t`
+    /// holding one batch of one line up to offset 10, not yet acknowledged.
+    fn one_batch_in_flight() -> (tempfile::TempDir, Arc<str>, Checkpoints, Arc<Source>, Arc<BatchAck>) {
+        let dir = tempfile::tempdir().unwrap();
+        let topic: Arc<str> = "t".into();
+        let cp = Checkpoints::open(dir.path()).unwrap();
+        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        let a = Arc::new(BatchAck::new(1));
+        src.progress.push(a.clone(), 10);
+        (dir, topic, cp, src, a)
+    }
+
     #[test]
     fn saves_only_acknowledged_offsets_and_reloads_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -352,12 +364,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_restores_like_the_file_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let topic: Arc<str> = "t".into();
-        let cp = Checkpoints::open(dir.path()).unwrap();
-        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
-        let a = Arc::new(BatchAck::new(1));
-        src.progress.push(a.clone(), 10);
+        let (dir, topic, cp, src, a) = one_batch_in_flight();
         src.progress.push(Arc::new(BatchAck::new(1)), 20);
         a.ack();
         let snap = cp.snapshot();
@@ -375,12 +382,7 @@ mod tests {
 
     #[test]
     fn forgotten_sources_leave_once_drained() {
-        let dir = tempfile::tempdir().unwrap();
-        let topic: Arc<str> = "t".into();
-        let cp = Checkpoints::open(dir.path()).unwrap();
-        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
-        let a = Arc::new(BatchAck::new(1));
-        src.progress.push(a.clone(), 10);
+        let (dir, topic, cp, src, a) = one_batch_in_flight();
         cp.release(&src, 10, true);
         cp.save().unwrap();
         assert_eq!(cp.live().len(), 1, "kept while in flight");
