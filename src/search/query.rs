@@ -39,6 +39,8 @@
 //! `prefix`, and `term`/`prefix` on `host.name`, `log.file.path` and `topic`,
 //! which the transfer's index template maps as `keyword` (exact values).
 
+#![deny(missing_docs)]
+
 use serde_json::{json, Value};
 use std::fmt;
 use std::ops::Range;
@@ -59,9 +61,13 @@ pub const MAX_WORD_BYTES: usize = 255;
 /// A field a query can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
+    /// `message`: the line, searched by words.
     Message,
+    /// `host.name`: exact.
     Host,
+    /// `log.file.path`: exact.
     Path,
+    /// `topic`: exact.
     Topic,
 }
 
@@ -104,6 +110,7 @@ pub struct Word {
     pub position: u32,
     /// Byte range in the text it was cut from.
     pub range: Range<usize>,
+    /// Lower-cased.
     pub text: String,
 }
 
@@ -156,14 +163,18 @@ pub enum Node {
     },
     /// A keyword field equal to `value`, or starting with it.
     Exact {
+        /// Never [`Field::Message`].
         field: Field,
+        /// As written.
         value: String,
+        /// `value` is a prefix of the field's value.
         prefix: bool,
     },
     /// Every child; at least two.
     And(Vec<Node>),
     /// Any child; at least two.
     Or(Vec<Node>),
+    /// Everything the child does not match.
     Not(Box<Node>),
 }
 
@@ -530,9 +541,13 @@ pub fn parse(query: &str) -> Result<Node, ParseError> {
 /// The fields of one line, for [`Node::matches`].
 #[derive(Clone, Copy, Debug)]
 pub struct DocView<'a> {
+    /// The line.
     pub message: &'a str,
+    /// `host.name`.
     pub host: &'a str,
+    /// `log.file.path`.
     pub path: &'a str,
+    /// `topic`.
     pub topic: &'a str,
 }
 
