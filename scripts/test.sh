@@ -49,8 +49,12 @@ done
 # A target dir outside the clone survives between runs on the same machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/logcollect-target}"
 export CARGO_TERM_COLOR=never
+log "cargo fmt --check"
+cargo fmt --check
 log "cargo build (target dir $CARGO_TARGET_DIR)"
 cargo build --all-targets --locked
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"
 # Two test threads: each end-to-end test runs its own broker and agent on
 # this two-core machine. Set through the environment, not `-- --test-threads`:
