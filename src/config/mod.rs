@@ -8,7 +8,10 @@
 //! Section and key names are the seed's where it had them, so an old
 //! config.ini keeps working.
 
-use crate::agent::split::LongLines;
+mod values;
+
+pub use values::{check_topic, parse_bytes, split_list, LongLines, NotOneOf, ReadFrom, Words};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -39,13 +42,6 @@ impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError { key: key.into(), message: message.into() }
-}
-
-/// Where a reader starts in a file that has no checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReadFrom {
-    Beginning,
-    End,
 }
 
 /// One collect entry: files matching `path` (a glob) go to `topic`.
@@ -429,16 +425,8 @@ impl Config {
             })
         };
 
-        let read_from = match s.str("agent", "read_from").unwrap_or("end") {
-            "end" => ReadFrom::End,
-            "beginning" => ReadFrom::Beginning,
-            other => return Err(err("agent.read_from", format!("{other:?} is not one of: end, beginning"))),
-        };
-        let long_lines = match s.str("agent", "long_lines").unwrap_or("split") {
-            "split" => LongLines::Split,
-            "truncate" => LongLines::Truncate,
-            other => return Err(err("agent.long_lines", format!("{other:?} is not one of: split, truncate"))),
-        };
+        let read_from = s.word("agent", "read_from", ReadFrom::End)?;
+        let long_lines = s.word("agent", "long_lines", LongLines::Split)?;
         let agent = AgentConfig {
             data_dir: PathBuf::from(s.str("agent", "data_dir").unwrap_or("./data")),
             host: s.opt("agent", "host"),
@@ -617,47 +605,17 @@ impl Sections<'_> {
             Some(v) => parse_bytes(v).map_err(|m| err(format!("{section}.{key}"), m)),
         }
     }
-}
 
-/// `10GiB` -> 10737418240; see `Sections::bytes`.
-pub fn parse_bytes(v: &str) -> Result<u64, String> {
-    let t = v.trim().replace('_', "");
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 =
-        n.parse().map_err(|_| format!("{v:?} is not a size (a whole number, optionally with KB, MiB, GiB, …)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => return Err(format!("{v:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{v:?} is too large"))
-}
-
-/// `a;b; c` -> [a, b, c] (the seed's separator; commas are accepted too).
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
-/// Kafka's rule for topic names.
-pub fn check_topic(t: &str) -> Result<(), String> {
-    if t.is_empty() || t.len() > 249 {
-        return Err(format!("topic {t:?} must be 1 to 249 characters"));
+    /// One of an enum's words.
+    fn word<T: std::str::FromStr>(&self, section: &str, key: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.str(section, key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| err(format!("{section}.{key}"), e.to_string())),
+        }
     }
-    if t == "." || t == ".." {
-        return Err(format!("topic {t:?} is not allowed"));
-    }
-    if let Some(c) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic {t:?} has {c:?}; topics use only a-z A-Z 0-9 . _ -"));
-    }
-    Ok(())
 }
 
 /// INI text to raw sections. Values may carry `;` or `#` comments after
@@ -870,14 +828,6 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             assert_eq!(e.key, key, "{text:?}: {e}");
             assert!(e.to_string().contains(words), "{text:?}: {e}");
         }
-        for (v, n) in
-            [("0", 0), ("512", 512), ("1_000", 1000), ("2KB", 2000), ("3 MiB", 3 << 20), ("1TB", 1_000_000_000_000)]
-        {
-            assert_eq!(parse_bytes(v), Ok(n), "{v}");
-        }
-        for bad in ["", "MiB", "1.5GiB", "99999999999999999999", "20000000TiB"] {
-            assert!(parse_bytes(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -887,15 +837,5 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
         assert!(c.collect.iter().any(|e| e.path == "./logs/*.log"));
         assert!(c.index.retention_days > 0 && c.index.retention_bytes > 0);
-    }
-
-    #[test]
-    fn topic_names() {
-        for ok in ["web_log", "a.b-c", "X1"] {
-            assert!(check_topic(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", ".", "..", "a b", "é", &"x".repeat(250)] {
-            assert!(check_topic(bad).is_err(), "{bad}");
-        }
     }
 }
