@@ -249,6 +249,14 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// `[metrics]`: host metrics (`crate::observe::host_metrics`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostMetricsConfig {
+    pub interval: Duration,
+    /// Topic the samples are shipped to; `None`: only exposed on `/metrics`.
+    pub topic: Option<String>,
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -267,7 +275,7 @@ pub struct Config {
     pub index: IndexSection,
     pub http: HttpSection,
     /// `[metrics]`: host metrics; `None` when not enabled.
-    pub metrics: Option<crate::observe::host_metrics::HostMetricsConfig>,
+    pub metrics: Option<HostMetricsConfig>,
 }
 
 /// Known keys of the plain sections; `kafka.producer`, `kafka.consumer` and
@@ -531,7 +539,7 @@ impl Config {
             if let Some(t) = &topic {
                 check_topic(t).map_err(|m| err("metrics.topic", m))?;
             }
-            Some(crate::observe::host_metrics::HostMetricsConfig {
+            Some(HostMetricsConfig {
                 interval: Duration::from_millis(s.num("metrics", "interval_ms", 10_000, 100, 86_400_000)?),
                 topic,
             })
