@@ -227,18 +227,7 @@ impl Discovery {
                 cfg.split.max_line_bytes = m.min(limit);
             }
             cfg.parse_json = o.parse_json;
-            let base = &self.base;
-            let ctx = if o == &Default::default() {
-                base.clone()
-            } else {
-                Arc::new(TailCtx {
-                    cfg,
-                    checkpoints: base.checkpoints.clone(),
-                    tx: base.tx.clone(),
-                    stats: base.stats.clone(),
-                    wake: base.wake.clone(),
-                })
-            };
+            let ctx = if o == &Default::default() { self.base.clone() } else { Arc::new(self.base.with_cfg(cfg)) };
             // The parser checked every pattern; one that fails here is skipped.
             let exclude = o.exclude.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
             self.runtimes.insert(entry.clone(), EntryRuntime { ctx, exclude });

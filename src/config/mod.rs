@@ -4,8 +4,9 @@
 //! (rust-ini). [`Config::from_ini_str`] turns it into typed values, checking
 //! every key: unknown sections and keys, bad numbers, bad enums and bad topic
 //! names are errors that name `section.key` and the value. Defaults live in
-//! one place, the `DEFAULT_*` constants and [`Config::default`]'s callers.
-//! Section and key names are the seed's where it had them, so an old
+//! one place: the `DEFAULT_*` constants, and `Default` of the sections other
+//! modules build settings from without a file ([`AgentConfig`],
+//! [`IndexSection`]); the section functions read them too. Section and key names are the seed's where it had them, so an old
 //! config.ini keeps working.
 //!
 //! - `raw`: INI text to sections; typed access to a key; the unknown-key
@@ -193,6 +194,26 @@ pub struct AgentConfig {
     pub read_chunk_bytes: usize,
 }
 
+impl Default for AgentConfig {
+    /// An empty `[agent]`.
+    fn default() -> Self {
+        AgentConfig {
+            data_dir: PathBuf::from("./data"),
+            host: None,
+            read_from: ReadFrom::End,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            long_lines: LongLines::Split,
+            partial_line_flush_ms: 5_000,
+            scan_interval_ms: 500,
+            rotate_wait_ms: 5_000,
+            poll_max_ms: 250,
+            checkpoint_interval_ms: 1_000,
+            shutdown_timeout_ms: 5_000,
+            read_chunk_bytes: 128 << 10,
+        }
+    }
+}
+
 /// Where documents Elasticsearch refuses for good go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetter {
@@ -244,6 +265,20 @@ pub struct IndexSection {
     pub writer_threads: usize,
     /// Memory each indexing thread fills before it writes a segment.
     pub writer_memory_bytes: usize,
+}
+
+impl Default for IndexSection {
+    /// An empty `[index]`.
+    fn default() -> Self {
+        IndexSection {
+            retention_days: 0,
+            retention_bytes: 0,
+            retention_check_ms: 60_000,
+            commit_interval_ms: 1_000,
+            writer_threads: 1,
+            writer_memory_bytes: 64 << 20,
+        }
+    }
 }
 
 /// `[http]`: the search page and API of `logcollect run`.
@@ -392,6 +427,8 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let c = Config::from_ini_str("").unwrap();
         assert!(c.kafka.is_none() && c.etcd.is_none() && c.collect.is_empty());
         assert_eq!(c.agent.data_dir, PathBuf::from("./data"));
+        // What other modules take as the defaults is what an empty file gives.
+        assert_eq!((c.agent, c.index), (AgentConfig::default(), IndexSection::default()));
     }
 
     #[test]

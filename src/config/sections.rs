@@ -6,9 +6,8 @@
 use super::raw::{keys, Key, Sections};
 use super::{
     check_topic, err, split_list, AgentConfig, CollectEntry, ConfigError, DeadLetter, EsConfig, EtcdConfig,
-    HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig, LongLines, ReadFrom,
-    DEFAULT_CHAN_MAX_SIZE, DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN,
-    DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT,
+    HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig, DEFAULT_CHAN_MAX_SIZE,
+    DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN, MAX_LINE_BYTES_LIMIT,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,19 +92,20 @@ pub(super) fn agent(s: &Sections<'_>) -> Result<AgentConfig, ConfigError> {
         shutdown_timeout_ms,
         read_chunk_bytes,
     );
+    let d = AgentConfig::default();
     Ok(AgentConfig {
-        data_dir: PathBuf::from(data_dir.str().unwrap_or("./data")),
+        data_dir: data_dir.str().map_or(d.data_dir, PathBuf::from),
         host: host.opt(),
-        read_from: read_from.parse(ReadFrom::End)?,
-        long_lines: long_lines.parse(LongLines::Split)?,
-        max_line_bytes: max_line_bytes.num(DEFAULT_MAX_LINE_BYTES, 1, MAX_LINE_BYTES_LIMIT)?,
-        partial_line_flush_ms: partial_line_flush_ms.num(5_000, 0, u64::MAX >> 2)?,
-        scan_interval_ms: scan_interval_ms.num(500, 10, 3_600_000)?,
-        rotate_wait_ms: rotate_wait_ms.num(5_000, 0, 3_600_000)?,
-        poll_max_ms: poll_max_ms.num(250, 1, 60_000)?,
-        checkpoint_interval_ms: checkpoint_interval_ms.num(1_000, 10, 3_600_000)?,
-        shutdown_timeout_ms: shutdown_timeout_ms.num(5_000, 0, 3_600_000)?,
-        read_chunk_bytes: read_chunk_bytes.num(128 << 10, 16 << 10, 64 << 20)?,
+        read_from: read_from.parse(d.read_from)?,
+        long_lines: long_lines.parse(d.long_lines)?,
+        max_line_bytes: max_line_bytes.num(d.max_line_bytes, 1, MAX_LINE_BYTES_LIMIT)?,
+        partial_line_flush_ms: partial_line_flush_ms.num(d.partial_line_flush_ms, 0, u64::MAX >> 2)?,
+        scan_interval_ms: scan_interval_ms.num(d.scan_interval_ms, 10, 3_600_000)?,
+        rotate_wait_ms: rotate_wait_ms.num(d.rotate_wait_ms, 0, 3_600_000)?,
+        poll_max_ms: poll_max_ms.num(d.poll_max_ms, 1, 60_000)?,
+        checkpoint_interval_ms: checkpoint_interval_ms.num(d.checkpoint_interval_ms, 10, 3_600_000)?,
+        shutdown_timeout_ms: shutdown_timeout_ms.num(d.shutdown_timeout_ms, 0, 3_600_000)?,
+        read_chunk_bytes: read_chunk_bytes.num(d.read_chunk_bytes, 16 << 10, 64 << 20)?,
     })
 }
 
@@ -208,13 +208,14 @@ pub(super) fn index(s: &Sections<'_>) -> Result<IndexSection, ConfigError> {
         writer_threads,
         writer_memory_bytes,
     );
+    let d = IndexSection::default();
     let index = IndexSection {
-        retention_days: retention_days.num(0, 0, 365_000)?,
-        retention_bytes: retention_bytes.bytes(0)?,
-        retention_check_ms: retention_check_ms.num(60_000, 100, 86_400_000)?,
-        commit_interval_ms: commit_interval_ms.num(1_000, 10, 3_600_000)?,
-        writer_threads: writer_threads.num(1, 1, 64)?,
-        writer_memory_bytes: writer_memory_bytes.bytes(64 << 20)?.try_into().unwrap_or(usize::MAX),
+        retention_days: retention_days.num(d.retention_days, 0, 365_000)?,
+        retention_bytes: retention_bytes.bytes(d.retention_bytes)?,
+        retention_check_ms: retention_check_ms.num(d.retention_check_ms, 100, 86_400_000)?,
+        commit_interval_ms: commit_interval_ms.num(d.commit_interval_ms, 10, 3_600_000)?,
+        writer_threads: writer_threads.num(d.writer_threads, 1, 64)?,
+        writer_memory_bytes: writer_memory_bytes.bytes(d.writer_memory_bytes as u64)?.try_into().unwrap_or(usize::MAX),
     };
     if index.writer_memory_bytes < 16 << 20 {
         return Err(writer_memory_bytes.err(format!("{} is below the 16MiB tantivy needs", index.writer_memory_bytes)));

@@ -65,16 +65,7 @@ fn index_error(e: IndexError) -> AgentError {
 fn open_index(cfg: &Config) -> Result<(Arc<Store>, crate::embedded::index::Payload, IndexConfig), AgentError> {
     let dir = cfg.agent.data_dir.join("index");
     let (store, payload) = Store::open(&dir).map_err(index_error)?;
-    let s = &cfg.index;
-    let icfg = IndexConfig {
-        dir,
-        retention_days: s.retention_days,
-        retention_bytes: s.retention_bytes,
-        retention_check_ms: s.retention_check_ms,
-        commit_interval_ms: s.commit_interval_ms,
-        writer_threads: s.writer_threads,
-        writer_memory_bytes: s.writer_memory_bytes,
-    };
+    let icfg = IndexConfig::new(dir, &cfg.index);
     Ok((Arc::new(store), payload, icfg))
 }
 
@@ -113,13 +104,7 @@ fn start_readers(
     }
     let host = crate::control::host::detect(cfg.agent.host.as_deref());
     let pinned: Vec<_> = observe::start_host_metrics(cfg, &host, obs).into_iter().collect();
-    let ctx = Arc::new(TailCtx {
-        cfg: agent::tail_config(cfg),
-        checkpoints,
-        tx,
-        stats,
-        wake: crate::agent::wake::Wake::start(),
-    });
+    let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints, tx, stats));
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
         Discovery::new(ctx, cfg.collect.clone()).with_pinned(pinned),
