@@ -92,8 +92,9 @@ pub struct EntryOptions {
     pub read_from: Option<ReadFrom>,
     /// Globs of files the entry skips: a pattern with a `/` is matched
     /// against the whole (absolute) path, one without against the file name.
-    /// Each is a valid glob.
-    pub exclude: Vec<String>,
+    /// Compiled once, by the collect list's parser; they compare, hash and
+    /// sort as the text they were written as.
+    pub exclude: Vec<glob::Pattern>,
     /// At least 1, at most [`MAX_LINE_BYTES_LIMIT`].
     pub max_line_bytes: Option<usize>,
     pub long_lines: Option<LongLines>,

@@ -129,6 +129,7 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
         match field {
             "path" => match value.as_str() {
                 Some(p) if p.trim().is_empty() => bad(field, "must not be empty".into()),
+                // Kept as text: `glob::glob`, which expands it, takes text.
                 Some(p) => match glob::Pattern::new(p) {
                     Ok(_) => path = Some(p.to_string()),
                     Err(e) => bad(field, format!("bad glob {}: {e}", shown(p))),
@@ -167,7 +168,7 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                         match g.as_str() {
                             Some(s) if s.trim().is_empty() => bad(&format!("exclude[{k}]"), "must not be empty".into()),
                             Some(s) => match glob::Pattern::new(s) {
-                                Ok(_) => opts.exclude.push(s.to_string()),
+                                Ok(p) => opts.exclude.push(p),
                                 Err(e) => bad(&format!("exclude[{k}]"), format!("bad glob {}: {e}", shown(s))),
                             },
                             None => {
@@ -228,8 +229,8 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
         topic: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         read_from: Option<&'static str>,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        exclude: &'a [String],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         max_line_bytes: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,7 +246,7 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
                 path: &e.path,
                 topic: &e.topic,
                 read_from: o.read_from.map(Words::word),
-                exclude: &o.exclude,
+                exclude: o.exclude.iter().map(glob::Pattern::as_str).collect(),
                 max_line_bytes: o.max_line_bytes,
                 long_lines: o.long_lines.map(Words::word),
                 parse_json: o.parse_json,
@@ -412,7 +413,7 @@ mod tests {
         .unwrap();
         let o = &e[0].options;
         assert_eq!(o.read_from, Some(ReadFrom::Beginning));
-        assert_eq!(o.exclude, vec!["*.gz", "/a/x-*"]);
+        assert_eq!(o.exclude.iter().map(glob::Pattern::as_str).collect::<Vec<_>>(), vec!["*.gz", "/a/x-*"]);
         assert_eq!(o.max_line_bytes, Some(4096));
         assert_eq!(o.long_lines, Some(LongLines::Truncate));
         assert!(o.parse_json);
