@@ -34,9 +34,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use logcollect::agent::split::Cut;
-use logcollect::elastic::bulk::{
-    classify, BulkBody, IndexNames, IndexPattern, MessageMode, Origin, Outcomes, PushOutcome, Record,
-};
+use logcollect::config::IndexPattern;
+use logcollect::elastic::bulk::{classify, BulkBody, IndexNames, MessageMode, Origin, Outcomes, PushOutcome, Record};
 use std::hint::black_box;
 
 // The transfer runs on mimalloc, like the agent.

@@ -46,19 +46,13 @@ struct Running {
     entry: CollectEntry,
 }
 
-/// An entry's readers' settings, and its exclude patterns compiled.
-struct EntryRuntime {
-    ctx: Arc<TailCtx>,
-    exclude: Vec<glob::Pattern>,
-}
-
 /// The set of running readers and the entries they serve.
 pub struct Discovery {
     /// Settings from `[agent]`; entries without options share it.
     base: Arc<TailCtx>,
     entries: Vec<CollectEntry>,
-    /// Per entry of `entries`, built on first use.
-    runtimes: HashMap<CollectEntry, EntryRuntime>,
+    /// The readers' settings per entry of `entries`, built on first use.
+    contexts: HashMap<CollectEntry, Arc<TailCtx>>,
     /// Entries (by key) scanned at least once: files they find later are
     /// new files. A changed entry stays scanned.
     scanned: HashSet<EntryKey>,
@@ -76,7 +70,7 @@ impl Discovery {
         Discovery {
             base: ctx,
             entries,
-            runtimes: HashMap::new(),
+            contexts: HashMap::new(),
             scanned: HashSet::new(),
             readers: HashMap::new(),
             reported: HashSet::new(),
@@ -137,7 +131,7 @@ impl Discovery {
             }
         }
         self.scanned.retain(|k| new.contains_key(k));
-        self.runtimes.retain(|e, _| keep.contains(e));
+        self.contexts.retain(|e, _| keep.contains(e));
         drop((old, new, keep));
         self.entries = entries;
         self.scan();
@@ -190,11 +184,10 @@ impl Discovery {
         if self.readers.contains_key(&key) {
             return;
         }
-        let rt = self.runtime(entry);
-        if excluded(&rt.exclude, &path) {
+        let ctx = self.context(entry);
+        if excluded(&entry.options.exclude, &path) {
             return;
         }
-        let ctx = rt.ctx.clone();
         match tail::spawn(ctx, path.clone(), topic, start) {
             Ok(handle) => {
                 self.reported.retain(|m| !m.contains(&*handle.path));
@@ -207,8 +200,8 @@ impl Discovery {
     }
 
     /// The entry's reader settings: `[agent]`'s with the entry's options over them.
-    fn runtime(&mut self, entry: &CollectEntry) -> &EntryRuntime {
-        if !self.runtimes.contains_key(entry) {
+    fn context(&mut self, entry: &CollectEntry) -> Arc<TailCtx> {
+        if !self.contexts.contains_key(entry) {
             let o = &entry.options;
             let mut cfg = self.base.cfg.clone();
             if let Some(r) = o.read_from {
@@ -227,23 +220,10 @@ impl Discovery {
                 cfg.split.max_line_bytes = m.min(limit);
             }
             cfg.parse_json = o.parse_json;
-            let base = &self.base;
-            let ctx = if o == &Default::default() {
-                base.clone()
-            } else {
-                Arc::new(TailCtx {
-                    cfg,
-                    checkpoints: base.checkpoints.clone(),
-                    tx: base.tx.clone(),
-                    stats: base.stats.clone(),
-                    wake: base.wake.clone(),
-                })
-            };
-            // The parser checked every pattern; one that fails here is skipped.
-            let exclude = o.exclude.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
-            self.runtimes.insert(entry.clone(), EntryRuntime { ctx, exclude });
+            let ctx = if o == &Default::default() { self.base.clone() } else { Arc::new(self.base.with_cfg(cfg)) };
+            self.contexts.insert(entry.clone(), ctx);
         }
-        &self.runtimes[entry]
+        self.contexts[entry].clone()
     }
 
     fn report(&mut self, msg: String) {

@@ -19,9 +19,8 @@ pub mod wake;
 
 use crate::agent::batch::Batch;
 use crate::agent::checkpoint::Checkpoints;
-use crate::agent::split::SplitConfig;
 use crate::agent::stats::Stats;
-use crate::agent::tail::{TailConfig, TailCtx};
+use crate::agent::tail::TailCtx;
 use crate::common::shutdown::{self, Every};
 use crate::common::totals::Totals;
 use crate::config::{Config, ConfigError};
@@ -57,22 +56,6 @@ fn channel_batches(lines: usize, chunk_bytes: usize) -> usize {
 /// `chan_max_size` and the read chunk size.
 pub fn batch_channel(cfg: &Config) -> (crossbeam_channel::Sender<Batch>, crossbeam_channel::Receiver<Batch>) {
     crossbeam_channel::bounded(channel_batches(cfg.chan_max_size, cfg.agent.read_chunk_bytes))
-}
-
-pub fn tail_config(cfg: &Config) -> TailConfig {
-    let a = &cfg.agent;
-    TailConfig {
-        split: SplitConfig {
-            max_line_bytes: a.max_line_bytes,
-            long_lines: a.long_lines,
-            chunk_bytes: a.read_chunk_bytes,
-        },
-        read_from: a.read_from,
-        partial_flush: (a.partial_line_flush_ms > 0).then(|| Duration::from_millis(a.partial_line_flush_ms)),
-        rotate_wait: Duration::from_millis(a.rotate_wait_ms),
-        poll_max: Duration::from_millis(a.poll_max_ms),
-        parse_json: false,
-    }
 }
 
 /// Writes the checkpoints; a failure is logged (the next save retries,
@@ -134,13 +117,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         None => (cfg.collect.clone(), None),
     };
     tracing::info!(host = %host, brokers = %kafka.brokers.join(","), entries = collect.len(), "agent started");
-    let ctx = Arc::new(TailCtx {
-        cfg: tail_config(&cfg),
-        checkpoints: checkpoints.clone(),
-        tx,
-        stats: stats.clone(),
-        wake: crate::agent::wake::Wake::start(),
-    });
+    let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints.clone(), tx, stats.clone()));
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
         Discovery::new(ctx, collect).with_pinned(pinned),

@@ -16,17 +16,9 @@
 //! parts, or truncated with the rest of the line skipped. A CR before LF is
 //! stripped. Any other byte (NUL, invalid UTF-8) passes through untouched.
 
+use crate::config::{AgentConfig, LongLines};
 use bytes::{Bytes, BytesMut};
 use std::io::{self, Read};
-
-/// What to do with a line longer than `max_line_bytes`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LongLines {
-    /// Ship it as several records of at most `max_line_bytes`, numbered from 1.
-    Split,
-    /// Ship its first `max_line_bytes` and skip the rest of the line.
-    Truncate,
-}
 
 /// How a [`Span`] relates to the line it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +78,16 @@ pub struct SplitConfig {
     pub chunk_bytes: usize,
 }
 
+impl From<&AgentConfig> for SplitConfig {
+    fn from(a: &AgentConfig) -> Self {
+        SplitConfig { max_line_bytes: a.max_line_bytes, long_lines: a.long_lines, chunk_bytes: a.read_chunk_bytes }
+    }
+}
+
 impl Default for SplitConfig {
+    /// An empty `[agent]`'s.
     fn default() -> Self {
-        SplitConfig { max_line_bytes: 1 << 20, long_lines: LongLines::Split, chunk_bytes: 128 << 10 }
+        SplitConfig::from(&AgentConfig::default())
     }
 }
 

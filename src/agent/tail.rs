@@ -28,7 +28,7 @@ use crate::agent::stats::Stats;
 use crate::agent::wake::{Registration, Wake};
 use crate::common::ack::BatchAck;
 use crate::common::clock::now_ms;
-use crate::config::ReadFrom;
+use crate::config::{AgentConfig, ReadFrom};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::fs::{self, File};
 use std::io;
@@ -58,7 +58,22 @@ pub struct TailConfig {
     pub parse_json: bool,
 }
 
+impl From<&AgentConfig> for TailConfig {
+    fn from(a: &AgentConfig) -> Self {
+        TailConfig {
+            split: SplitConfig::from(a),
+            read_from: a.read_from,
+            partial_flush: (a.partial_line_flush_ms > 0).then(|| Duration::from_millis(a.partial_line_flush_ms)),
+            rotate_wait: Duration::from_millis(a.rotate_wait_ms),
+            poll_max: Duration::from_millis(a.poll_max_ms),
+            // Only a collect entry sets it (discovery, per entry).
+            parse_json: false,
+        }
+    }
+}
+
 /// What every reader needs: settings, the checkpoint registry, the channel.
+#[derive(Clone)]
 pub struct TailCtx {
     pub cfg: TailConfig,
     pub checkpoints: Arc<Checkpoints>,
@@ -66,6 +81,19 @@ pub struct TailCtx {
     pub stats: Arc<Stats>,
     /// Wakes parked readers on file changes; `None`: readers poll.
     pub wake: Option<Arc<Wake>>,
+}
+
+impl TailCtx {
+    /// The readers' context with `[agent]`'s settings; starts the inotify
+    /// thread that wakes them.
+    pub fn new(agent: &AgentConfig, checkpoints: Arc<Checkpoints>, tx: Sender<Batch>, stats: Arc<Stats>) -> Self {
+        TailCtx { cfg: TailConfig::from(agent), checkpoints, tx, stats, wake: Wake::start() }
+    }
+
+    /// The same context with other settings (a collect entry's options).
+    pub fn with_cfg(&self, cfg: TailConfig) -> Self {
+        TailCtx { cfg, ..self.clone() }
+    }
 }
 
 /// Where a file with no checkpoint is read from.

@@ -4,12 +4,29 @@
 //! (rust-ini). [`Config::from_ini_str`] turns it into typed values, checking
 //! every key: unknown sections and keys, bad numbers, bad enums and bad topic
 //! names are errors that name `section.key` and the value. Defaults live in
-//! one place, the `DEFAULT_*` constants and [`Config::default`]'s callers.
-//! Section and key names are the seed's where it had them, so an old
+//! one place: the `DEFAULT_*` constants, and `Default` of the sections other
+//! modules build settings from without a file ([`AgentConfig`],
+//! [`IndexSection`]); the section functions read them too. Section and key names are the seed's where it had them, so an old
 //! config.ini keeps working.
+//!
+//! - `raw`: INI text to sections; typed access to a key; the unknown-key
+//!   check, against the keys the section functions asked for.
+//! - `sections`: one function per section, each naming its keys once.
+//! - `values`: sizes, lists, topic names, and the enums written as words.
+//! - [`index_pattern`]: `[es] index`, validated with the rest of the file.
+//!
+//! This module is a leaf: it imports nothing else of the crate. The stages
+//! import their settings types from here.
 
-use crate::agent::split::LongLines;
-use std::collections::BTreeMap;
+pub mod index_pattern;
+mod raw;
+mod sections;
+mod values;
+
+pub use index_pattern::{IndexPattern, PatternError};
+pub use values::{check_topic, parse_bytes, split_list, LongLines, NotOneOf, ReadFrom, Words};
+
+use raw::{parse_raw, Raw, Sections};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,13 +56,6 @@ impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError { key: key.into(), message: message.into() }
-}
-
-/// Where a reader starts in a file that has no checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReadFrom {
-    Beginning,
-    End,
 }
 
 /// One collect entry: files matching `path` (a glob) go to `topic`.
@@ -82,8 +92,9 @@ pub struct EntryOptions {
     pub read_from: Option<ReadFrom>,
     /// Globs of files the entry skips: a pattern with a `/` is matched
     /// against the whole (absolute) path, one without against the file name.
-    /// Each is a valid glob.
-    pub exclude: Vec<String>,
+    /// Compiled once, by the collect list's parser; they compare, hash and
+    /// sort as the text they were written as.
+    pub exclude: Vec<glob::Pattern>,
     /// At least 1, at most [`MAX_LINE_BYTES_LIMIT`].
     pub max_line_bytes: Option<usize>,
     pub long_lines: Option<LongLines>,
@@ -184,6 +195,26 @@ pub struct AgentConfig {
     pub read_chunk_bytes: usize,
 }
 
+impl Default for AgentConfig {
+    /// An empty `[agent]`.
+    fn default() -> Self {
+        AgentConfig {
+            data_dir: PathBuf::from("./data"),
+            host: None,
+            read_from: ReadFrom::End,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            long_lines: LongLines::Split,
+            partial_line_flush_ms: 5_000,
+            scan_interval_ms: 500,
+            rotate_wait_ms: 5_000,
+            poll_max_ms: 250,
+            checkpoint_interval_ms: 1_000,
+            shutdown_timeout_ms: 5_000,
+            read_chunk_bytes: 128 << 10,
+        }
+    }
+}
+
 /// Where documents Elasticsearch refuses for good go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetter {
@@ -202,7 +233,7 @@ pub struct EsConfig {
     pub workers: usize,
     /// Bound on records held in memory between Kafka and Elasticsearch.
     pub chan_max_size: usize,
-    pub index: crate::elastic::bulk::IndexPattern,
+    pub index: IndexPattern,
     pub bulk_max_bytes: usize,
     pub bulk_max_docs: usize,
     pub bulk_max_wait_ms: u64,
@@ -237,6 +268,20 @@ pub struct IndexSection {
     pub writer_memory_bytes: usize,
 }
 
+impl Default for IndexSection {
+    /// An empty `[index]`.
+    fn default() -> Self {
+        IndexSection {
+            retention_days: 0,
+            retention_bytes: 0,
+            retention_check_ms: 60_000,
+            commit_interval_ms: 1_000,
+            writer_threads: 1,
+            writer_memory_bytes: 64 << 20,
+        }
+    }
+}
+
 /// `[http]`: the search page and API of `logcollect run`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpSection {
@@ -251,6 +296,14 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 pub struct LogConfig {
     /// A tracing filter (`info`, `logcollect=debug`, …).
     pub level: String,
+}
+
+/// `[metrics]`: host metrics (`crate::observe::host_metrics`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostMetricsConfig {
+    pub interval: Duration,
+    /// Topic the samples are shipped to; `None`: only exposed on `/metrics`.
+    pub topic: Option<String>,
 }
 
 /// The whole validated configuration.
@@ -271,71 +324,8 @@ pub struct Config {
     pub index: IndexSection,
     pub http: HttpSection,
     /// `[metrics]`: host metrics; `None` when not enabled.
-    pub metrics: Option<crate::observe::host_metrics::HostMetricsConfig>,
+    pub metrics: Option<HostMetricsConfig>,
 }
-
-/// Known keys of the plain sections; `kafka.producer`, `kafka.consumer` and
-/// `collect` take any key.
-const KNOWN: &[(&str, &[&str])] = &[
-    ("kafka", &["address", "chan_max_size", "topic", "group_id"]),
-    ("etcd", &["address", "timeout", "collect_log_key", "username", "password", "ca_file", "cert_file", "key_file"]),
-    (
-        "agent",
-        &[
-            "data_dir",
-            "host",
-            "read_from",
-            "max_line_bytes",
-            "long_lines",
-            "partial_line_flush_ms",
-            "scan_interval_ms",
-            "rotate_wait_ms",
-            "poll_max_ms",
-            "checkpoint_interval_ms",
-            "shutdown_timeout_ms",
-            "read_chunk_bytes",
-        ],
-    ),
-    ("log", &["level"]),
-    (
-        "es",
-        &[
-            "address",
-            "workers",
-            "chan_max_size",
-            "index",
-            "bulk_max_bytes",
-            "bulk_max_docs",
-            "bulk_max_wait_ms",
-            "username",
-            "password",
-            "api_key",
-            "ca_file",
-            "dead_letter",
-            "dead_letter_path",
-            "parse_json",
-            "retry_max_backoff_ms",
-            "manage_template",
-        ],
-    ),
-    ("http", &["listen"]),
-    ("metrics", &["interval_ms", "topic", "enabled"]),
-    (
-        "index",
-        &[
-            "retention_days",
-            "retention_bytes",
-            "retention_check_ms",
-            "commit_interval_ms",
-            "writer_threads",
-            "writer_memory_bytes",
-        ],
-    ),
-];
-const OPEN_SECTIONS: &[&str] = &["kafka.producer", "kafka.consumer", "collect"];
-
-/// The raw layer: section -> key -> value, as written.
-type Raw = BTreeMap<String, BTreeMap<String, String>>;
 
 impl Config {
     /// Reads and validates a config file.
@@ -353,337 +343,43 @@ impl Config {
     /// Parses and validates INI text.
     pub fn from_ini_str(text: &str) -> Result<Config, ConfigError> {
         let raw = parse_raw(text)?;
-        Config::from_raw(raw)
+        Config::from_raw(&raw)
     }
 
-    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
-        for (section, keys) in &raw {
-            if OPEN_SECTIONS.contains(&section.as_str()) {
-                continue;
-            }
-            let known = KNOWN.iter().find(|(s, _)| s == section).map(|(_, k)| *k).ok_or_else(|| {
-                let all: Vec<&str> = KNOWN.iter().map(|(s, _)| *s).chain(OPEN_SECTIONS.iter().copied()).collect();
-                err(format!("[{section}]"), format!("unknown section (known: {})", all.join(", ")))
-            })?;
-            for key in keys.keys() {
-                if !known.contains(&key.as_str()) {
-                    return Err(err(
-                        format!("{section}.{key}"),
-                        format!("unknown key (known in [{section}]: {})", known.join(", ")),
-                    ));
-                }
-            }
-        }
-        let s = Sections { raw: &raw };
-        let brokers = s.list("kafka", "address");
-        let chan_max_size = s.num("kafka", "chan_max_size", DEFAULT_CHAN_MAX_SIZE, 1, usize::MAX >> 8)?;
-        let topics = s.list("kafka", "topic");
-        for t in &topics {
-            check_topic(t).map_err(|m| err("kafka.topic", m))?;
-        }
-        let kafka = if brokers.is_empty() {
-            None
-        } else {
-            Some(KafkaConfig {
-                brokers,
-                topics,
-                group_id: s.str("kafka", "group_id").unwrap_or("logtransfer").to_string(),
-                producer: s.pairs("kafka.producer"),
-                consumer: s.pairs("kafka.consumer"),
-            })
-        };
-
-        let endpoints = s.list("etcd", "address");
-        let etcd = if endpoints.is_empty() {
-            // Settings for an etcd that is not there are a mistake (a
-            // commented-out address), not something to ignore.
-            if let Some(k) = raw.get("etcd").into_iter().flatten().find(|(_, v)| !v.trim().is_empty()).map(|(k, _)| k) {
-                return Err(err(
-                    format!("etcd.{k}"),
-                    "set, but [etcd] address is not: set the address too, or neither",
-                ));
-            }
-            None
-        } else {
-            let key = s.str("etcd", "collect_log_key").unwrap_or(DEFAULT_COLLECT_LOG_KEY).to_string();
-            if key.matches("%s").count() != 1 {
-                return Err(err("etcd.collect_log_key", format!("{key:?} must contain %s exactly once (the host IP)")));
-            }
-            let (username, password) = (s.opt("etcd", "username"), s.opt("etcd", "password"));
-            if username.is_some() != password.is_some() {
-                return Err(err("etcd.username", "username and password go together"));
-            }
-            let (cert_file, key_file) = (s.opt("etcd", "cert_file"), s.opt("etcd", "key_file"));
-            if cert_file.is_some() != key_file.is_some() {
-                return Err(err("etcd.cert_file", "cert_file and key_file go together (the client certificate)"));
-            }
-            Some(EtcdConfig {
-                endpoints,
-                timeout_secs: s.num("etcd", "timeout", DEFAULT_ETCD_TIMEOUT_SECS, 1, 3600)?,
-                collect_log_key: key,
-                username,
-                password,
-                ca_file: s.opt("etcd", "ca_file").map(PathBuf::from),
-                cert_file: cert_file.map(PathBuf::from),
-                key_file: key_file.map(PathBuf::from),
-            })
-        };
-
-        let read_from = match s.str("agent", "read_from").unwrap_or("end") {
-            "end" => ReadFrom::End,
-            "beginning" => ReadFrom::Beginning,
-            other => return Err(err("agent.read_from", format!("{other:?} is not one of: end, beginning"))),
-        };
-        let long_lines = match s.str("agent", "long_lines").unwrap_or("split") {
-            "split" => LongLines::Split,
-            "truncate" => LongLines::Truncate,
-            other => return Err(err("agent.long_lines", format!("{other:?} is not one of: split, truncate"))),
-        };
-        let agent = AgentConfig {
-            data_dir: PathBuf::from(s.str("agent", "data_dir").unwrap_or("./data")),
-            host: s.opt("agent", "host"),
-            read_from,
-            max_line_bytes: s.num("agent", "max_line_bytes", DEFAULT_MAX_LINE_BYTES, 1, MAX_LINE_BYTES_LIMIT)?,
-            long_lines,
-            partial_line_flush_ms: s.num("agent", "partial_line_flush_ms", 5_000, 0, u64::MAX >> 2)?,
-            scan_interval_ms: s.num("agent", "scan_interval_ms", 500, 10, 3_600_000)?,
-            rotate_wait_ms: s.num("agent", "rotate_wait_ms", 5_000, 0, 3_600_000)?,
-            poll_max_ms: s.num("agent", "poll_max_ms", 250, 1, 60_000)?,
-            checkpoint_interval_ms: s.num("agent", "checkpoint_interval_ms", 1_000, 10, 3_600_000)?,
-            shutdown_timeout_ms: s.num("agent", "shutdown_timeout_ms", 5_000, 0, 3_600_000)?,
-            read_chunk_bytes: s.num("agent", "read_chunk_bytes", 128 << 10, 16 << 10, 64 << 20)?,
-        };
-
-        let mut collect = Vec::new();
-        for (topic, paths) in raw.get("collect").into_iter().flatten() {
-            check_topic(topic).map_err(|m| err(format!("collect.{topic}"), m))?;
-            for path in split_list(paths) {
-                if let Err(e) = glob::Pattern::new(&path) {
-                    return Err(err(format!("collect.{topic}"), format!("bad glob {path:?}: {e}")));
-                }
-                collect.push(CollectEntry::new(path, topic.clone()));
-            }
-        }
-
-        let es_nodes = s.list("es", "address");
-        let es = if es_nodes.is_empty() {
-            None
-        } else {
-            let nodes = es_nodes
-                .into_iter()
-                .map(|n| if n.contains("://") { n } else { format!("http://{n}") })
-                .map(|n| n.trim_end_matches('/').to_string())
-                .collect();
-            let index = crate::elastic::bulk::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
-                .map_err(|e| err("es.index", e.to_string()))?;
-            // Without Kafka (single host writing straight to Elasticsearch) a file.
-            let default_dead_letter = if kafka.is_some() { "kafka" } else { "file" };
-            let dead_letter = match s.str("es", "dead_letter").unwrap_or(default_dead_letter) {
-                "kafka" if kafka.is_none() => {
-                    return Err(err("es.dead_letter", "kafka needs a [kafka] address; use dead_letter = file"))
-                }
-                "kafka" => DeadLetter::Kafka,
-                "file" => DeadLetter::File(
-                    s.str("es", "dead_letter_path")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| agent.data_dir.join("dead_letter.ndjson")),
-                ),
-                other => return Err(err("es.dead_letter", format!("{other:?} is not one of: kafka, file"))),
-            };
-            let (username, password) = (s.opt("es", "username"), s.opt("es", "password"));
-            if username.is_some() != password.is_some() {
-                return Err(err("es.username", "username and password go together"));
-            }
-            Some(EsConfig {
-                nodes,
-                workers: s.num("es", "workers", 4, 1, 256)?,
-                chan_max_size: s.num("es", "chan_max_size", DEFAULT_CHAN_MAX_SIZE, 1, usize::MAX >> 8)?,
-                index,
-                bulk_max_bytes: s.num("es", "bulk_max_bytes", 5 << 20, 1 << 10, 100 << 20)?,
-                bulk_max_docs: s.num("es", "bulk_max_docs", 5000, 1, 1_000_000)?,
-                bulk_max_wait_ms: s.num("es", "bulk_max_wait_ms", 200, 0, 3_600_000)?,
-                username,
-                password,
-                api_key: s.opt("es", "api_key"),
-                ca_file: s.opt("es", "ca_file").map(PathBuf::from),
-                dead_letter,
-                parse_json: s.list("es", "parse_json"),
-                retry_max_backoff_ms: s.num("es", "retry_max_backoff_ms", 30_000, 10, 3_600_000)?,
-                manage_template: s.flag("es", "manage_template", true)?,
-            })
-        };
-
-        let log = LogConfig { level: s.str("log", "level").unwrap_or("info").to_string() };
-        let index = IndexSection {
-            retention_days: s.num("index", "retention_days", 0, 0, 365_000)?,
-            retention_bytes: s.bytes("index", "retention_bytes", 0)?,
-            retention_check_ms: s.num("index", "retention_check_ms", 60_000, 100, 86_400_000)?,
-            commit_interval_ms: s.num("index", "commit_interval_ms", 1_000, 10, 3_600_000)?,
-            writer_threads: s.num("index", "writer_threads", 1, 1, 64)?,
-            writer_memory_bytes: s.bytes("index", "writer_memory_bytes", 64 << 20)?.try_into().unwrap_or(usize::MAX),
-        };
-        if index.writer_memory_bytes < 16 << 20 {
-            return Err(err(
-                "index.writer_memory_bytes",
-                format!("{} is below the 16MiB tantivy needs", index.writer_memory_bytes),
-            ));
-        }
-        let listen = match s.str("http", "listen").unwrap_or(DEFAULT_HTTP_LISTEN) {
-            "off" => None,
-            v => Some(
-                v.parse()
-                    .map_err(|_| err("http.listen", format!("{v:?} is not an address like 127.0.0.1:8080 (or off)")))?,
-            ),
-        };
-        let http = HttpSection { listen };
-        // A [metrics] section with settings means host metrics are wanted.
-        let has_metrics = raw.get("metrics").is_some_and(|m| m.values().any(|v| !v.trim().is_empty()));
-        let metrics = if s.flag("metrics", "enabled", has_metrics)? {
-            let topic = s.opt("metrics", "topic");
-            if let Some(t) = &topic {
-                check_topic(t).map_err(|m| err("metrics.topic", m))?;
-            }
-            Some(crate::observe::host_metrics::HostMetricsConfig {
-                interval: Duration::from_millis(s.num("metrics", "interval_ms", 10_000, 100, 86_400_000)?),
-                topic,
-            })
-        } else {
-            None
-        };
-        Ok(Config { kafka, chan_max_size, etcd, es, agent, collect, log, index, http, metrics })
+    fn from_raw(raw: &Raw) -> Result<Config, ConfigError> {
+        let s = Sections::new(raw);
+        // Every section is read before any error is returned, so the keys
+        // asked for are complete and an unknown section or key (a typo, and
+        // maybe the cause of the other errors) is what gets reported. The
+        // order of reading is the order the unknown-section message lists.
+        let kafka = sections::kafka(&s);
+        let etcd = sections::etcd(&s);
+        let agent = sections::agent(&s);
+        let log = sections::log(&s);
+        // If [kafka] or [agent] failed, their error is returned before es's,
+        // so what es makes of these stand-ins does not matter.
+        let has_kafka = matches!(kafka, Ok((Some(_), _)));
+        let es = sections::es(&s, has_kafka, agent.as_ref().map_or(Path::new(""), |a| &a.data_dir));
+        let http = sections::http(&s);
+        let metrics = sections::metrics(&s);
+        let index = sections::index(&s);
+        let collect = sections::collect(&s);
+        s.check_unknown()?;
+        let (kafka, chan_max_size) = kafka?;
+        // Fields are evaluated in the order written: the first error wins.
+        Ok(Config {
+            kafka,
+            chan_max_size,
+            etcd: etcd?,
+            agent: agent?,
+            collect: collect?,
+            es: es?,
+            log,
+            index: index?,
+            http: http?,
+            metrics: metrics?,
+        })
     }
-}
-
-/// Typed access to the raw sections, with errors naming the key.
-struct Sections<'a> {
-    raw: &'a Raw,
-}
-
-impl<'a> Sections<'a> {
-    /// A value, `None` when missing or empty (an empty value means default).
-    fn str(&self, section: &str, key: &str) -> Option<&'a str> {
-        self.raw.get(section)?.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
-    }
-
-    fn opt(&self, section: &str, key: &str) -> Option<String> {
-        self.str(section, key).map(str::to_string)
-    }
-
-    fn list(&self, section: &str, key: &str) -> Vec<String> {
-        self.str(section, key).map(split_list).unwrap_or_default()
-    }
-
-    fn pairs(&self, section: &str) -> Vec<(String, String)> {
-        self.raw
-            .get(section)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect())
-            .unwrap_or_default()
-    }
-
-    /// `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
-    fn flag(&self, section: &str, key: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.str(section, key).map(str::to_ascii_lowercase).as_deref() {
-            None => Ok(default),
-            Some("true" | "yes" | "on" | "1") => Ok(true),
-            Some("false" | "no" | "off" | "0") => Ok(false),
-            Some(other) => Err(err(format!("{section}.{key}"), format!("{other:?} is not one of: true, false"))),
-        }
-    }
-
-    fn num<T>(&self, section: &str, key: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let Some(v) = self.str(section, key) else {
-            return Ok(default);
-        };
-        let n: T = v
-            .replace('_', "")
-            .parse()
-            .map_err(|_| err(format!("{section}.{key}"), format!("{v:?} is not a whole number")))?;
-        if n < min || n > max {
-            return Err(err(format!("{section}.{key}"), format!("{n} is out of range {min}..={max}")));
-        }
-        Ok(n)
-    }
-}
-
-impl Sections<'_> {
-    /// A size in bytes: a whole number, optionally with a unit (`KB`, `MB`,
-    /// `GB`, `TB` are powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` of 1024).
-    fn bytes(&self, section: &str, key: &str, default: u64) -> Result<u64, ConfigError> {
-        match self.str(section, key) {
-            None => Ok(default),
-            Some(v) => parse_bytes(v).map_err(|m| err(format!("{section}.{key}"), m)),
-        }
-    }
-}
-
-/// `10GiB` -> 10737418240; see `Sections::bytes`.
-pub fn parse_bytes(v: &str) -> Result<u64, String> {
-    let t = v.trim().replace('_', "");
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 =
-        n.parse().map_err(|_| format!("{v:?} is not a size (a whole number, optionally with KB, MiB, GiB, …)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => return Err(format!("{v:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{v:?} is too large"))
-}
-
-/// `a;b; c` -> [a, b, c] (the seed's separator; commas are accepted too).
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
-/// Kafka's rule for topic names.
-pub fn check_topic(t: &str) -> Result<(), String> {
-    if t.is_empty() || t.len() > 249 {
-        return Err(format!("topic {t:?} must be 1 to 249 characters"));
-    }
-    if t == "." || t == ".." {
-        return Err(format!("topic {t:?} is not allowed"));
-    }
-    if let Some(c) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic {t:?} has {c:?}; topics use only a-z A-Z 0-9 . _ -"));
-    }
-    Ok(())
-}
-
-/// INI text to raw sections. Values may carry `;` or `#` comments after
-/// white space; keys outside any section are an error.
-fn parse_raw(text: &str) -> Result<Raw, ConfigError> {
-    let opts = ini::ParseOption { enabled_quote: true, enabled_escape: false, ..Default::default() };
-    let ini = ini::Ini::load_from_str_opt(text, opts).map_err(|e| err("", e.to_string()))?;
-    let mut raw = Raw::new();
-    for (section, props) in ini.iter() {
-        let Some(section) = section else {
-            if let Some((k, _)) = props.iter().next() {
-                return Err(err(k, "key outside any [section]"));
-            }
-            continue;
-        };
-        let sec = raw.entry(section.trim().to_string()).or_default();
-        for (k, v) in props.iter() {
-            // `key =   ; comment`: the parser keeps a comment that follows an
-            // empty value; it is still a comment.
-            let v = if v.starts_with([';', '#']) { "" } else { v };
-            if sec.insert(k.trim().to_string(), v.to_string()).is_some() {
-                return Err(err(format!("{section}.{k}"), "given twice"));
-            }
-        }
-    }
-    Ok(raw)
 }
 
 #[cfg(test)]
@@ -732,6 +428,8 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let c = Config::from_ini_str("").unwrap();
         assert!(c.kafka.is_none() && c.etcd.is_none() && c.collect.is_empty());
         assert_eq!(c.agent.data_dir, PathBuf::from("./data"));
+        // What other modules take as the defaults is what an empty file gives.
+        assert_eq!((c.agent, c.index), (AgentConfig::default(), IndexSection::default()));
     }
 
     #[test]
@@ -794,6 +492,45 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             assert_eq!(e.key, key, "{text:?}: {e}");
             assert!(e.to_string().contains(words), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn unknown_sections_and_keys_are_reported_first_with_what_is_known() {
+        // (config, key named, message): the known lists are the keys the
+        // section functions read, in the order they read them.
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "[kafak]\n",
+                "[kafak]",
+                "unknown section (known: kafka, etcd, agent, log, es, http, metrics, index, kafka.producer, \
+                 kafka.consumer, collect)",
+            ),
+            (
+                "[kafka]\nadress = x\n",
+                "kafka.adress",
+                "unknown key (known in [kafka]: address, chan_max_size, topic, group_id)",
+            ),
+            ("[metrics]\nx = \n", "metrics.x", "unknown key (known in [metrics]: interval_ms, topic, enabled)"),
+            // Keys of a section that is not used ([es] without an address)
+            // are known all the same.
+            (
+                "[es]\nworker = 1\n",
+                "es.worker",
+                "unknown key (known in [es]: address, workers, chan_max_size, index, bulk_max_bytes, \
+                 bulk_max_docs, bulk_max_wait_ms, username, password, api_key, ca_file, dead_letter, \
+                 dead_letter_path, parse_json, retry_max_backoff_ms, manage_template)",
+            ),
+            // An unknown key wins over a bad value anywhere in the file.
+            ("[agent]\nmax_line_bytes = 0\n[index]\nretenton = 1\n", "index.retenton", "unknown key"),
+            ("[agent]\nmax_line_bytes = 0\n[zzz]\n", "[zzz]", "unknown section"),
+        ];
+        for &(text, key, message) in table {
+            let e = Config::from_ini_str(text).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert!(e.message.starts_with(message), "{text:?}: {e}");
+        }
+        // ... and their values are not checked.
+        assert!(Config::from_ini_str("[es]\nworkers = lots\n").unwrap().es.is_none());
     }
 
     #[test]
@@ -870,14 +607,6 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             assert_eq!(e.key, key, "{text:?}: {e}");
             assert!(e.to_string().contains(words), "{text:?}: {e}");
         }
-        for (v, n) in
-            [("0", 0), ("512", 512), ("1_000", 1000), ("2KB", 2000), ("3 MiB", 3 << 20), ("1TB", 1_000_000_000_000)]
-        {
-            assert_eq!(parse_bytes(v), Ok(n), "{v}");
-        }
-        for bad in ["", "MiB", "1.5GiB", "99999999999999999999", "20000000TiB"] {
-            assert!(parse_bytes(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -887,15 +616,5 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
         assert!(c.collect.iter().any(|e| e.path == "./logs/*.log"));
         assert!(c.index.retention_days > 0 && c.index.retention_bytes > 0);
-    }
-
-    #[test]
-    fn topic_names() {
-        for ok in ["web_log", "a.b-c", "X1"] {
-            assert!(check_topic(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", ".", "..", "a b", "é", &"x".repeat(250)] {
-            assert!(check_topic(bad).is_err(), "{bad}");
-        }
     }
 }

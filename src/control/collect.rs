@@ -16,8 +16,7 @@
 //! wrong types, empty paths, bad globs and topic names, unknown or repeated
 //! fields, and two entries with the same path and topic.
 
-use crate::agent::split::LongLines;
-use crate::config::{check_topic, CollectEntry, EntryOptions, ReadFrom, MAX_LINE_BYTES_LIMIT};
+use crate::config::{check_topic, CollectEntry, EntryOptions, Words, MAX_LINE_BYTES_LIMIT};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -130,6 +129,7 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
         match field {
             "path" => match value.as_str() {
                 Some(p) if p.trim().is_empty() => bad(field, "must not be empty".into()),
+                // Kept as text: `glob::glob`, which expands it, takes text.
                 Some(p) => match glob::Pattern::new(p) {
                     Ok(_) => path = Some(p.to_string()),
                     Err(e) => bad(field, format!("bad glob {}: {e}", shown(p))),
@@ -143,15 +143,13 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                 },
                 None => bad(field, format!("expected a string (a Kafka topic), got {}", kind(value))),
             },
-            "read_from" => match value.as_str() {
-                Some("end") => opts.read_from = Some(ReadFrom::End),
-                Some("beginning") => opts.read_from = Some(ReadFrom::Beginning),
-                _ => bad(field, format!("expected \"end\" or \"beginning\", got {}", kind_or_value(value))),
+            "read_from" => match word(value) {
+                Ok(r) => opts.read_from = Some(r),
+                Err(m) => bad(field, m),
             },
-            "long_lines" => match value.as_str() {
-                Some("split") => opts.long_lines = Some(LongLines::Split),
-                Some("truncate") => opts.long_lines = Some(LongLines::Truncate),
-                _ => bad(field, format!("expected \"split\" or \"truncate\", got {}", kind_or_value(value))),
+            "long_lines" => match word(value) {
+                Ok(l) => opts.long_lines = Some(l),
+                Err(m) => bad(field, m),
             },
             "max_line_bytes" => match value.as_u64() {
                 Some(n) if n >= 1 && n <= MAX_LINE_BYTES_LIMIT as u64 => opts.max_line_bytes = Some(n as usize),
@@ -170,7 +168,7 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                         match g.as_str() {
                             Some(s) if s.trim().is_empty() => bad(&format!("exclude[{k}]"), "must not be empty".into()),
                             Some(s) => match glob::Pattern::new(s) {
-                                Ok(_) => opts.exclude.push(s.to_string()),
+                                Ok(p) => opts.exclude.push(p),
                                 Err(e) => bad(&format!("exclude[{k}]"), format!("bad glob {}: {e}", shown(s))),
                             },
                             None => {
@@ -231,8 +229,8 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
         topic: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         read_from: Option<&'static str>,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        exclude: &'a [String],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         max_line_bytes: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,21 +245,24 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
             Out {
                 path: &e.path,
                 topic: &e.topic,
-                read_from: o.read_from.map(|r| match r {
-                    ReadFrom::End => "end",
-                    ReadFrom::Beginning => "beginning",
-                }),
-                exclude: &o.exclude,
+                read_from: o.read_from.map(Words::word),
+                exclude: o.exclude.iter().map(glob::Pattern::as_str).collect(),
                 max_line_bytes: o.max_line_bytes,
-                long_lines: o.long_lines.map(|l| match l {
-                    LongLines::Split => "split",
-                    LongLines::Truncate => "truncate",
-                }),
+                long_lines: o.long_lines.map(Words::word),
                 parse_json: o.parse_json,
             }
         })
         .collect();
     serde_json::to_string(&out).expect("plain structs serialize")
+}
+
+/// One of an enum's words (`"end"`), or why not: `expected "end" or
+/// "beginning", got 7`.
+fn word<T: Words + std::str::FromStr>(value: &Value) -> Result<T, String> {
+    value.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        let choices: Vec<String> = T::words().map(|w| format!("{w:?}")).collect();
+        format!("expected {}, got {}", choices.join(" or "), kind_or_value(value))
+    })
 }
 
 /// A string for a message: quoted, and cut if long.
@@ -374,6 +375,7 @@ impl<'de> Deserialize<'de> for Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{LongLines, ReadFrom};
 
     fn entry(path: &str, topic: &str) -> CollectEntry {
         CollectEntry::new(path, topic)
@@ -411,7 +413,7 @@ mod tests {
         .unwrap();
         let o = &e[0].options;
         assert_eq!(o.read_from, Some(ReadFrom::Beginning));
-        assert_eq!(o.exclude, vec!["*.gz", "/a/x-*"]);
+        assert_eq!(o.exclude.iter().map(glob::Pattern::as_str).collect::<Vec<_>>(), vec!["*.gz", "/a/x-*"]);
         assert_eq!(o.max_line_bytes, Some(4096));
         assert_eq!(o.long_lines, Some(LongLines::Truncate));
         assert!(o.parse_json);

@@ -9,7 +9,8 @@
 //! slot table, the read times, the index-name fallback, the JSON mode and
 //! when a request is due.
 
-use crate::elastic::bulk::{BulkBody, IndexNames, IndexPattern, MessageMode, PushOutcome, Record};
+use crate::config::IndexPattern;
+use crate::elastic::bulk::{BulkBody, IndexNames, MessageMode, PushOutcome, Record};
 use crate::elastic::stats::TransferStats;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;

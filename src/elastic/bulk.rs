@@ -57,10 +57,11 @@
 //!
 //! # Index names
 //!
-//! [`IndexPattern`] (`{topic}-%Y.%m.%d`) is validated once; [`IndexNames`]
+//! [`IndexPattern`] (`{topic}-%Y.%m.%d`) is validated with the config; [`IndexNames`]
 //! expands it per record from a small cache, allocating only on a miss.
 
 use crate::agent::split::Cut;
+use crate::config::index_pattern::{IndexPattern, Part, INDEX_FORBIDDEN};
 use simd_json::prelude::Writable;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 use std::fmt;
@@ -967,12 +968,10 @@ fn keys_acceptable(tape: &[Node<'_>], obj: usize, keys: &mut Vec<usize>) -> bool
 // Index names
 // ---------------------------------------------------------------------------
 
-/// A bad index pattern, or a pattern that gave a bad name for some record.
+/// A pattern that gave a bad name for some record (a bad pattern is refused
+/// when the config is read: [`crate::config::PatternError`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
-    /// The pattern itself is wrong.
-    #[error("index pattern {pattern:?}: {reason}")]
-    Pattern { pattern: String, reason: String },
     /// The pattern is fine but this topic makes an invalid name.
     #[error("index name {name:?} (pattern {pattern:?}, topic {topic:?}): {reason}")]
     Name { pattern: String, topic: String, name: String, reason: String },
@@ -981,174 +980,44 @@ pub enum IndexError {
     Timestamp { pattern: String, timestamp_ms: i64 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
-    Lit(Box<str>),
-    Topic,
-    Year,
-    Month,
-    Day,
-    Hour,
-}
-
-/// A validated index name pattern: literal text (lowercase, legal in an
-/// index name), `{topic}` (the Kafka topic, lowercased), and the UTC date of
-/// the record: `%Y` (4 digits), `%m`, `%d`, `%H` (2 digits), `%%` for `%`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexPattern {
-    text: Box<str>,
-    /// Never empty.
-    parts: Vec<Part>,
-    /// Seconds during which the date part cannot change: 3600 with `%H`,
-    /// 86400 with only a date, 0 without any (the name ignores time).
-    bucket_secs: i64,
-}
-
-/// Characters Elasticsearch refuses in index names (besides uppercase).
-const INDEX_FORBIDDEN: &[char] = &['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'];
-
-impl IndexPattern {
-    /// Parses and validates `pattern`; errors name it and the problem.
-    pub fn parse(pattern: &str) -> Result<IndexPattern, IndexError> {
-        let err = |reason: String| IndexError::Pattern { pattern: pattern.to_string(), reason };
-        let mut parts = Vec::new();
-        let mut lit = String::new();
-        let mut chars = pattern.char_indices().peekable();
-        while let Some((at, c)) = chars.next() {
-            let part = match c {
-                '{' => {
-                    if !pattern[at..].starts_with("{topic}") {
-                        return Err(err(format!("unknown placeholder at byte {at}; the only one is {{topic}}")));
-                    }
-                    for _ in 0.."topic}".len() {
-                        chars.next();
-                    }
-                    Part::Topic
-                }
-                '}' => return Err(err(format!("unmatched '}}' at byte {at}"))),
-                '%' => match chars.next().map(|(_, c)| c) {
-                    Some('Y') => Part::Year,
-                    Some('m') => Part::Month,
-                    Some('d') => Part::Day,
-                    Some('H') => Part::Hour,
-                    Some('%') => {
-                        lit.push('%');
-                        continue;
-                    }
-                    other => {
-                        return Err(err(format!(
-                            "unknown %{} at byte {at}; use %Y, %m, %d, %H or %%",
-                            other.map(String::from).unwrap_or_default()
-                        )))
-                    }
-                },
-                c if c.is_uppercase() => return Err(err(format!("index names are lowercase; {c:?} is not"))),
-                c if INDEX_FORBIDDEN.contains(&c) || c.is_control() => {
-                    return Err(err(format!("{c:?} is not allowed in an index name")))
-                }
-                c => {
-                    lit.push(c);
-                    continue;
-                }
-            };
-            if !lit.is_empty() {
-                parts.push(Part::Lit(std::mem::take(&mut lit).into()));
+/// Expands `pattern` into `out` (cleared first); allocates. [`IndexNames`] caches.
+fn expand(pattern: &IndexPattern, topic: &str, timestamp_ms: i64, out: &mut String) -> Result<(), IndexError> {
+    out.clear();
+    let date = if pattern.has_date() {
+        Some(
+            civil(timestamp_ms.div_euclid(1000))
+                .ok_or_else(|| IndexError::Timestamp { pattern: pattern.as_str().to_string(), timestamp_ms })?,
+        )
+    } else {
+        None
+    };
+    let (y, m, d, h) = date.unwrap_or_default();
+    let mut digits = [0u8; 4];
+    for part in pattern.parts() {
+        let (n, width) = match part {
+            Part::Lit(l) => {
+                out.push_str(l);
+                continue;
             }
-            parts.push(part);
-        }
-        if !lit.is_empty() {
-            parts.push(Part::Lit(lit.into()));
-        }
-        match parts.first() {
-            None => return Err(err("is empty".into())),
-            Some(Part::Lit(l)) if l.starts_with(['-', '_', '+']) => {
-                return Err(err("an index name cannot start with '-', '_' or '+'".into()))
+            Part::Topic => {
+                // Kafka topics are [a-zA-Z0-9._-]: lowercase makes them legal.
+                out.extend(topic.chars().map(|c| c.to_ascii_lowercase()));
+                continue;
             }
-            Some(Part::Lit(l)) if parts.len() == 1 && (&**l == "." || &**l == "..") => {
-                return Err(err("an index name cannot be '.' or '..'".into()))
-            }
-            _ => {}
-        }
-        let bucket_secs = if parts.contains(&Part::Hour) {
-            3600
-        } else if parts.iter().any(|p| matches!(p, Part::Year | Part::Month | Part::Day)) {
-            86400
-        } else {
-            0
+            Part::Year => (y as u32, 4),
+            Part::Month => (u32::from(m), 2),
+            Part::Day => (u32::from(d), 2),
+            Part::Hour => (u32::from(h), 2),
         };
-        Ok(IndexPattern { text: pattern.into(), parts, bucket_secs })
+        put_digits(&mut digits[..width], n);
+        out.push_str(std::str::from_utf8(&digits[..width]).expect("digits"));
     }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Whether the name depends on the record time.
-    pub fn has_date(&self) -> bool {
-        self.bucket_secs != 0
-    }
-
-    /// Expands into `out` (cleared first); allocates. [`IndexNames`] caches.
-    pub fn expand(&self, topic: &str, timestamp_ms: i64, out: &mut String) -> Result<(), IndexError> {
-        out.clear();
-        let date = if self.has_date() {
-            Some(
-                civil(timestamp_ms.div_euclid(1000))
-                    .ok_or_else(|| IndexError::Timestamp { pattern: self.text.to_string(), timestamp_ms })?,
-            )
-        } else {
-            None
-        };
-        let (y, m, d, h) = date.unwrap_or_default();
-        let mut digits = [0u8; 4];
-        for part in &self.parts {
-            let (n, width) = match part {
-                Part::Lit(l) => {
-                    out.push_str(l);
-                    continue;
-                }
-                Part::Topic => {
-                    // Kafka topics are [a-zA-Z0-9._-]: lowercase makes them legal.
-                    out.extend(topic.chars().map(|c| c.to_ascii_lowercase()));
-                    continue;
-                }
-                Part::Year => (y as u32, 4),
-                Part::Month => (u32::from(m), 2),
-                Part::Day => (u32::from(d), 2),
-                Part::Hour => (u32::from(h), 2),
-            };
-            put_digits(&mut digits[..width], n);
-            out.push_str(std::str::from_utf8(&digits[..width]).expect("digits"));
-        }
-        check_index_name(out).map_err(|reason| IndexError::Name {
-            pattern: self.text.to_string(),
-            topic: topic.to_string(),
-            name: out.clone(),
-            reason: reason.to_string(),
-        })
-    }
-}
-
-impl IndexPattern {
-    /// The index names this pattern gives `topic`, as an index pattern for
-    /// a template: the date parts become `*` (`{topic}-%Y.%m.%d` ->
-    /// `app-*`).
-    pub fn wildcard(&self, topic: &str) -> String {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Lit(l) => out.push_str(l),
-                Part::Topic => out.extend(topic.chars().map(|c| c.to_ascii_lowercase())),
-                Part::Year | Part::Month | Part::Day | Part::Hour => {
-                    if !out.ends_with('*') {
-                        out.push('*');
-                    }
-                }
-            }
-        }
-        out
-    }
+    check_index_name(out).map_err(|reason| IndexError::Name {
+        pattern: pattern.as_str().to_string(),
+        topic: topic.to_string(),
+        name: out.clone(),
+        reason: reason.to_string(),
+    })
 }
 
 /// The composable index template (`PUT _index_template/<name>`) that maps
@@ -1196,13 +1065,6 @@ pub fn index_template(index_patterns: &[String], priority: u32) -> Vec<u8> {
         }
     });
     serde_json::to_vec(&doc).expect("a JSON value serializes")
-}
-
-impl std::str::FromStr for IndexPattern {
-    type Err = IndexError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        IndexPattern::parse(s)
-    }
 }
 
 /// Elasticsearch's rules for an index name.
@@ -1262,7 +1124,7 @@ impl IndexNames {
     /// The index for a record of `topic` at `timestamp_ms` (UTC). Records
     /// without a timestamp: pass the time they were received.
     pub fn name(&mut self, topic: &str, timestamp_ms: i64) -> Result<&str, IndexError> {
-        let bucket = match self.pattern.bucket_secs {
+        let bucket = match self.pattern.bucket_secs() {
             0 => 0,
             b => timestamp_ms.div_euclid(1000).div_euclid(b),
         };
@@ -1273,7 +1135,7 @@ impl IndexNames {
             Some(pos) => pos,
             None => {
                 let mut name = String::new();
-                self.pattern.expand(topic, timestamp_ms, &mut name)?;
+                expand(&self.pattern, topic, timestamp_ms, &mut name)?;
                 let entry = CachedName { topic: topic.to_string(), bucket, name };
                 if self.cache.len() < INDEX_CACHE {
                     self.cache.push(entry);
@@ -2520,23 +2382,10 @@ mod tests {
             ("fixed", "ignored", i64::MAX, Ok("fixed")),
             ("{topic}", "_private", 0, Err("cannot start with")),
             ("{topic}-%Y", "app", i64::MAX, Err("out of range")),
-            ("Logs-{topic}", "app", 0, Err("lowercase")),
-            ("logs {topic}", "app", 0, Err("not allowed")),
-            ("logs/{topic}", "app", 0, Err("not allowed")),
-            ("logs:{topic}", "app", 0, Err("not allowed")),
-            ("logs#{topic}", "app", 0, Err("not allowed")),
-            ("{topik}", "app", 0, Err("placeholder")),
-            ("{topic", "app", 0, Err("placeholder")),
-            ("topic}", "app", 0, Err("unmatched")),
-            ("{topic}-%y", "app", 0, Err("unknown %y")),
-            ("{topic}-%", "app", 0, Err("unknown %")),
-            ("", "app", 0, Err("empty")),
-            ("-logs", "app", 0, Err("cannot start")),
-            ("_logs", "app", 0, Err("cannot start")),
-            ("..", "app", 0, Err("'.' or '..'")),
         ];
         for &(pattern, topic, ms, want) in table {
-            let got = IndexPattern::parse(pattern).and_then(|p| IndexNames::new(p).name(topic, ms).map(str::to_string));
+            // Bad patterns are the config's tests (crate::config::index_pattern).
+            let got = IndexNames::new(IndexPattern::parse(pattern).unwrap()).name(topic, ms).map(str::to_string);
             match (got, want) {
                 (Ok(name), Ok(w)) => assert_eq!(name, w, "{pattern}"),
                 (Err(e), Err(w)) => {
@@ -2554,16 +2403,6 @@ mod tests {
 
     #[test]
     fn template_patterns_cover_every_name() {
-        // (pattern, topic, wildcard)
-        let table = [
-            ("{topic}", "App", "app"),
-            ("{topic}-%Y.%m.%d", "app", "app-*.*.*"),
-            ("logs-{topic}-%Y%m%d%H", "nginx", "logs-nginx-*"),
-            ("fixed", "x", "fixed"),
-        ];
-        for (pattern, topic, want) in table {
-            assert_eq!(IndexPattern::parse(pattern).unwrap().wildcard(topic), want, "{pattern}");
-        }
         let t: serde_json::Value = serde_json::from_slice(&index_template(&["app-*".into()], 7)).unwrap();
         assert_eq!(t["index_patterns"][0], "app-*");
         assert_eq!(t["priority"], 7);

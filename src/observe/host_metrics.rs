@@ -11,25 +11,17 @@
 //! rename at [`ROTATE_BYTES`], keeping one old file, so it never grows
 //! without bound.
 
+use crate::config::HostMetricsConfig;
 use serde::Serialize;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 use sysinfo::{Disks, Networks, System};
 
 /// The metrics file is renamed to `.1` (replacing the previous one) past this size.
 pub const ROTATE_BYTES: u64 = 16 << 20;
-
-/// `[metrics]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostMetricsConfig {
-    pub interval: Duration,
-    /// Topic the samples are shipped to; `None`: only exposed on `/metrics`.
-    pub topic: Option<String>,
-}
 
 /// One sample of the host.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -293,6 +285,7 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_sample_of_this_machine_is_plausible_and_one_json_line() {

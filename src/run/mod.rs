@@ -107,13 +107,7 @@ impl Ctx<'_> {
         }
         let host = crate::control::host::detect(cfg.agent.host.as_deref());
         let pinned: Vec<_> = observe::host_metrics::start(cfg, &host, self.obs).into_iter().collect();
-        let ctx = Arc::new(TailCtx {
-            cfg: agent::tail_config(cfg),
-            checkpoints,
-            tx,
-            stats,
-            wake: crate::agent::wake::Wake::start(),
-        });
+        let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints, tx, stats));
         let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
         let disc = discovery::spawn(
             Discovery::new(ctx, cfg.collect.clone()).with_pinned(pinned),
@@ -130,16 +124,7 @@ impl Ctx<'_> {
 fn open_index(cfg: &Config) -> Result<(Arc<Store>, Writer, Payload, IndexConfig), RunError> {
     let dir = cfg.agent.data_dir.join("index");
     let (store, payload) = Store::open(&dir)?;
-    let s = &cfg.index;
-    let icfg = IndexConfig {
-        dir,
-        retention_days: s.retention_days,
-        retention_bytes: s.retention_bytes,
-        retention_check_ms: s.retention_check_ms,
-        commit_interval_ms: s.commit_interval_ms,
-        writer_threads: s.writer_threads,
-        writer_memory_bytes: s.writer_memory_bytes,
-    };
+    let icfg = IndexConfig::new(dir, &cfg.index);
     let store = Arc::new(store);
     let writer = store.writer(&icfg, &payload)?;
     Ok((store, writer, payload, icfg))

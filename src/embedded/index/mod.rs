@@ -50,6 +50,7 @@ pub use tantivy_query::to_tantivy;
 pub use writer::{dir_bytes, Writer};
 
 use crate::agent::checkpoint::Snapshot;
+use crate::config::IndexSection;
 use crate::search::query::{self};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -163,15 +164,21 @@ pub struct IndexConfig {
 }
 
 impl IndexConfig {
-    pub fn in_dir(dir: &Path) -> IndexConfig {
+    /// The index in `dir` with the `[index]` settings `s`.
+    pub fn new(dir: PathBuf, s: &IndexSection) -> IndexConfig {
         IndexConfig {
-            dir: dir.to_path_buf(),
-            retention_days: 0,
-            retention_bytes: 0,
-            retention_check_ms: 60_000,
-            commit_interval_ms: 1_000,
-            writer_threads: 1,
-            writer_memory_bytes: 64 << 20,
+            dir,
+            retention_days: s.retention_days,
+            retention_bytes: s.retention_bytes,
+            retention_check_ms: s.retention_check_ms,
+            commit_interval_ms: s.commit_interval_ms,
+            writer_threads: s.writer_threads,
+            writer_memory_bytes: s.writer_memory_bytes,
         }
+    }
+
+    /// The index in `dir` with an empty `[index]`'s settings.
+    pub fn in_dir(dir: &Path) -> IndexConfig {
+        IndexConfig::new(dir.to_path_buf(), &IndexSection::default())
     }
 }

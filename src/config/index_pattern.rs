@@ -1,0 +1,216 @@
+//! `[es] index`: the index name pattern (`{topic}-%Y.%m.%d`), validated once
+//! when the config is read. Expanding it per record (dates, the cache) is
+//! the Elasticsearch side's job (`crate::elastic::bulk::IndexNames`); this
+//! module owns the pattern's grammar and what follows from the pattern alone
+//! ([`IndexPattern::wildcard`], for templates and searches).
+
+/// A bad index pattern: which, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("index pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    pub pattern: String,
+    pub reason: String,
+}
+
+/// One piece of a pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Literal text: lowercase, legal in an index name, never empty.
+    Lit(Box<str>),
+    /// The Kafka topic, lowercased.
+    Topic,
+    /// `%Y`: 4 digits.
+    Year,
+    /// `%m`: 2 digits.
+    Month,
+    /// `%d`: 2 digits.
+    Day,
+    /// `%H`: 2 digits.
+    Hour,
+}
+
+/// A validated index name pattern: literal text (lowercase, legal in an
+/// index name), `{topic}` (the Kafka topic, lowercased), and the UTC date of
+/// the record: `%Y` (4 digits), `%m`, `%d`, `%H` (2 digits), `%%` for `%`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexPattern {
+    text: Box<str>,
+    /// Never empty.
+    parts: Vec<Part>,
+    /// Seconds during which the date part cannot change: 3600 with `%H`,
+    /// 86400 with only a date, 0 without any (the name ignores time).
+    bucket_secs: i64,
+}
+
+/// Characters Elasticsearch refuses in index names (besides uppercase).
+pub const INDEX_FORBIDDEN: &[char] = &['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'];
+
+impl IndexPattern {
+    /// Parses and validates `pattern`; errors name it and the problem.
+    pub fn parse(pattern: &str) -> Result<IndexPattern, PatternError> {
+        let err = |reason: String| PatternError { pattern: pattern.to_string(), reason };
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = pattern.char_indices().peekable();
+        while let Some((at, c)) = chars.next() {
+            let part = match c {
+                '{' => {
+                    if !pattern[at..].starts_with("{topic}") {
+                        return Err(err(format!("unknown placeholder at byte {at}; the only one is {{topic}}")));
+                    }
+                    for _ in 0.."topic}".len() {
+                        chars.next();
+                    }
+                    Part::Topic
+                }
+                '}' => return Err(err(format!("unmatched '}}' at byte {at}"))),
+                '%' => match chars.next().map(|(_, c)| c) {
+                    Some('Y') => Part::Year,
+                    Some('m') => Part::Month,
+                    Some('d') => Part::Day,
+                    Some('H') => Part::Hour,
+                    Some('%') => {
+                        lit.push('%');
+                        continue;
+                    }
+                    other => {
+                        return Err(err(format!(
+                            "unknown %{} at byte {at}; use %Y, %m, %d, %H or %%",
+                            other.map(String::from).unwrap_or_default()
+                        )))
+                    }
+                },
+                c if c.is_uppercase() => return Err(err(format!("index names are lowercase; {c:?} is not"))),
+                c if INDEX_FORBIDDEN.contains(&c) || c.is_control() => {
+                    return Err(err(format!("{c:?} is not allowed in an index name")))
+                }
+                c => {
+                    lit.push(c);
+                    continue;
+                }
+            };
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit).into()));
+            }
+            parts.push(part);
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit.into()));
+        }
+        match parts.first() {
+            None => return Err(err("is empty".into())),
+            Some(Part::Lit(l)) if l.starts_with(['-', '_', '+']) => {
+                return Err(err("an index name cannot start with '-', '_' or '+'".into()))
+            }
+            Some(Part::Lit(l)) if parts.len() == 1 && (&**l == "." || &**l == "..") => {
+                return Err(err("an index name cannot be '.' or '..'".into()))
+            }
+            _ => {}
+        }
+        let bucket_secs = if parts.contains(&Part::Hour) {
+            3600
+        } else if parts.iter().any(|p| matches!(p, Part::Year | Part::Month | Part::Day)) {
+            86400
+        } else {
+            0
+        };
+        Ok(IndexPattern { text: pattern.into(), parts, bucket_secs })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The pieces, in order; never empty.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Seconds during which names cannot change: 3600 with `%H`, 86400
+    /// with only a date, 0 without any.
+    pub fn bucket_secs(&self) -> i64 {
+        self.bucket_secs
+    }
+
+    /// Whether the name depends on the record time.
+    pub fn has_date(&self) -> bool {
+        self.bucket_secs != 0
+    }
+
+    /// The index names this pattern gives `topic`, as an index pattern for
+    /// a template: the date parts become `*` (`{topic}-%Y.%m.%d` ->
+    /// `app-*`).
+    pub fn wildcard(&self, topic: &str) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(l) => out.push_str(l),
+                Part::Topic => out.extend(topic.chars().map(|c| c.to_ascii_lowercase())),
+                Part::Year | Part::Month | Part::Day | Part::Hour => {
+                    if !out.ends_with('*') {
+                        out.push('*');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl std::str::FromStr for IndexPattern {
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        IndexPattern::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_patterns_are_refused_naming_them() {
+        // (pattern, error fragment)
+        let table: &[(&str, &str)] = &[
+            ("Logs-{topic}", "lowercase"),
+            ("logs {topic}", "not allowed"),
+            ("logs/{topic}", "not allowed"),
+            ("logs:{topic}", "not allowed"),
+            ("logs#{topic}", "not allowed"),
+            ("{topik}", "placeholder"),
+            ("{topic", "placeholder"),
+            ("topic}", "unmatched"),
+            ("{topic}-%y", "unknown %y"),
+            ("{topic}-%", "unknown %"),
+            ("", "empty"),
+            ("-logs", "cannot start"),
+            ("_logs", "cannot start"),
+            ("..", "'.' or '..'"),
+        ];
+        for &(pattern, want) in table {
+            let msg = IndexPattern::parse(pattern).unwrap_err().to_string();
+            assert!(msg.contains(want), "{pattern}: {msg:?} lacks {want:?}");
+            assert!(msg.contains(pattern) || pattern.is_empty(), "{msg:?} names the pattern");
+        }
+        // (pattern, bucket seconds)
+        for (pattern, secs) in [("{topic}", 0), ("100%%-{topic}", 0), ("{topic}-%Y.%m.%d", 86400), ("x-%Y%m%d%H", 3600)]
+        {
+            assert_eq!(IndexPattern::parse(pattern).unwrap().bucket_secs(), secs, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn wildcards_cover_every_name() {
+        // (pattern, topic, wildcard)
+        let table = [
+            ("{topic}", "App", "app"),
+            ("{topic}-%Y.%m.%d", "app", "app-*.*.*"),
+            ("logs-{topic}-%Y%m%d%H", "nginx", "logs-nginx-*"),
+            ("fixed", "x", "fixed"),
+        ];
+        for (pattern, topic, want) in table {
+            assert_eq!(IndexPattern::parse(pattern).unwrap().wildcard(topic), want, "{pattern}");
+        }
+    }
+}
