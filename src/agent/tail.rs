@@ -373,8 +373,10 @@ impl Reader {
         }
     }
 
-    /// The source lines are shipped under, identifying the file on first use.
-    fn source(&mut self) -> Arc<Source> {
+    /// The source lines are shipped under, identifying the file on first use;
+    /// `start` is where the first block to ship begins (every byte before it
+    /// was shipped or skipped: what the new source counts as committed).
+    fn source(&mut self, start: u64) -> Arc<Source> {
         if let Some(src) = &self.source {
             return src.clone();
         }
@@ -382,7 +384,7 @@ impl Reader {
             Ok(Some(fid)) => fid,
             _ => FileId::of_partial(&self.file).unwrap_or(FileId { dev: self.dev, ino: self.ino, head: 0 }),
         };
-        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, self.lb.offset());
+        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, start);
         tracing::info!(path = %self.path_text, topic = %self.topic, fid = %src.fid_text, "following file");
         self.source = Some(src.clone());
         src
@@ -392,7 +394,8 @@ impl Reader {
     /// Returns false when asked to stop before it could be sent; the block is
     /// then dropped unregistered and will be read again.
     fn send(&mut self, block: Block) -> bool {
-        let src = self.source();
+        // Not the buffer's offset: it is already past the block.
+        let src = self.source(block.offset);
         let n = self.spans.len();
         let end = block.end_offset();
         let cut = self.spans.iter().filter(|s| s.cut != crate::agent::split::Cut::Whole).count();
@@ -535,6 +538,32 @@ mod tests {
         append(&path, b"tail");
         assert_eq!(lines(&rx, 1, FLUSH * 6), vec![("tail".to_string(), 25, Cut::Partial)]);
         reader.join();
+    }
+
+    #[test]
+    fn a_file_found_empty_keeps_its_first_batch_until_it_is_acknowledged() {
+        // Was: the file got its source (and so its checkpoint) at its first
+        // send, with the offset just past that batch; saved before the batch
+        // was acknowledged, the checkpoint passed lines the sink never took,
+        // and a restart skipped them.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = dir.path().join("a.log");
+        append(&path, b"");
+        let (ctx, rx) = context(&data);
+        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        append(&path, b"one\ntwo\n");
+        // Received, never acknowledged: lost on the way.
+        let lost = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(lost.spans.len(), 2);
+        first.join();
+        ctx.checkpoints.save().unwrap();
+        drop((ctx, lost));
+        let (ctx, rx) = context(&data);
+        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        let want = vec![("one".to_string(), 0, Cut::Whole), ("two".to_string(), 4, Cut::Whole)];
+        assert_eq!(lines(&rx, 2, FLUSH * 6), want);
+        second.join();
     }
 
     #[test]
