@@ -17,6 +17,9 @@ pub mod stats;
 pub mod tail;
 pub mod wake;
 
+#[cfg(test)]
+mod model_tests;
+
 use crate::agent::batch::Batch;
 use crate::agent::checkpoint::Checkpoints;
 use crate::agent::stats::Stats;

@@ -304,7 +304,11 @@ impl Reader {
             return Next::Read;
         }
         let idle = self.last_data.elapsed();
-        if self.lb.pending() > 0 && self.ctx.cfg.partial_flush.is_some_and(|d| idle >= d) && !self.flush_partial() {
+        if self.lb.pending() > 0
+            && self.ctx.cfg.partial_flush.is_some_and(|d| idle >= d)
+            && self.identified()
+            && !self.flush_partial()
+        {
             return Next::Exit { forget: false };
         }
         if meta.nlink() == 0 {
@@ -338,6 +342,20 @@ impl Reader {
             return Next::Exit { forget: false };
         }
         Next::Park
+    }
+
+    /// Whether the file has an identity that will not change: a source, or
+    /// a complete first line (or [`HEAD_BYTES`] of one) to take it from.
+    /// Until then an unfinished line is the file's first line, and is held
+    /// (not flushed on the idle timeout): its identity would be hashed from
+    /// bytes the line later outgrows, and the completed line would make the
+    /// file look truncated (read again from 0) and, after a restart,
+    /// unknown (read again from 0). Deletion and rotation still flush it:
+    /// the file will not grow again under the glob.
+    ///
+    /// [`HEAD_BYTES`]: crate::agent::identity::HEAD_BYTES
+    fn identified(&self) -> bool {
+        self.source.is_some() || FileId::of(&self.file).is_ok_and(|f| f.is_some())
     }
 
     /// Moves the bytes read so far into the file's stats (a file has no
@@ -383,8 +401,10 @@ impl Reader {
         }
     }
 
-    /// The source lines are shipped under, identifying the file on first use.
-    fn source(&mut self) -> Arc<Source> {
+    /// The source lines are shipped under, identifying the file on first use;
+    /// `start` is where the first block to ship begins (every byte before it
+    /// was shipped or skipped: what the new source counts as committed).
+    fn source(&mut self, start: u64) -> Arc<Source> {
         if let Some(src) = &self.source {
             return src.clone();
         }
@@ -392,7 +412,7 @@ impl Reader {
             Ok(Some(fid)) => fid,
             _ => FileId::of_partial(&self.file).unwrap_or(FileId { dev: self.dev, ino: self.ino, head: 0 }),
         };
-        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, self.lb.offset());
+        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, start);
         tracing::info!(path = %self.path_text, topic = %self.topic, fid = %src.fid_text, "following file");
         self.source = Some(src.clone());
         src
@@ -402,7 +422,8 @@ impl Reader {
     /// Returns false when asked to stop before it could be sent; the block is
     /// then dropped unregistered and will be read again.
     fn send(&mut self, block: Block) -> bool {
-        let src = self.source();
+        // Not the buffer's offset: it is already past the block.
+        let src = self.source(block.offset);
         let n = self.spans.len();
         let end = block.end_offset();
         let cut = self.spans.iter().filter(|s| s.cut != crate::agent::split::Cut::Whole).count();
@@ -487,6 +508,117 @@ fn line_start_before(file: &File, size: u64) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::split::Cut;
+    use crossbeam_channel::Receiver;
+    use std::io::Write;
+    use std::path::Path;
+
+    const FLUSH: Duration = Duration::from_millis(50);
+
+    /// A context for readers of files under `data`, and its channel.
+    fn context(data: &Path) -> (Arc<TailCtx>, Receiver<Batch>) {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let cfg = TailConfig {
+            split: SplitConfig::default(),
+            read_from: ReadFrom::Beginning,
+            partial_flush: Some(FLUSH),
+            rotate_wait: Duration::from_millis(50),
+            poll_max: Duration::from_millis(10),
+            parse_json: false,
+        };
+        let checkpoints = Arc::new(Checkpoints::open(data).unwrap());
+        (Arc::new(TailCtx { cfg, checkpoints, tx, stats: Arc::default(), wake: None }), rx)
+    }
+
+    /// The lines that arrive, acknowledged: at least `at_least` (waiting up
+    /// to 10 s for them), then any more until none came for `quiet`.
+    fn lines(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> Vec<(String, u64, Cut)> {
+        let mut out = Vec::new();
+        while let Ok(b) = rx.recv_timeout(if out.len() < at_least { Duration::from_secs(10) } else { quiet }) {
+            out.extend(b.lines().map(|l| (String::from_utf8_lossy(l.bytes).into_owned(), l.offset, l.cut)));
+            b.ack.ack_many(b.spans.len() as u32);
+        }
+        out
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn an_unfinished_first_line_waits_for_its_newline() {
+        // Was: flushed after the idle timeout under an identity hashed from
+        // "unfinished"; once the line was complete the first line had
+        // changed, the file was taken for truncated and read again from 0:
+        // "unfinished and done" and "next" came after "unfinished".
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"unfinished");
+        let (ctx, rx) = context(&dir.path().join("data"));
+        let reader = spawn(ctx, path.clone(), "t".into(), Start::New).unwrap();
+        // Well past the flush timeout: held, it is the file's first line.
+        let mut got = lines(&rx, 0, FLUSH * 6);
+        append(&path, b" and done\nnext\n");
+        got.extend(lines(&rx, 2, FLUSH * 6));
+        let want = vec![("unfinished and done".to_string(), 0, Cut::Whole), ("next".to_string(), 20, Cut::Whole)];
+        assert_eq!(got, want);
+        // An unfinished line after the first one is flushed as before.
+        append(&path, b"tail");
+        assert_eq!(lines(&rx, 1, FLUSH * 6), vec![("tail".to_string(), 25, Cut::Partial)]);
+        reader.join();
+    }
+
+    #[test]
+    fn a_file_found_empty_keeps_its_first_batch_until_it_is_acknowledged() {
+        // Was: the file got its source (and so its checkpoint) at its first
+        // send, with the offset just past that batch; saved before the batch
+        // was acknowledged, the checkpoint passed lines the sink never took,
+        // and a restart skipped them.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = dir.path().join("a.log");
+        append(&path, b"");
+        let (ctx, rx) = context(&data);
+        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        append(&path, b"one\ntwo\n");
+        // Received, never acknowledged: lost on the way.
+        let lost = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(lost.spans.len(), 2);
+        first.join();
+        ctx.checkpoints.save().unwrap();
+        drop((ctx, lost));
+        let (ctx, rx) = context(&data);
+        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        let want = vec![("one".to_string(), 0, Cut::Whole), ("two".to_string(), 4, Cut::Whole)];
+        assert_eq!(lines(&rx, 2, FLUSH * 6), want);
+        second.join();
+    }
+
+    #[test]
+    fn a_lone_unfinished_line_is_shipped_once_across_a_restart() {
+        // Was: shipped by the first reader, and again by the reader after a
+        // restart (a file without a complete first line had no identity to
+        // find its checkpoint by, so it was read from 0).
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = dir.path().join("a.log");
+        append(&path, b"alone");
+        let (ctx, rx) = context(&data);
+        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        let mut got = lines(&rx, 0, FLUSH * 6);
+        first.join();
+        got.extend(lines(&rx, 0, Duration::from_millis(10)));
+        ctx.checkpoints.save().unwrap();
+        drop(ctx);
+        let (ctx, rx) = context(&data);
+        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        got.extend(lines(&rx, 0, FLUSH * 6));
+        // Deleted: it will never be completed, so it is flushed as it is.
+        fs::remove_file(&path).unwrap();
+        got.extend(lines(&rx, 1, FLUSH * 6));
+        assert_eq!(got, vec![("alone".to_string(), 0, Cut::Partial)]);
+        second.join();
+    }
 
     #[test]
     fn line_start_before_edges() {
