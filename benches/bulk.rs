@@ -33,10 +33,8 @@
 //! `cargo bench --bench bulk -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use logcollect::agent::split::Cut;
-use logcollect::elastic::bulk::{
-    classify, BulkBody, IndexNames, IndexPattern, MessageMode, Origin, Outcomes, PushOutcome, Record,
-};
+use logcollect::elastic::bulk::{classify, BulkBody, IndexNames, IndexPattern, MessageMode, Outcomes, PushOutcome};
+use logcollect::record::{Cut, Origin, Record};
 use std::hint::black_box;
 
 // The transfer runs on mimalloc, like the agent.

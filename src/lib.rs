@@ -29,6 +29,8 @@
 //! # Layout
 //!
 //! - [`config`]: `config.ini` into validated types; errors name the key.
+//! - [`record`]: the record model every stage shares: `Record`, `Origin`, `Cut`,
+//!   and the document id the same line always gets.
 //! - [`split`]: the line splitter (`LineBuffer`): chunks to zero-copy lines.
 //! - [`identity`]: `FileId`, device + inode + head fingerprint.
 //! - [`batch`]: the unit that travels, and per-file acknowledgement tracking.
@@ -66,6 +68,7 @@ pub mod elastic;
 pub mod embedded;
 pub mod kafka;
 pub mod observe;
+pub mod record;
 pub mod run;
 pub mod search;
 pub mod transfer;

@@ -36,10 +36,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::elastic::bulk::{
-    doc_id, BulkBody, DocSource, MessageMode, Origin, PushOutcome, Record, NOT_FROM_KAFKA, OWN_FIELDS, RENAME_PREFIX,
-};
-use logcollect::agent::split::Cut;
+use logcollect::elastic::bulk::{BulkBody, DocSource, MessageMode, PushOutcome, OWN_FIELDS, RENAME_PREFIX};
+use logcollect::record::{doc_id, Cut, Origin, Record, NOT_FROM_KAFKA};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;

@@ -21,7 +21,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::agent::split::{naive_split, Block, Cut, LineBuffer, LongLines, SplitConfig};
+use logcollect::agent::split::{naive_split, Block, LineBuffer, LongLines, SplitConfig};
+use logcollect::record::Cut;
 use std::collections::VecDeque;
 
 fuzz_target!(|input: &[u8]| {

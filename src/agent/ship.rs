@@ -17,13 +17,13 @@
 //! pins the file's checkpoint before it.
 
 use crate::agent::batch::Batch;
-use crate::agent::split::Cut;
 use crate::agent::stats::Stats;
 use crate::common::ack::BatchAck;
 use crate::common::backoff::Backoff;
 use crate::common::sync::lock;
 use crate::config::{ConfigError, KafkaConfig};
 use crate::kafka::stats::KafkaStats;
+use crate::record::Cut;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};

@@ -377,7 +377,7 @@ impl Reader {
         let src = self.source();
         let n = self.spans.len();
         let end = block.end_offset();
-        let cut = self.spans.iter().filter(|s| s.cut != crate::agent::split::Cut::Whole).count();
+        let cut = self.spans.iter().filter(|s| s.cut != crate::record::Cut::Whole).count();
         let read_ms = now_ms();
         let ack = Arc::new(BatchAck::read_at(n, read_ms));
         if n == 0 {

@@ -9,8 +9,9 @@
 //! slot table, the read times, the index-name fallback, the JSON mode and
 //! when a request is due.
 
-use crate::elastic::bulk::{BulkBody, IndexNames, IndexPattern, MessageMode, PushOutcome, Record};
+use crate::elastic::bulk::{BulkBody, IndexNames, IndexPattern, MessageMode, PushOutcome};
 use crate::elastic::stats::TransferStats;
+use crate::record::Record;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -60,171 +60,11 @@
 //! [`IndexPattern`] (`{topic}-%Y.%m.%d`) is validated once; [`IndexNames`]
 //! expands it per record from a small cache, allocating only on a miss.
 
-use crate::agent::split::Cut;
+use crate::record::{doc_id_with, Cut, Record, NOT_FROM_KAFKA};
 use simd_json::prelude::Writable;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 use std::fmt;
 use time::OffsetDateTime;
-
-// ---------------------------------------------------------------------------
-// Records
-// ---------------------------------------------------------------------------
-
-/// One Kafka record as the body builder sees it: borrowed, nothing copied.
-#[derive(Clone, Copy, Debug)]
-pub struct Record<'a> {
-    /// The log line (the record value), without its newline. Any bytes.
-    pub value: &'a [u8],
-    pub topic: &'a str,
-    pub partition: i32,
-    /// Kafka offset of the record in its partition.
-    pub offset: i64,
-    /// Record timestamp in ms since the Unix epoch, if the record has one.
-    pub timestamp_ms: Option<i64>,
-    /// Where the agent read the line; `None` for records of other producers.
-    pub origin: Option<Origin<'a>>,
-}
-
-/// [`Record::partition`] of a line that did not come through Kafka (`logcollect
-/// run` writing straight to Elasticsearch): its document has no `kafka` field.
-pub const NOT_FROM_KAFKA: i32 = -1;
-
-/// The agent's record headers (see the `ship` module): where a line was read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Origin<'a> {
-    /// `host` header.
-    pub host: &'a [u8],
-    /// `path` header: the path the file was found under.
-    pub path: &'a [u8],
-    /// `offset` header: file offset of the line's first byte.
-    pub offset: u64,
-    /// `fid` header: the file identity, as text.
-    pub fid: &'a [u8],
-    /// From the `split` / `truncated` / `partial` headers; `Whole` without them.
-    pub cut: Cut,
-}
-
-impl<'a> Origin<'a> {
-    /// Reads the agent's headers from `(key, value)` pairs; other keys are
-    /// ignored. `None` unless `host`, `path`, `fid` and a decimal `offset`
-    /// are all there: a record with only some of them did not come from the
-    /// agent and is treated as foreign (Kafka-coordinate id, no `host`/`log`).
-    /// An unparsable `split` number leaves the line `Whole`.
-    pub fn from_headers<I>(headers: I) -> Option<Origin<'a>>
-    where
-        I: IntoIterator<Item = (&'a str, &'a [u8])>,
-    {
-        let (mut host, mut path, mut offset, mut fid) = (None, None, None, None);
-        let mut cut = Cut::Whole;
-        for (key, value) in headers {
-            match key {
-                "host" => host = Some(value),
-                "path" => path = Some(value),
-                "offset" => offset = parse_decimal(value),
-                "fid" => fid = Some(value),
-                "split" => {
-                    if let Some(n) = parse_decimal(value).and_then(|n| u32::try_from(n).ok()) {
-                        cut = Cut::Part(n);
-                    }
-                }
-                "truncated" => cut = Cut::Truncated,
-                "partial" => cut = Cut::Partial,
-                _ => {}
-            }
-        }
-        Some(Origin { host: host?, path: path?, offset: offset?, fid: fid?, cut })
-    }
-}
-
-/// Plain ASCII decimal, no sign, no spaces.
-fn parse_decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in v {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(n)
-}
-
-// ---------------------------------------------------------------------------
-// Document ids
-// ---------------------------------------------------------------------------
-
-/// A document `_id`: 22 characters of URL-safe base64 (xxh3-128, no padding).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DocId([u8; 22]);
-
-impl DocId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        // Always base64url characters: ASCII.
-        std::str::from_utf8(&self.0).expect("base64url is ASCII")
-    }
-}
-
-impl fmt::Display for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DocId({})", self.as_str())
-    }
-}
-
-/// The `_id` [`BulkBody::push`] gives `rec` (see the module docs for what it
-/// hashes). Allocates a little; the builder itself reuses a buffer.
-pub fn doc_id(rec: &Record<'_>) -> DocId {
-    let mut input = Vec::new();
-    doc_id_with(rec, &mut input)
-}
-
-/// [`doc_id`] with a reused scratch buffer for the hash input (the embedded
-/// index builds ids line by line without allocating).
-pub fn doc_id_with(rec: &Record<'_>, input: &mut Vec<u8>) -> DocId {
-    fn prefixed(input: &mut Vec<u8>, field: &[u8]) {
-        input.extend_from_slice(&(field.len() as u64).to_le_bytes());
-        input.extend_from_slice(field);
-    }
-    input.clear();
-    match &rec.origin {
-        Some(o) => {
-            input.push(b'F');
-            prefixed(input, o.host);
-            prefixed(input, o.fid);
-            input.extend_from_slice(&o.offset.to_le_bytes());
-            input.extend_from_slice(&(rec.value.len() as u64).to_le_bytes());
-        }
-        None => {
-            input.push(b'K');
-            prefixed(input, rec.topic.as_bytes());
-            input.extend_from_slice(&rec.partition.to_le_bytes());
-            input.extend_from_slice(&rec.offset.to_le_bytes());
-        }
-    }
-    DocId(base64url16(xxhash_rust::xxh3::xxh3_128(input).to_be_bytes()))
-}
-
-fn base64url16(bytes: [u8; 16]) -> [u8; 22] {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    // The 128 bits, first byte first, 6 at a time: 21 whole characters and
-    // a 22nd of the last 2 bits and 4 zero bits. Shifts of one `u128`
-    // instead of byte groups: no branches, and the loop unrolls.
-    let n = u128::from_be_bytes(bytes);
-    let mut out = [0u8; 22];
-    for (k, c) in out.iter_mut().enumerate() {
-        let sextet = if k < 21 { n >> (122 - 6 * k) } else { n << 4 };
-        *c = ALPHABET[sextet as usize & 63];
-    }
-    out
-}
 
 // ---------------------------------------------------------------------------
 // JSON string escaping
@@ -589,7 +429,7 @@ impl BulkBody {
             false
         });
         let mut lossy = false;
-        buf.extend_from_slice(&doc_id_with(rec, &mut self.id_input).0);
+        buf.extend_from_slice(doc_id_with(rec, &mut self.id_input).as_bytes());
         buf.extend_from_slice(b"\"}}\n");
 
         let merged = match mode {
@@ -1668,6 +1508,8 @@ fn excerpt(head: &[u8], total: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::testutil::{origin, rec};
+    use crate::record::{doc_id, Origin};
     use proptest::prelude::*;
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde_json::{json, Map, Value};
@@ -1739,21 +1581,6 @@ mod tests {
         assert_eq!(lines.len() % 2, 0, "action + document pairs: {text}");
         let parse = |l: &str| serde_json::from_str::<Strict>(l).unwrap_or_else(|e| panic!("line {l:?}: {e}")).0;
         lines.chunks(2).map(|p| (parse(p[0]), parse(p[1]))).collect()
-    }
-
-    fn origin(offset: u64) -> Origin<'static> {
-        Origin { host: b"web1", path: b"/var/log/app.log", offset, fid: b"803-1a2b-00112233aabbccdd", cut: Cut::Whole }
-    }
-
-    fn rec(value: &[u8]) -> Record<'_> {
-        Record {
-            value,
-            topic: "app",
-            partition: 3,
-            offset: 98765,
-            timestamp_ms: Some(1_795_603_474_123), // 2026-11-25T10:44:34.123Z
-            origin: Some(origin(1234)),
-        }
     }
 
     fn one(r: &Record<'_>, mode: MessageMode) -> (Value, Value, PushOutcome) {
@@ -2121,121 +1948,11 @@ mod tests {
         }
     }
 
-    // ----- ids ------------------------------------------------------------
-
     #[test]
-    fn ids_are_stable_and_distinct() {
-        let base = rec(b"line");
-        let id = doc_id(&base);
-        assert_eq!(id.as_str().len(), 22);
-        assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        // Same origin, different Kafka coordinates, time, text of the same
-        // length, topic: a redelivery, same id.
-        let same = Record { partition: 9, offset: 1, timestamp_ms: None, topic: "other", value: b"LINE", ..base };
-        assert_eq!(doc_id(&same), id);
-        let o = origin(1234);
-        let variants = [
-            Record { origin: Some(Origin { host: b"web2", ..o }), ..base },
-            Record { origin: Some(Origin { fid: b"803-1a2b-00112233aabbccde", ..o }), ..base },
-            Record { origin: Some(Origin { offset: 1235, ..o }), ..base },
-            Record { value: b"line+", ..base },
-            // Field splits: "web1"+"803…" vs "web18"+"03…".
-            Record { origin: Some(Origin { host: b"web18", fid: b"03-1a2b-00112233aabbccdd", ..o }), ..base },
-            Record { origin: None, ..base },
-        ];
-        let mut ids = vec![id];
-        for v in &variants {
-            ids.push(doc_id(v));
-        }
-        let mut dedup = ids.clone();
-        dedup.sort_by_key(|i| i.0);
-        dedup.dedup();
-        assert_eq!(dedup.len(), ids.len(), "{ids:?}");
-
-        // Without headers: Kafka coordinates.
-        let k = Record { origin: None, ..base };
-        assert_eq!(doc_id(&Record { value: b"other", timestamp_ms: None, ..k }), doc_id(&k));
-        assert_ne!(doc_id(&Record { partition: 4, ..k }), doc_id(&k));
-        assert_ne!(doc_id(&Record { offset: 98766, ..k }), doc_id(&k));
-        assert_ne!(doc_id(&Record { topic: "app2", ..k }), doc_id(&k));
-        // The builder's id is the same as doc_id's.
-        let (action, _, _) = one(&base, MessageMode::Plain);
-        assert_eq!(action["create"]["_id"], id.as_str());
-    }
-
-    #[test]
-    fn ids_are_pinned() {
-        // The ids of replayed records must never change between versions:
-        // Elasticsearch deduplicates by them. Values of commit e9c69bc.
-        let o = origin(1234);
-        let table: [(Record<'_>, &str); 4] = [
-            (rec(b"line"), "1G7tH7nj6-N3AujVSSnzLw"),
-            (
-                Record {
-                    origin: Some(Origin { host: b"web-17.dc1.example.com", offset: 1 << 40, ..o }),
-                    ..rec(&[b'x'; 300])
-                },
-                "WxEPrJet0-jV0XMvxM6Hvw",
-            ),
-            (Record { origin: None, ..rec(b"line") }, "JId5slEK2klId5JI9h9hlw"),
-            (Record { origin: None, topic: "", partition: -1, offset: i64::MIN, ..rec(b"") }, "ABFTWy0YJuRvhenMoSQvKQ"),
-        ];
-        let got: Vec<String> = table.iter().map(|(r, _)| doc_id(r).to_string()).collect();
-        let want: Vec<&str> = table.iter().map(|&(_, id)| id).collect();
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn base64url_of_known_bytes() {
-        let mut bytes = [0u8; 16];
-        assert_eq!(&base64url16(bytes), b"AAAAAAAAAAAAAAAAAAAAAA");
-        bytes = [0xff; 16];
-        assert_eq!(&base64url16(bytes), b"_____________________w");
-        bytes[0] = 0xfb;
-        assert_eq!(&base64url16(bytes)[..2], b"-_");
-    }
-
-    #[test]
-    fn origin_from_headers() {
-        let full: Vec<(&str, &[u8])> = vec![
-            ("host", b"web1"),
-            ("path", b"/var/log/app.log"),
-            ("offset", b"1234"),
-            ("fid", b"803-1a2b-00112233aabbccdd"),
-        ];
-        assert_eq!(Origin::from_headers(full.clone()), Some(origin(1234)));
-        // (extra headers, expected cut)
-        type Headers<'a> = &'a [(&'a str, &'a [u8])];
-        let cuts: &[(Headers, Cut)] = &[
-            (&[("split", b"3")], Cut::Part(3)),
-            (&[("split", b"x")], Cut::Whole),
-            (&[("truncated", b"1")], Cut::Truncated),
-            (&[("partial", b"1")], Cut::Partial),
-            (&[("traceparent", b"00-ab")], Cut::Whole),
-        ];
-        for &(extra, cut) in cuts {
-            let h = full.iter().copied().chain(extra.iter().copied());
-            assert_eq!(Origin::from_headers(h).map(|o| o.cut), Some(cut), "{extra:?}");
-        }
-        for missing in ["host", "path", "offset", "fid"] {
-            let h = full.iter().copied().filter(|h| h.0 != missing);
-            assert_eq!(Origin::from_headers(h), None, "without {missing}");
-        }
-        // (offset header, parsed)
-        let offsets: &[(&[u8], Option<u64>)] = &[
-            (b"0", Some(0)),
-            (b"18446744073709551615", Some(u64::MAX)),
-            (b"18446744073709551616", None),
-            (b"", None),
-            (b"-1", None),
-            (b"+1", None),
-            (b" 1", None),
-            (b"12a", None),
-        ];
-        for &(text, want) in offsets {
-            let h = full.iter().copied().map(|(k, v)| (k, if k == "offset" { text } else { v }));
-            assert_eq!(Origin::from_headers(h).map(|o| o.offset), want, "{text:?}");
-        }
+    fn the_action_carries_doc_id() {
+        let r = rec(b"line");
+        let (action, _, _) = one(&r, MessageMode::Plain);
+        assert_eq!(action["create"]["_id"], doc_id(&r).as_str());
     }
 
     // ----- body bookkeeping ------------------------------------------------
@@ -2475,13 +2192,6 @@ mod tests {
             prop_assert_eq!(escape_mask(w), naive, "{:02x?}", bytes);
         }
 
-        #[test]
-        fn base64url_matches_the_base64_crate(bytes in any::<[u8; 16]>()) {
-            use base64::Engine;
-            let want = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-            let got = base64url16(bytes);
-            prop_assert_eq!(std::str::from_utf8(&got).unwrap(), want);
-        }
 
         #[test]
         fn next_escape_matches_the_naive_scan(

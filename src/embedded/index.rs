@@ -37,8 +37,9 @@
 //! take effect with the next commit, and merges give the space back.
 
 use crate::agent::checkpoint::Snapshot;
-use crate::agent::split::Cut;
-use crate::elastic::bulk::{self, Origin, Record};
+// `bulk::` names the record model in this file for now (the file is being
+// split; its body is left alone until then).
+use crate::record::{self as bulk, Cut, Origin, Record};
 use crate::search::query::{self, Field as QField, Node};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
