@@ -33,7 +33,9 @@
 //! `cargo bench --bench bulk -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use logcollect::elastic::bulk::{classify, BulkBody, IndexNames, IndexPattern, MessageMode, Outcomes, PushOutcome};
+use logcollect::elastic::body::{BulkBody, MessageMode, PushOutcome};
+use logcollect::elastic::classify::{classify, Outcomes};
+use logcollect::elastic::index_name::{IndexNames, IndexPattern};
 use logcollect::record::{Cut, Origin, Record};
 use std::hint::black_box;
 

@@ -202,7 +202,7 @@ pub struct EsConfig {
     pub workers: usize,
     /// Bound on records held in memory between Kafka and Elasticsearch.
     pub chan_max_size: usize,
-    pub index: crate::elastic::bulk::IndexPattern,
+    pub index: crate::elastic::index_name::IndexPattern,
     pub bulk_max_bytes: usize,
     pub bulk_max_docs: usize,
     pub bulk_max_wait_ms: u64,
@@ -474,7 +474,7 @@ impl Config {
                 .map(|n| if n.contains("://") { n } else { format!("http://{n}") })
                 .map(|n| n.trim_end_matches('/').to_string())
                 .collect();
-            let index = crate::elastic::bulk::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
+            let index = crate::elastic::index_name::IndexPattern::parse(s.str("es", "index").unwrap_or("{topic}"))
                 .map_err(|e| err("es.index", e.to_string()))?;
             // Without Kafka (single host writing straight to Elasticsearch) a file.
             let default_dead_letter = if kafka.is_some() { "kafka" } else { "file" };

@@ -9,7 +9,8 @@
 //! slot table, the read times, the index-name fallback, the JSON mode and
 //! when a request is due.
 
-use crate::elastic::bulk::{BulkBody, IndexNames, IndexPattern, MessageMode, PushOutcome};
+use crate::elastic::body::{BulkBody, MessageMode, PushOutcome};
+use crate::elastic::index_name::{IndexNames, IndexPattern};
 use crate::elastic::stats::TransferStats;
 use crate::record::Record;
 use bytes::Bytes;

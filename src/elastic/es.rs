@@ -1,10 +1,10 @@
 //! es: sends `_bulk` requests to Elasticsearch and sees every document
 //! through to a final answer: stored, already there, or dead-lettered.
 //!
-//! A [`Request`] is a body built by [`crate::elastic::bulk::BulkBody`] plus, per
+//! A [`Request`] is a body built by [`crate::elastic::body::BulkBody`] plus, per
 //! document, the acknowledgement it owes its Kafka partition. A worker posts
 //! it with `filter_path` so Elasticsearch answers only what is needed,
-//! classifies the answer per item ([`crate::elastic::bulk::classify`]) and then:
+//! classifies the answer per item ([`crate::elastic::classify::classify`]) and then:
 //! - stored or 409 (a redelivery of a document already there): acknowledged;
 //! - 429 / 5xx items: sent again, only those, with exponential backoff and
 //!   jitter, for as long as it takes (backpressure, not loss);
@@ -18,7 +18,7 @@
 
 use crate::common::ack::BatchAck;
 use crate::config::{DeadLetter, EsConfig, KafkaConfig};
-use crate::elastic::bulk::{classify, ItemError, ItemOutcome, Outcomes};
+use crate::elastic::classify::{classify, ItemError, ItemOutcome, Outcomes};
 use crate::elastic::stats::TransferStats;
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};

@@ -3,7 +3,10 @@
 //! by the transfer (Kafka in) and `run` (readers in).
 
 pub mod batcher;
-pub mod bulk;
+pub mod body;
+pub mod classify;
 pub mod es;
+pub mod index_name;
 pub mod stats;
+mod tape;
 pub mod template;

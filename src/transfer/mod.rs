@@ -23,7 +23,7 @@ use crate::common::shutdown;
 use crate::common::sync::lock;
 use crate::config::{Config, ConfigError, EsConfig};
 use crate::elastic::batcher::{message_mode, Batcher, Built};
-use crate::elastic::bulk::MessageMode;
+use crate::elastic::body::MessageMode;
 use crate::elastic::es::{Request, Slot, Workers};
 use crate::elastic::stats::TransferStats;
 use crate::elastic::template::install_templates;
