@@ -183,12 +183,12 @@ pub fn classify(body: &mut [u8], expected_items: usize, out: &mut Outcomes) -> R
         out.set_all_done(expected_items);
         return Ok(());
     }
-    // simd-json scrambles the body: keep its head for error messages.
-    let mut head = [0u8; EXCERPT];
-    let head_len = body.len().min(EXCERPT);
+    // simd-json scrambles the body: keep its head for error messages, one
+    // byte more than is quoted to tell whether there was more.
+    let mut head = [0u8; EXCERPT + 1];
+    let head_len = body.len().min(head.len());
     head[..head_len].copy_from_slice(&body[..head_len]);
-    let body_len = body.len();
-    let malformed = |what: String| ClassifyError::Malformed { what, excerpt: excerpt(&head[..head_len], body_len) };
+    let malformed = |what: String| ClassifyError::Malformed { what, excerpt: excerpt(&head[..head_len], EXCERPT) };
 
     let mut tape: Tape<'_> = out.tape.take().unwrap_or_else(Tape::null).reset();
     let result = match simd_json::fill_tape(body, &mut out.buffers, &mut tape) {
@@ -369,9 +369,11 @@ fn error_text(tape: &[Node<'_>], at: usize) -> (String, String) {
     (kind.to_string(), reason)
 }
 
-fn excerpt(head: &[u8], total: usize) -> String {
-    let mut s = String::from_utf8_lossy(head).into_owned();
-    if total > head.len() {
+/// The first `max` bytes of an answer, for a message: lossy UTF-8, on one
+/// line (newlines become spaces), and `…` when there was more.
+pub(crate) fn excerpt(bytes: &[u8], max: usize) -> String {
+    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).replace('\n', " ");
+    if bytes.len() > max {
         s.push('…');
     }
     s
@@ -473,6 +475,23 @@ mod tests {
         let long = format!("garbage {}", "x".repeat(1000));
         let e = run(&long, 1).unwrap_err().to_string();
         assert!(e.len() < 400 && e.contains('…'), "{e}");
+    }
+
+    #[test]
+    fn excerpts() {
+        // (answer, max, excerpt)
+        let table: &[(&[u8], usize, &str)] = &[
+            (b"", 4, ""),
+            (b"abcd", 4, "abcd"),
+            (b"abcde", 4, "abcd…"),
+            (b"a\nb\n", 4, "a b "),
+            (b"<html>\n502\n</html>", 9, "<html> 50…"),
+            ("é".as_bytes(), 1, "\u{FFFD}…"),
+            (b"\xff", 4, "\u{FFFD}"),
+        ];
+        for &(answer, max, want) in table {
+            assert_eq!(excerpt(answer, max), want, "{answer:?}");
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@
 pub mod batcher;
 pub mod body;
 pub mod classify;
-pub mod es;
+pub mod client;
+pub mod dead_letter;
 pub mod index_name;
 pub mod stats;
 mod tape;
 pub mod template;
+pub mod worker;

@@ -4,7 +4,7 @@
 use crate::common::backoff::Backoff;
 use crate::common::shutdown;
 use crate::config::EsConfig;
-use crate::elastic::es::EsClient;
+use crate::elastic::client::EsClient;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 

@@ -24,7 +24,7 @@ use crate::agent::tail::TailCtx;
 use crate::agent::{self, AgentError};
 use crate::common::shutdown;
 use crate::config::{Config, ConfigError, EsConfig};
-use crate::elastic::es::EsClient;
+use crate::elastic::client::EsClient;
 use crate::embedded::index::{IndexConfig, IndexError, Store};
 use crate::embedded::ingest;
 use crate::observe::server::{self, Server};

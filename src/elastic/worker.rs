@@ -1,10 +1,11 @@
-//! es: sends `_bulk` requests to Elasticsearch and sees every document
-//! through to a final answer: stored, already there, or dead-lettered.
+//! The workers: they send `_bulk` requests to Elasticsearch and see every
+//! document through to a final answer: stored, already there, or
+//! dead-lettered.
 //!
 //! A [`Request`] is a body built by [`crate::elastic::body::BulkBody`] plus, per
 //! document, the acknowledgement it owes its Kafka partition. A worker posts
 //! it with `filter_path` so Elasticsearch answers only what is needed,
-//! classifies the answer per item ([`crate::elastic::classify::classify`]) and then:
+//! classifies the answer per item ([`classify`]) and then:
 //! - stored or 409 (a redelivery of a document already there): acknowledged;
 //! - 429 / 5xx items: sent again, only those, with exponential backoff and
 //!   jitter, for as long as it takes (backpressure, not loss);
@@ -17,18 +18,21 @@
 //! documents' action+source line pairs out of the original body.
 
 use crate::common::ack::BatchAck;
-use crate::config::{DeadLetter, EsConfig, KafkaConfig};
-use crate::elastic::classify::{classify, ItemError, ItemOutcome, Outcomes};
+use crate::common::backoff::Backoff;
+use crate::config::{EsConfig, KafkaConfig};
+use crate::elastic::classify::{classify, excerpt, ItemError, ItemOutcome, Outcomes};
+use crate::elastic::client::{Answer, EsClient, ANSWER_EXCERPT};
+use crate::elastic::dead_letter::DeadLetterSink;
 use crate::elastic::stats::TransferStats;
 use bytes::Bytes;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+
+/// The first wait before a retry (of a request, or of a dead-letter
+/// write); it doubles up to `[es] retry_max_backoff_ms`.
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(100);
 
 /// The partition a group of documents came from, and what they owe it.
 #[derive(Debug)]
@@ -50,213 +54,6 @@ pub struct Request {
     pub read_ms: Vec<i64>,
 }
 
-/// The HTTP side: nodes in rotation, auth, TLS.
-pub struct EsClient {
-    http: reqwest::Client,
-    /// `<node>/_bulk?filter_path=…` per node.
-    bulk_urls: Vec<String>,
-    next: AtomicUsize,
-    auth: Auth,
-}
-
-enum Auth {
-    None,
-    Basic(String, String),
-    ApiKey(String),
-}
-
-/// What came back for a request.
-enum Answer {
-    /// HTTP status and body.
-    Status(u16, Vec<u8>),
-    /// No answer: connection refused, reset, timed out.
-    Unreachable(String),
-}
-
-impl EsClient {
-    pub fn new(cfg: &EsConfig) -> Result<EsClient, String> {
-        let mut b = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(cfg.workers);
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
-            b = b.add_root_certificate(cert);
-        }
-        let http = b.build().map_err(|e| format!("es: {e}"))?;
-        let auth = match (&cfg.api_key, &cfg.username, &cfg.password) {
-            (Some(key), _, _) => Auth::ApiKey(format!("ApiKey {key}")),
-            (None, Some(u), Some(p)) => Auth::Basic(u.clone(), p.clone()),
-            _ => Auth::None,
-        };
-        let bulk_urls =
-            cfg.nodes.iter().map(|n| format!("{n}/_bulk?filter_path=errors,items.*.status,items.*.error")).collect();
-        Ok(EsClient { http, bulk_urls, next: AtomicUsize::new(0), auth })
-    }
-
-    async fn post_bulk(&self, body: Bytes) -> Answer {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
-        let req = self
-            .authorize(self.http.post(&self.bulk_urls[i]).header("Content-Type", "application/x-ndjson").body(body));
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match resp.bytes().await {
-                    Ok(b) => Answer::Status(status, b.to_vec()),
-                    Err(e) => Answer::Unreachable(format!("{}: reading the answer: {e}", self.node(i))),
-                }
-            }
-            Err(e) => Answer::Unreachable(format!("{}: {e}", self.node(i))),
-        }
-    }
-
-    fn node(&self, i: usize) -> &str {
-        self.bulk_urls[i].split("/_bulk").next().unwrap_or("")
-    }
-
-    /// Installs (or replaces) the index template `name`. `Err(None)`: no
-    /// node answered (try again later); `Err(Some(msg))`: refused for good.
-    pub async fn put_template(&self, name: &str, body: Vec<u8>) -> Result<(), Option<String>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
-        let url = format!("{}/_index_template/{name}", self.node(i));
-        let req = self.authorize(self.http.put(&url).header("Content-Type", "application/json").body(body));
-        match req.send().await {
-            Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => Err(None),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let text = resp.bytes().await.map(|b| excerpt(&b)).unwrap_or_default();
-                Err(Some(format!("{url}: {status} {text}")))
-            }
-            Err(e) => {
-                tracing::warn!("{url}: {e}");
-                Err(None)
-            }
-        }
-    }
-
-    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Auth::ApiKey(k) => req.header("Authorization", k),
-        }
-    }
-
-    /// Whether any node answers `GET /` (for readiness).
-    pub async fn ping(&self) -> bool {
-        for u in &self.bulk_urls {
-            let base = u.split("/_bulk").next().unwrap_or("");
-            if self.http.get(base).send().await.is_ok_and(|r| r.status().is_success()) {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-// --- Searches (the search page over Elasticsearch, see `search`) ----------
-
-impl EsClient {
-    /// POSTs a JSON body to `path` (`index/_search?…`) on the next node in
-    /// rotation: the status and the answer, or why there was none.
-    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bulk_urls.len();
-        let url = format!("{}/{}", self.node(i), path.trim_start_matches('/'));
-        let mut req = self.http.post(&url).header("Content-Type", "application/json").body(body);
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Auth::ApiKey(k) => req.header("Authorization", k),
-        };
-        let resp = req.send().await.map_err(|e| format!("{}: {e}", self.node(i)))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| format!("{}: reading the answer: {e}", self.node(i)))?;
-        Ok((status, body.to_vec()))
-    }
-}
-
-/// Where refused documents go.
-pub enum DeadLetterSink {
-    Kafka(FutureProducer),
-    File(Mutex<tokio::fs::File>),
-}
-
-impl DeadLetterSink {
-    /// Opens `cfg`'s destination; `kafka` (brokers and `[kafka.producer]`)
-    /// is needed for [`DeadLetter::Kafka`].
-    pub async fn open(cfg: &DeadLetter, kafka: Option<&KafkaConfig>) -> Result<DeadLetterSink, String> {
-        match cfg {
-            DeadLetter::Kafka => {
-                let Some(k) = kafka else {
-                    return Err("dead letters to Kafka need [kafka] address (or es.dead_letter_path)".into());
-                };
-                crate::kafka::dead_letter_producer(k)
-                    .create()
-                    .map(DeadLetterSink::Kafka)
-                    .map_err(|e| format!("dead-letter producer: {e}"))
-            }
-            DeadLetter::File(path) => {
-                if let Some(dir) = path.parent() {
-                    let _ = tokio::fs::create_dir_all(dir).await;
-                }
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .await
-                    .map(|f| DeadLetterSink::File(Mutex::new(f)))
-                    .map_err(|e| format!("es.dead_letter_path {}: {e}", path.display()))
-            }
-        }
-    }
-
-    /// Stores one refused document durably; retries until it is stored, so
-    /// its acknowledgement (which lets the Kafka offset move) is earned.
-    async fn put(&self, topic: &str, doc: &[u8], err: &ItemError, max_backoff: Duration) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let res = match self {
-                DeadLetterSink::Kafka(p) => {
-                    let status = err.status.to_string();
-                    let error = err.to_string();
-                    let dlq = format!("{topic}.dlq");
-                    let headers = OwnedHeaders::new()
-                        .insert(Header { key: "error", value: Some(error.as_str()) })
-                        .insert(Header { key: "status", value: Some(status.as_str()) })
-                        .insert(Header { key: "topic", value: Some(topic) });
-                    let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&dlq).payload(doc).headers(headers);
-                    p.send(rec, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e.to_string())
-                }
-                DeadLetterSink::File(f) => {
-                    let mut line = Vec::with_capacity(doc.len() + 128);
-                    line.extend_from_slice(b"{\"topic\":");
-                    line.extend_from_slice(serde_json::to_string(topic).unwrap_or_default().as_bytes());
-                    line.extend_from_slice(b",\"error\":");
-                    line.extend_from_slice(serde_json::to_string(&err.to_string()).unwrap_or_default().as_bytes());
-                    line.extend_from_slice(b",\"doc\":");
-                    line.extend_from_slice(doc);
-                    line.extend_from_slice(b"}\n");
-                    let mut f = f.lock().await;
-                    match f.write_all(&line).await {
-                        Ok(()) => f.sync_data().await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-            };
-            match res {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(topic, "dead-letter write failed: {e}; retrying");
-                    tokio::time::sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(max_backoff);
-                }
-            }
-        }
-    }
-}
-
 /// Everything a worker needs.
 pub struct Worker {
     pub client: EsClient,
@@ -266,6 +63,11 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// The retry pace: from [`FIRST_RETRY_WAIT`] up to `max_backoff`.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(FIRST_RETRY_WAIT, self.max_backoff)
+    }
+
     /// Sees every document of `req` to a final answer.
     pub async fn process(&self, req: Request) {
         let pairs = doc_ranges(&req.body);
@@ -275,7 +77,7 @@ impl Worker {
         }
         let mut outcomes = Outcomes::new();
         let mut work: Vec<Vec<usize>> = vec![(0..pairs.len()).collect()];
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = self.backoff();
         while let Some(pending) = work.pop() {
             let body =
                 if pending.len() == pairs.len() { req.body.clone() } else { subset(&req.body, &pairs, &pending) };
@@ -300,7 +102,7 @@ impl Worker {
                     tracing::warn!(
                         "Elasticsearch unreachable ({e}); retrying {} documents in {:?}",
                         pending.len(),
-                        backoff
+                        backoff.peek()
                     );
                     retry = pending;
                 }
@@ -316,9 +118,9 @@ impl Worker {
                     tracing::warn!(
                         status,
                         "Elasticsearch refused the request for now ({}); retrying {} documents in {:?}",
-                        excerpt(&text),
+                        excerpt(&text, ANSWER_EXCERPT),
                         pending.len(),
-                        backoff
+                        backoff.peek()
                     );
                     retry = pending;
                 }
@@ -326,7 +128,8 @@ impl Worker {
                     // The request itself was refused for good (or one document
                     // alone is too large): each document goes to the dead letter.
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                    let err = ItemError { status, kind: "request_refused".into(), reason: excerpt(&text) };
+                    let err =
+                        ItemError { status, kind: "request_refused".into(), reason: excerpt(&text, ANSWER_EXCERPT) };
                     let rejected: Vec<_> = pending.iter().map(|&i| (i, err.clone())).collect();
                     self.reject_all(&req, &pairs, &rejected).await;
                 }
@@ -366,7 +169,7 @@ impl Worker {
                             tracing::warn!(
                                 "{} documents refused for now (first: {err}); retrying them in {:?}",
                                 retry.len(),
-                                backoff
+                                backoff.peek()
                             );
                         }
                         if !rejected.is_empty() {
@@ -376,11 +179,10 @@ impl Worker {
                 },
             }
             if retry.is_empty() {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             } else {
                 self.stats.docs_retried.fetch_add(retry.len() as u64, Ordering::Relaxed);
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(self.max_backoff);
+                tokio::time::sleep(backoff.next_wait()).await;
                 work.push(retry);
             }
         }
@@ -410,7 +212,7 @@ impl Worker {
             let nl = memchr::memchr(b'\n', pair).map(|p| p + 1).unwrap_or(0);
             let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
             tracing::debug!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}");
-            self.dead_letter.put(&slot.topic, doc, err, self.max_backoff).await;
+            self.dead_letter.put(&slot.topic, doc, err, self.backoff()).await;
             self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
             self.acked(req, *i, crate::common::clock::now_ms());
         }
@@ -486,7 +288,6 @@ impl Workers {
         })
     }
 }
-
 /// Byte range of each document's action+source line pair in a body.
 pub fn doc_ranges(body: &[u8]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
@@ -511,19 +312,6 @@ fn subset(body: &[u8], pairs: &[Range<usize>], pick: &[usize]) -> Bytes {
     Bytes::from(out)
 }
 
-/// `d` ± 25 %, so many workers do not retry in lockstep.
-fn jitter(d: Duration) -> Duration {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
-    let f = 0.75 + (nanos % 1000) as f64 / 2000.0;
-    d.mul_f64(f)
-}
-
-fn excerpt(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&b[..b.len().min(300)]);
-    s.replace('\n', " ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,12 +324,5 @@ mod tests {
         assert_eq!(&body[r[1].clone()], b"{\"create\":{}}\n{\"m\":2}\n");
         assert_eq!(&subset(body, &r, &[2, 0])[..], b"{\"create\":{}}\n{\"m\":3}\n{\"create\":{}}\n{\"m\":1}\n");
         assert!(doc_ranges(b"").is_empty());
-    }
-
-    #[test]
-    fn jitter_stays_within_a_quarter() {
-        let d = Duration::from_millis(1000);
-        let j = jitter(d);
-        assert!(j >= Duration::from_millis(750) && j <= Duration::from_millis(1250));
     }
 }
