@@ -14,13 +14,16 @@
 //! - the whole request refused with 429 / 5xx, or no connection: sent again
 //!   whole; 413: split in halves.
 //!
+//! That policy is `next_step`, a pure function of the answer (its unit test
+//! is the table of it); [`Worker::process`] carries it out.
+//!
 //! The body is never rebuilt from records: a retry concatenates the failed
 //! documents' action+source line pairs out of the original body.
 
 use crate::common::ack::BatchAck;
 use crate::common::backoff::Backoff;
 use crate::config::{EsConfig, KafkaConfig};
-use crate::elastic::classify::{classify, excerpt, ItemError, ItemOutcome, Outcomes};
+use crate::elastic::classify::{classify, excerpt, ClassifyError, ItemError, ItemOutcome, Outcomes};
 use crate::elastic::client::{Answer, EsClient, ANSWER_EXCERPT};
 use crate::elastic::dead_letter::DeadLetterSink;
 use crate::elastic::stats::TransferStats;
@@ -95,89 +98,37 @@ impl Worker {
             if let Some(status) = failed {
                 self.stats.es_error(status, 1);
             }
-            let mut retry = Vec::new();
-            match answer {
-                Answer::Unreachable(e) => {
-                    self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        "Elasticsearch unreachable ({e}); retrying {} documents in {:?}",
-                        pending.len(),
-                        backoff.peek()
-                    );
-                    retry = pending;
-                }
-                Answer::Status(413, _) if pending.len() > 1 => {
+            let retry = match next_step(answer, pending.len(), &mut outcomes) {
+                Step::Split => {
                     let half = pending.len() / 2;
                     tracing::info!(docs = pending.len(), "request too large (413): splitting it");
                     work.push(pending[half..].to_vec());
                     work.push(pending[..half].to_vec());
                     continue;
                 }
-                Answer::Status(status, text) if status == 429 || status >= 500 => {
+                Step::RetryAll(why) => {
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        status,
-                        "Elasticsearch refused the request for now ({}); retrying {} documents in {:?}",
-                        excerpt(&text, ANSWER_EXCERPT),
-                        pending.len(),
-                        backoff.peek()
-                    );
-                    retry = pending;
+                    let (n, wait) = (pending.len(), backoff.peek());
+                    match why {
+                        Resend::Unreachable(e) => {
+                            tracing::warn!("Elasticsearch unreachable ({e}); retrying {n} documents in {wait:?}")
+                        }
+                        Resend::Refused { status, excerpt } => tracing::warn!(
+                            status,
+                            "Elasticsearch refused the request for now ({excerpt}); retrying {n} documents in {wait:?}"
+                        ),
+                        Resend::Unclassified(e) => tracing::warn!("{e}; retrying {n} documents"),
+                    }
+                    pending
                 }
-                Answer::Status(status, text) if !(200..300).contains(&status) => {
-                    // The request itself was refused for good (or one document
-                    // alone is too large): each document goes to the dead letter.
+                Step::RejectAll(err) => {
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                    let err =
-                        ItemError { status, kind: "request_refused".into(), reason: excerpt(&text, ANSWER_EXCERPT) };
                     let rejected: Vec<_> = pending.iter().map(|&i| (i, err.clone())).collect();
                     self.reject_all(&req, &pairs, &rejected).await;
+                    Vec::new()
                 }
-                Answer::Status(_, mut text) => match classify(&mut text, pending.len(), &mut outcomes) {
-                    Err(e) => {
-                        self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("{e}; retrying {} documents", pending.len());
-                        retry = pending;
-                    }
-                    Ok(()) => {
-                        let mut rejected = Vec::new();
-                        let mut first_retry = None;
-                        let now = crate::common::clock::now_ms();
-                        for (k, outcome) in outcomes.iter().enumerate() {
-                            let i = pending[k];
-                            match outcome {
-                                ItemOutcome::Done => {
-                                    self.stats.docs_indexed.fetch_add(1, Ordering::Relaxed);
-                                    self.acked(&req, i, now);
-                                }
-                                ItemOutcome::Duplicate => {
-                                    self.stats.docs_duplicate.fetch_add(1, Ordering::Relaxed);
-                                    self.acked(&req, i, now);
-                                }
-                                ItemOutcome::Retry(err) => {
-                                    first_retry.get_or_insert_with(|| err.clone());
-                                    self.stats.es_error(err.status, 1);
-                                    retry.push(i);
-                                }
-                                ItemOutcome::Reject(err) => {
-                                    self.stats.es_error(err.status, 1);
-                                    rejected.push((i, err.clone()));
-                                }
-                            }
-                        }
-                        if let Some(err) = first_retry {
-                            tracing::warn!(
-                                "{} documents refused for now (first: {err}); retrying them in {:?}",
-                                retry.len(),
-                                backoff.peek()
-                            );
-                        }
-                        if !rejected.is_empty() {
-                            self.reject_all(&req, &pairs, &rejected).await;
-                        }
-                    }
-                },
-            }
+                Step::PerItem => self.per_item(&req, &pairs, &pending, &outcomes, backoff.peek()).await,
+            };
             if retry.is_empty() {
                 backoff.reset();
             } else {
@@ -186,6 +137,52 @@ impl Worker {
                 work.push(retry);
             }
         }
+    }
+
+    /// Acts on each item of a classified answer for the documents `pending`:
+    /// stored ones are acknowledged, the ones refused for good go to the dead
+    /// letter; returns the ones to send again (in `wait`, for the log).
+    async fn per_item(
+        &self,
+        req: &Request,
+        pairs: &[Range<usize>],
+        pending: &[usize],
+        outcomes: &Outcomes,
+        wait: Duration,
+    ) -> Vec<usize> {
+        let mut retry = Vec::new();
+        let mut rejected = Vec::new();
+        let mut first_retry = None;
+        let now = crate::common::clock::now_ms();
+        for (k, outcome) in outcomes.iter().enumerate() {
+            let i = pending[k];
+            match outcome {
+                ItemOutcome::Done => {
+                    self.stats.docs_indexed.fetch_add(1, Ordering::Relaxed);
+                    self.acked(req, i, now);
+                }
+                ItemOutcome::Duplicate => {
+                    self.stats.docs_duplicate.fetch_add(1, Ordering::Relaxed);
+                    self.acked(req, i, now);
+                }
+                ItemOutcome::Retry(err) => {
+                    first_retry.get_or_insert_with(|| err.clone());
+                    self.stats.es_error(err.status, 1);
+                    retry.push(i);
+                }
+                ItemOutcome::Reject(err) => {
+                    self.stats.es_error(err.status, 1);
+                    rejected.push((i, err.clone()));
+                }
+            }
+        }
+        if let Some(err) = first_retry {
+            tracing::warn!("{} documents refused for now (first: {err}); retrying them in {wait:?}", retry.len());
+        }
+        if !rejected.is_empty() {
+            self.reject_all(req, pairs, &rejected).await;
+        }
+        retry
     }
 
     /// Document `i` reached its final answer: counts its slot down and
@@ -216,6 +213,55 @@ impl Worker {
             self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
             self.acked(req, *i, crate::common::clock::now_ms());
         }
+    }
+}
+
+/// What to do with a request's pending documents once it was answered:
+/// the retry policy, apart from the I/O that carries it out.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// 413 for more than one document: each half is sent on its own.
+    Split,
+    /// Nothing was stored: every pending document is sent again after a wait.
+    RetryAll(Resend),
+    /// The request itself was refused for good (or one document alone is
+    /// too large): every pending document goes to the dead letter with this
+    /// error.
+    RejectAll(ItemError),
+    /// A 2xx answer, classified: each item says what becomes of its document.
+    PerItem,
+}
+
+/// Why a whole request is sent again.
+#[derive(Debug, PartialEq, Eq)]
+enum Resend {
+    /// No answer.
+    Unreachable(String),
+    /// 429 or 5xx: refused for now; the start of the answer.
+    Refused { status: u16, excerpt: String },
+    /// A 2xx answer that does not match the request.
+    Unclassified(ClassifyError),
+}
+
+/// The [`Step`] after `answer` to a request of `pending` documents. A 2xx
+/// answer is classified into `outcomes` (item `k` answers the `k`-th pending
+/// document), which [`Step::PerItem`] leaves filled.
+fn next_step(answer: Answer, pending: usize, outcomes: &mut Outcomes) -> Step {
+    match answer {
+        Answer::Unreachable(e) => Step::RetryAll(Resend::Unreachable(e)),
+        Answer::Status(413, _) if pending > 1 => Step::Split,
+        Answer::Status(status, text) if status == 429 || status >= 500 => {
+            Step::RetryAll(Resend::Refused { status, excerpt: excerpt(&text, ANSWER_EXCERPT) })
+        }
+        Answer::Status(status, text) if !(200..300).contains(&status) => Step::RejectAll(ItemError {
+            status,
+            kind: "request_refused".into(),
+            reason: excerpt(&text, ANSWER_EXCERPT),
+        }),
+        Answer::Status(_, mut text) => match classify(&mut text, pending, outcomes) {
+            Ok(()) => Step::PerItem,
+            Err(e) => Step::RetryAll(Resend::Unclassified(e)),
+        },
     }
 }
 
@@ -324,5 +370,83 @@ mod tests {
         assert_eq!(&body[r[1].clone()], b"{\"create\":{}}\n{\"m\":2}\n");
         assert_eq!(&subset(body, &r, &[2, 0])[..], b"{\"create\":{}}\n{\"m\":3}\n{\"create\":{}}\n{\"m\":1}\n");
         assert!(doc_ranges(b"").is_empty());
+    }
+
+    #[test]
+    fn next_step_table() {
+        use Resend::{Refused, Unclassified, Unreachable};
+        use Step::*;
+        let reject = |status, reason: &str| {
+            RejectAll(ItemError { status, kind: "request_refused".into(), reason: reason.into() })
+        };
+        let busy = |status, excerpt: &str| RetryAll(Refused { status, excerpt: excerpt.into() });
+        let long = "x".repeat(ANSWER_EXCERPT + 100);
+        let cut = format!("{}…", &long[..ANSWER_EXCERPT]);
+        // (status, 0: no answer; body, or why there was none; pending documents; step)
+        let table: Vec<(u16, &str, usize, Step)> = vec![
+            (
+                0,
+                "http://es1:9200: connection refused",
+                3,
+                RetryAll(Unreachable("http://es1:9200: connection refused".into())),
+            ),
+            (0, "", 0, RetryAll(Unreachable(String::new()))),
+            // 2xx: per item, or everything again when the answer does not match.
+            (200, r#"{"errors":false}"#, 2, PerItem),
+            (201, r#"{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400}}]}"#, 2, PerItem),
+            (
+                200,
+                r#"{"errors":true,"items":[{"create":{"status":201}}]}"#,
+                2,
+                RetryAll(Unclassified(ClassifyError::ItemCount { expected: 2, got: 1 })),
+            ),
+            (
+                200,
+                "[1,2]",
+                1,
+                RetryAll(Unclassified(ClassifyError::Malformed {
+                    what: "not a JSON object".into(),
+                    excerpt: "[1,2]".into(),
+                })),
+            ),
+            (
+                299,
+                r#"{"error":{"type":"t","reason":"r"},"status":400}"#,
+                1,
+                RetryAll(Unclassified(ClassifyError::Request {
+                    status: Some(400),
+                    kind: "t".into(),
+                    reason: "r".into(),
+                })),
+            ),
+            // 413: halves while there is more than one document.
+            (413, "", 2, Split),
+            (413, "", 1000, Split),
+            (413, "too large", 1, reject(413, "too large")),
+            // 429, 5xx: everything again.
+            (429, "queue full", 2, busy(429, "queue full")),
+            (500, "", 1, busy(500, "")),
+            (503, "<html>\n503\n</html>", 1, busy(503, "<html> 503 </html>")),
+            (599, &long, 4, busy(599, &cut)),
+            // Anything else: refused for good, every document.
+            (400, r#"{"error":"bad"}"#, 2, reject(400, r#"{"error":"bad"}"#)),
+            (401, "unauthorized", 2, reject(401, "unauthorized")),
+            (404, &long, 1, reject(404, &cut)),
+            (301, "", 1, reject(301, "")),
+            (100, "", 1, reject(100, "")),
+            (300, "", 1, reject(300, "")),
+        ];
+        let mut outcomes = Outcomes::new();
+        for (status, body, pending, want) in table {
+            let answer = match status {
+                0 => Answer::Unreachable(body.into()),
+                s => Answer::Status(s, body.as_bytes().to_vec()),
+            };
+            let step = next_step(answer, pending, &mut outcomes);
+            if step == PerItem {
+                assert_eq!(outcomes.len(), pending, "{status} {body}");
+            }
+            assert_eq!(step, want, "{status} {body} for {pending}");
+        }
     }
 }
