@@ -4,6 +4,7 @@
 
 use crate::config::EsConfig;
 use crate::elastic::classify::excerpt;
+use crate::elastic::error::EsError;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -41,17 +42,19 @@ pub(crate) enum Answer {
 }
 
 impl EsClient {
-    pub fn new(cfg: &EsConfig) -> Result<EsClient, String> {
+    /// The client `cfg` describes; fails on a bad `ca_file`.
+    pub fn new(cfg: &EsConfig) -> Result<EsClient, EsError> {
         let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(cfg.workers);
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("es.ca_file {}: {e}", ca.display()))?;
+            let ca_error = |message: String| EsError::CaFile { path: ca.clone(), message };
+            let pem = std::fs::read(ca).map_err(|e| ca_error(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
             b = b.add_root_certificate(cert);
         }
-        let http = b.build().map_err(|e| format!("es: {e}"))?;
+        let http = b.build().map_err(|e| EsError::Client(e.to_string()))?;
         let auth = match (&cfg.api_key, &cfg.username, &cfg.password) {
             (Some(key), _, _) => Auth::ApiKey(format!("ApiKey {key}")),
             (None, Some(u), Some(p)) => Auth::Basic(u.clone(), p.clone()),
@@ -75,10 +78,11 @@ impl EsClient {
 
     /// Sends `req` (addressed to `node`) with the auth applied: the status
     /// and the whole answer, or why there was none.
-    async fn send(&self, node: &str, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
-        let resp = self.authorize(req).send().await.map_err(|e| format!("{node}: {e}"))?;
+    async fn send(&self, node: &str, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), EsError> {
+        let unreachable = |message: String| EsError::Unreachable { node: node.to_string(), message };
+        let resp = self.authorize(req).send().await.map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| format!("{node}: reading the answer: {e}"))?;
+        let body = resp.bytes().await.map_err(|e| unreachable(format!("reading the answer: {e}")))?;
         Ok((status, body.to_vec()))
     }
 
@@ -88,26 +92,25 @@ impl EsClient {
             self.http.post(format!("{node}{BULK_PATH}")).header("Content-Type", "application/x-ndjson").body(body);
         match self.send(node, req).await {
             Ok((status, body)) => Answer::Status(status, body),
-            Err(e) => Answer::Unreachable(e),
+            Err(e) => Answer::Unreachable(e.to_string()),
         }
     }
 
-    /// Installs (or replaces) the index template `name`. `Err(None)`: no
-    /// node answered (try again later); `Err(Some(msg))`: refused for good.
-    pub async fn put_template(&self, name: &str, body: Vec<u8>) -> Result<(), Option<String>> {
-        let url = format!("{}/_index_template/{name}", self.next_node());
-        let req = self.authorize(self.http.put(&url).header("Content-Type", "application/json").body(body));
-        match req.send().await {
-            Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => Err(None),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let text = resp.bytes().await.map(|b| excerpt(&b, ANSWER_EXCERPT)).unwrap_or_default();
-                Err(Some(format!("{url}: {status} {text}")))
-            }
+    /// Installs (or replaces) the index template `name`. An error that
+    /// [`EsError::is_transient`] is worth trying again later; any other is
+    /// a refusal for good.
+    pub async fn put_template(&self, name: &str, body: Vec<u8>) -> Result<(), EsError> {
+        let node = self.next_node();
+        let url = format!("{node}/_index_template/{name}");
+        let req = self.http.put(&url).header("Content-Type", "application/json").body(body);
+        match self.send(node, req).await {
+            Ok((200..=299, _)) => Ok(()),
+            Ok((status, text)) => Err(EsError::Refused { url, status, body_excerpt: excerpt(&text, ANSWER_EXCERPT) }),
             Err(e) => {
-                tracing::warn!("{url}: {e}");
-                Err(None)
+                if let EsError::Unreachable { message, .. } = &e {
+                    tracing::warn!("{url}: {message}");
+                }
+                Err(e)
             }
         }
     }
@@ -126,7 +129,7 @@ impl EsClient {
     /// rotation (the search page over Elasticsearch, see
     /// [`crate::search::backend`]): the status and the answer, or why there
     /// was none.
-    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), EsError> {
         let node = self.next_node();
         let url = format!("{node}/{}", path.trim_start_matches('/'));
         self.send(node, self.http.post(&url).header("Content-Type", "application/json").body(body)).await

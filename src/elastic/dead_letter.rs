@@ -5,6 +5,7 @@
 use crate::common::backoff::Backoff;
 use crate::config::{DeadLetter, KafkaConfig};
 use crate::elastic::classify::ItemError;
+use crate::elastic::error::EsError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -20,16 +21,16 @@ pub enum DeadLetterSink {
 impl DeadLetterSink {
     /// Opens `cfg`'s destination; `kafka` (brokers and `[kafka.producer]`)
     /// is needed for [`DeadLetter::Kafka`].
-    pub async fn open(cfg: &DeadLetter, kafka: Option<&KafkaConfig>) -> Result<DeadLetterSink, String> {
+    pub async fn open(cfg: &DeadLetter, kafka: Option<&KafkaConfig>) -> Result<DeadLetterSink, EsError> {
         match cfg {
             DeadLetter::Kafka => {
                 let Some(k) = kafka else {
-                    return Err("dead letters to Kafka need [kafka] address (or es.dead_letter_path)".into());
+                    return Err(EsError::DeadLetterNeedsKafka);
                 };
                 crate::kafka::dead_letter_producer(k)
                     .create()
                     .map(DeadLetterSink::Kafka)
-                    .map_err(|e| format!("dead-letter producer: {e}"))
+                    .map_err(|e| EsError::DeadLetterProducer(e.to_string()))
             }
             DeadLetter::File(path) => {
                 if let Some(dir) = path.parent() {
@@ -41,7 +42,7 @@ impl DeadLetterSink {
                     .open(path)
                     .await
                     .map(|f| DeadLetterSink::File(Mutex::new(f)))
-                    .map_err(|e| format!("es.dead_letter_path {}: {e}", path.display()))
+                    .map_err(|e| EsError::DeadLetterFile { path: path.clone(), message: e.to_string() })
             }
         }
     }

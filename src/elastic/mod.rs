@@ -7,6 +7,7 @@ pub mod body;
 pub mod classify;
 pub mod client;
 pub mod dead_letter;
+pub mod error;
 pub mod index_name;
 pub mod stats;
 mod tape;

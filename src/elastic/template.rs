@@ -24,11 +24,11 @@ pub async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[Strin
                     tracing::info!(template = %name, pattern = %es.index.wildcard(topic), "index template installed");
                     break;
                 }
-                Err(Some(msg)) => {
-                    tracing::warn!(template = %name, "index template refused ({msg}); indexing with dynamic mapping (set es.manage_template = false to skip)");
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(template = %name, "index template refused ({e}); indexing with dynamic mapping (set es.manage_template = false to skip)");
                     break;
                 }
-                Err(None) => {
+                Err(_) => {
                     let wait = backoff.next_wait();
                     tracing::warn!(template = %name, "Elasticsearch unreachable; retrying the index template in {wait:?}");
                     if shutdown::sleep_async(stop, wait).await {

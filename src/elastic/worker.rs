@@ -287,10 +287,8 @@ impl Workers {
         stats: Arc<TransferStats>,
         queue: usize,
     ) -> Result<Workers, crate::config::ConfigError> {
-        let need = |key: &str, message: String| crate::config::ConfigError { key: key.into(), message };
-        let client = EsClient::new(es).map_err(|m| need("es", m))?;
-        let dead_letter =
-            rt.block_on(DeadLetterSink::open(&es.dead_letter, kafka)).map_err(|m| need("es.dead_letter", m))?;
+        let client = EsClient::new(es)?;
+        let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, kafka))?;
         let worker = Arc::new(Worker {
             client,
             dead_letter,

@@ -245,7 +245,7 @@ fn collected_topics(cfg: &Config) -> Vec<String> {
 }
 
 fn es_backend(es: &EsConfig) -> Result<Backend, AgentError> {
-    let client = EsClient::new(es).map_err(|m| ConfigError { key: "es".into(), message: m })?;
+    let client = EsClient::new(es).map_err(ConfigError::from)?;
     // Every topic's indices: the pattern with `*` for the topic.
     Ok(Backend::Elasticsearch(EsSearch { client, indices: es.index.wildcard("*") }))
 }
