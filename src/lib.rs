@@ -45,8 +45,9 @@
 //! - [`ship`]: the Kafka producer stage.
 //! - [`agent`]: wiring and orderly shutdown.
 //! - [`transfer`]: Kafka consumer group to Elasticsearch, offsets committed behind acks.
-//! - [`es`]: `_bulk` requests, per-item retries, dead letters.
-//! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
+//! - [`elastic`]: Elasticsearch `_bulk`, for the transfer and `run`: bodies from
+//!   records, index names, the response classifier (pure); workers with
+//!   per-item retries, dead letters, the HTTP client, index templates.
 //! - [`host`]: the host name records carry and the etcd key names: `[agent]
 //!   host`, else the outbound IP.
 //! - [`run`]: `logcollect run`, everything on one host (modes by config).

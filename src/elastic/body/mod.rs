@@ -13,7 +13,7 @@
 //! - `create`, never `index`: with a deterministic `_id`, a record delivered
 //!   twice (Kafka is at-least-once) is refused with 409 instead of being
 //!   stored twice, and the classifier counts that as done.
-//! - `_id` is the record's [`doc_id`]: the same line read, shipped or
+//! - `_id` is the record's [`doc_id`](crate::record::doc_id): the same line read, shipped or
 //!   consumed again gets the same id (see [`crate::record`] for what it
 //!   hashes).
 //! - `@timestamp` is the Kafka record timestamp (the agent sets it to the
