@@ -13,9 +13,9 @@
 //! - `create`, never `index`: with a deterministic `_id`, a record delivered
 //!   twice (Kafka is at-least-once) is refused with 409 instead of being
 //!   stored twice, and the classifier counts that as done.
-//! - `_id` is the record's [`doc_id`](crate::record::doc_id): the same line read, shipped or
-//!   consumed again gets the same id (see [`crate::record`] for what it
-//!   hashes).
+//! - `_id` is the record's [`doc_id`](crate::record::doc_id): the same
+//!   line read, shipped or consumed again gets the same id (see
+//!   [`crate::record`] for what it hashes).
 //! - `@timestamp` is the Kafka record timestamp (the agent sets it to the
 //!   read time), RFC 3339 UTC with milliseconds; it is left out when the
 //!   record has none or it falls outside years 0000–9999.
