@@ -86,6 +86,7 @@ impl EsClient {
         Ok((status, body.to_vec()))
     }
 
+    /// Posts a `_bulk` body to the next node in rotation.
     pub(crate) async fn post_bulk(&self, body: Bytes) -> Answer {
         let node = self.next_node();
         let req =
