@@ -33,9 +33,11 @@
 //! `cargo bench --bench bulk -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use logcollect::agent::split::Cut;
 use logcollect::config::IndexPattern;
-use logcollect::elastic::bulk::{classify, BulkBody, IndexNames, MessageMode, Origin, Outcomes, PushOutcome, Record};
+use logcollect::elastic::body::{BulkBody, MessageMode, PushOutcome};
+use logcollect::elastic::classify::{classify, Outcomes};
+use logcollect::elastic::index_name::IndexNames;
+use logcollect::record::{Cut, Origin, Record};
 use std::hint::black_box;
 
 // The transfer runs on mimalloc, like the agent.

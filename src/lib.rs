@@ -29,6 +29,8 @@
 //! # Layout
 //!
 //! - [`config`]: `config.ini` into validated types; errors name the key.
+//! - [`record`]: the record model every stage shares: `Record`, `Origin`, `Cut`,
+//!   and the document id the same line always gets.
 //! - [`split`]: the line splitter (`LineBuffer`): chunks to zero-copy lines.
 //! - [`identity`]: `FileId`, device + inode + head fingerprint.
 //! - [`batch`]: the unit that travels, and per-file acknowledgement tracking.
@@ -43,8 +45,9 @@
 //! - [`ship`]: the Kafka producer stage.
 //! - [`agent`]: wiring and orderly shutdown.
 //! - [`transfer`]: Kafka consumer group to Elasticsearch, offsets committed behind acks.
-//! - [`es`]: `_bulk` requests, per-item retries, dead letters.
-//! - [`bulk`]: Elasticsearch `_bulk` bodies from records, and the response classifier.
+//! - [`elastic`]: Elasticsearch `_bulk`, for the transfer and `run`: bodies from
+//!   records, index names, the response classifier (pure); workers with
+//!   per-item retries, dead letters, the HTTP client, index templates.
 //! - [`host`]: the host name records carry and the etcd key names: `[agent]
 //!   host`, else the outbound IP.
 //! - [`run`]: `logcollect run`, everything on one host (modes by config).
@@ -67,6 +70,7 @@ pub mod embedded;
 pub mod error;
 pub mod kafka;
 pub mod observe;
+pub mod record;
 pub mod run;
 pub mod search;
 pub mod transfer;

@@ -1,4 +1,4 @@
-//! The `_bulk` body builder (`bulk::BulkBody`) and its JSON escaper, over
+//! The `_bulk` body builder (`elastic::body::BulkBody`) and its JSON escaper, over
 //! arbitrary records.
 //!
 //! Input layout (missing bytes read as 0; a field is a length byte and then
@@ -25,7 +25,7 @@
 //! empty or ends in a newline; it has exactly two lines per document, each
 //! of which serde_json parses as an object with no duplicate keys at any
 //! depth; the action line is `{"create":{"_index":…,"_id":…}}` with the
-//! record's index and `bulk::doc_id`; the document's `message` is the value
+//! record's index and `record::doc_id`; the document's `message` is the value
 //! (`String::from_utf8_lossy` of it), and `host.name`, `log.file.path`,
 //! `log.offset`, `log.flags`/`log.part`, `topic`, `kafka.partition`,
 //! `kafka.offset` and `@timestamp` (RFC 3339, ms, only within years
@@ -36,10 +36,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::elastic::bulk::{
-    doc_id, BulkBody, DocSource, MessageMode, Origin, PushOutcome, Record, NOT_FROM_KAFKA, OWN_FIELDS, RENAME_PREFIX,
-};
-use logcollect::agent::split::Cut;
+use logcollect::elastic::body::{BulkBody, DocSource, MessageMode, PushOutcome, OWN_FIELDS, RENAME_PREFIX};
+use logcollect::record::{doc_id, Cut, Origin, Record, NOT_FROM_KAFKA};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;

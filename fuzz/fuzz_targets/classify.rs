@@ -1,4 +1,4 @@
-//! The `_bulk` response classifier (`bulk::classify`).
+//! The `_bulk` response classifier (`elastic::classify::classify`).
 //!
 //! Input layout: byte 0 picks the mode (bit 0), the rest drives it.
 //! - Raw (bit 0 clear): bytes 1..=2 are the expected item count (`u16`,
@@ -26,7 +26,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::elastic::bulk::{classify, ClassifyError, ItemError, ItemOutcome, Outcomes};
+use logcollect::elastic::classify::{classify, ClassifyError, ItemError, ItemOutcome, Outcomes};
 use std::fmt::Write;
 
 struct Input<'a>(&'a [u8]);

@@ -21,8 +21,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::agent::split::{naive_split, Block, Cut, LineBuffer, SplitConfig};
+use logcollect::agent::split::{naive_split, Block, LineBuffer, SplitConfig};
 use logcollect::config::LongLines;
+use logcollect::record::Cut;
 use std::collections::VecDeque;
 
 fuzz_target!(|input: &[u8]| {

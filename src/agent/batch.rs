@@ -8,8 +8,9 @@
 //! out of order (lines spread over partitions) never move it past a gap.
 
 use crate::agent::identity::FileId;
-use crate::agent::split::{Block, Cut, Span};
+use crate::agent::split::{Block, Span};
 use crate::common::ack::{BatchAck, Progress};
+use crate::record::Cut;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -17,7 +17,6 @@
 //! pins the file's checkpoint before it.
 
 use crate::agent::batch::Batch;
-use crate::agent::split::Cut;
 use crate::agent::stats::Stats;
 use crate::common::ack::BatchAck;
 use crate::common::backoff::Backoff;
@@ -25,6 +24,7 @@ use crate::common::sync::lock;
 use crate::config::{ConfigError, KafkaConfig};
 use crate::error::RunError;
 use crate::kafka::stats::KafkaStats;
+use crate::record::Cut;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};

@@ -17,23 +17,9 @@
 //! stripped. Any other byte (NUL, invalid UTF-8) passes through untouched.
 
 use crate::config::{AgentConfig, LongLines};
+use crate::record::Cut;
 use bytes::{Bytes, BytesMut};
 use std::io::{self, Read};
-
-/// How a [`Span`] relates to the line it came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cut {
-    /// A whole line.
-    Whole,
-    /// Part `n` (1-based) of a line longer than `max_line_bytes`; the last part
-    /// is marked too, so a reader can tell the line is complete.
-    Part(u32),
-    /// The first `max_line_bytes` of a longer line; the rest was skipped.
-    Truncated,
-    /// The unfinished last line of a file, flushed after the idle timeout
-    /// without its newline.
-    Partial,
-}
 
 /// One line inside a block: `block[start .. start + len]`, without its `\n`
 /// (and without a `\r` before it).

@@ -426,7 +426,7 @@ impl Reader {
         let src = self.source(block.offset);
         let n = self.spans.len();
         let end = block.end_offset();
-        let cut = self.spans.iter().filter(|s| s.cut != crate::agent::split::Cut::Whole).count();
+        let cut = self.spans.iter().filter(|s| s.cut != crate::record::Cut::Whole).count();
         let read_ms = now_ms();
         let ack = Arc::new(BatchAck::read_at(n, read_ms));
         if n == 0 {
@@ -508,7 +508,7 @@ fn line_start_before(file: &File, size: u64) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::split::Cut;
+    use crate::record::Cut;
     use crossbeam_channel::Receiver;
     use std::io::Write;
     use std::path::Path;

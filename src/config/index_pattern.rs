@@ -1,6 +1,6 @@
 //! `[es] index`: the index name pattern (`{topic}-%Y.%m.%d`), validated once
 //! when the config is read. Expanding it per record (dates, the cache) is
-//! the Elasticsearch side's job (`crate::elastic::bulk::IndexNames`); this
+//! the Elasticsearch side's job ([`crate::elastic::index_name::IndexNames`]); this
 //! module owns the pattern's grammar and what follows from the pattern alone
 //! ([`IndexPattern::wildcard`], for templates and searches).
 

@@ -10,8 +10,10 @@
 //! when a request is due.
 
 use crate::config::IndexPattern;
-use crate::elastic::bulk::{BulkBody, IndexNames, MessageMode, PushOutcome, Record};
+use crate::elastic::body::{BulkBody, MessageMode, PushOutcome};
+use crate::elastic::index_name::IndexNames;
 use crate::elastic::stats::TransferStats;
+use crate::record::Record;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -1,9 +1,10 @@
-//! Index templates: one per topic, installed before anything is indexed.
+//! Index templates: the mapping of the fields logcollect writes, one template
+//! per topic, installed before anything is indexed.
 
 use crate::common::backoff::Backoff;
 use crate::common::shutdown;
 use crate::config::EsConfig;
-use crate::elastic::es::EsClient;
+use crate::elastic::client::EsClient;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 pub async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[String], stop: &AtomicBool) -> bool {
     for topic in topics {
         let name = format!("logcollect-{}", topic.to_ascii_lowercase());
-        let body = crate::elastic::bulk::index_template(&[es.index.wildcard(topic)], 100);
+        let body = index_template(&[es.index.wildcard(topic)], 100);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(es.retry_max_backoff_ms));
         loop {
             match client.put_template(&name, body.clone()).await {
@@ -23,11 +24,11 @@ pub async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[Strin
                     tracing::info!(template = %name, pattern = %es.index.wildcard(topic), "index template installed");
                     break;
                 }
-                Err(Some(msg)) => {
-                    tracing::warn!(template = %name, "index template refused ({msg}); indexing with dynamic mapping (set es.manage_template = false to skip)");
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(template = %name, "index template refused ({e}); indexing with dynamic mapping (set es.manage_template = false to skip)");
                     break;
                 }
-                Err(None) => {
+                Err(_) => {
                     let wait = backoff.next_wait();
                     tracing::warn!(template = %name, "Elasticsearch unreachable; retrying the index template in {wait:?}");
                     if shutdown::sleep_async(stop, wait).await {
@@ -38,4 +39,70 @@ pub async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[Strin
         }
     }
     true
+}
+
+/// The composable index template (`PUT _index_template/<name>`) that maps
+/// the fields the body builder ([`crate::elastic::body`]) writes, so the first document of an index cannot
+/// give them a wrong type (Elasticsearch's dynamic mapping would map a
+/// `message` that reads as a date as `date`, then refuse every other line).
+/// Fields merged from JSON lines stay dynamically mapped.
+///
+/// `message` is cut into words as the embedded index and the search
+/// language cut it (`query::words`: runs of letters and digits,
+/// lower-cased, at most 255 long), so a search means the same on both.
+pub fn index_template(index_patterns: &[String], priority: u32) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "index_patterns": index_patterns,
+        "priority": priority,
+        "_meta": {"managed_by": "logcollect"},
+        "template": {
+            "settings": {"analysis": {
+                "analyzer": {"logcollect_words": {
+                    "type": "custom",
+                    "tokenizer": "logcollect_words",
+                    "filter": ["lowercase", "logcollect_max_word"]
+                }},
+                "tokenizer": {"logcollect_words": {"type": "pattern", "pattern": "[^\\p{IsAlphabetic}\\p{N}]+"}},
+                "filter": {"logcollect_max_word": {"type": "length", "max": 255}}
+            }},
+            "mappings": {
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "message": {"type": "text", "analyzer": "logcollect_words"},
+                    "host": {"properties": {"name": {"type": "keyword"}}},
+                    "log": {"properties": {
+                        "file": {"properties": {"path": {"type": "keyword"}}},
+                        "offset": {"type": "long"},
+                        "flags": {"type": "keyword"},
+                        "part": {"type": "long"}
+                    }},
+                    "topic": {"type": "keyword"},
+                    "kafka": {"properties": {
+                        "partition": {"type": "integer"},
+                        "offset": {"type": "long"}
+                    }}
+                }
+            }
+        }
+    });
+    serde_json::to_vec(&doc).expect("a JSON value serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_template_maps_our_fields() {
+        let t: serde_json::Value = serde_json::from_slice(&index_template(&["app-*".into()], 7)).unwrap();
+        assert_eq!(t["index_patterns"][0], "app-*");
+        assert_eq!(t["priority"], 7);
+        assert_eq!(t["template"]["mappings"]["properties"]["message"]["type"], "text");
+        assert_eq!(t["template"]["mappings"]["properties"]["message"]["analyzer"], "logcollect_words");
+        assert_eq!(
+            t["template"]["settings"]["analysis"]["tokenizer"]["logcollect_words"]["pattern"],
+            r"[^\p{IsAlphabetic}\p{N}]+"
+        );
+        assert_eq!(t["template"]["mappings"]["properties"]["log"]["properties"]["offset"]["type"], "long");
+    }
 }

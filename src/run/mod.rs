@@ -24,7 +24,7 @@ use crate::agent::stats::Stats;
 use crate::agent::tail::TailCtx;
 use crate::common::shutdown;
 use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
-use crate::elastic::es::EsClient;
+use crate::elastic::client::EsClient;
 use crate::embedded::index::{IndexConfig, IndexError, Payload, Store, Writer};
 use crate::embedded::ingest;
 use crate::error::RunError;
@@ -228,7 +228,7 @@ fn collected_topics(cfg: &Config) -> Vec<String> {
 }
 
 fn es_backend(es: &EsConfig) -> Result<Backend, RunError> {
-    let client = EsClient::new(es).map_err(|m| ConfigError { key: "es".into(), message: m })?;
+    let client = EsClient::new(es).map_err(ConfigError::from)?;
     // Every topic's indices: the pattern with `*` for the topic.
     Ok(Backend::Elasticsearch(EsSearch { client, indices: es.index.wildcard("*") }))
 }

@@ -14,7 +14,7 @@
 //!   since documents may become visible out of timestamp order.
 
 use crate::common::clock::rfc3339_ms;
-use crate::elastic::es::EsClient;
+use crate::elastic::client::EsClient;
 use crate::embedded::index::{Store, StoredHit};
 use crate::search::query::{self, Node};
 use serde::Serialize;

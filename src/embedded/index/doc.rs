@@ -4,8 +4,7 @@
 use super::{
     F_FLAGS, F_HOST, F_ID, F_KOFFSET, F_KPARTITION, F_MESSAGE, F_OFFSET, F_PART, F_PATH, F_SEQ, F_TOPIC, F_TS,
 };
-use crate::agent::split::Cut;
-use crate::elastic::bulk::{self, Origin, Record};
+use crate::record::{self, Cut, Origin, Record};
 use bytes::Bytes;
 use std::sync::Arc;
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
@@ -65,7 +64,7 @@ pub struct LineOrigin {
 /// slices only (a copy only for lines that are not UTF-8).
 #[derive(Clone, Debug)]
 pub struct LineDoc {
-    pub id: bulk::DocId,
+    pub id: record::DocId,
     pub ts_ms: i64,
     /// Set by the writer.
     pub seq: u64,
@@ -88,13 +87,13 @@ impl LineDoc {
         id_scratch: &mut Vec<u8>,
     ) -> LineDoc {
         LineDoc {
-            id: bulk::doc_id_with(rec, id_scratch),
+            id: record::doc_id_with(rec, id_scratch),
             ts_ms: rec.timestamp_ms.unwrap_or(0),
             seq: 0,
             message: Message::from_bytes(message),
             topic,
             origin,
-            kafka: (rec.partition != bulk::NOT_FROM_KAFKA).then_some((rec.partition, rec.offset)),
+            kafka: (rec.partition != record::NOT_FROM_KAFKA).then_some((rec.partition, rec.offset)),
         }
     }
 
@@ -118,7 +117,7 @@ impl LineDoc {
         let rec = Record {
             value: line.bytes,
             topic: &src.topic,
-            partition: bulk::NOT_FROM_KAFKA,
+            partition: record::NOT_FROM_KAFKA,
             offset: -1,
             timestamp_ms: Some(read_ms),
             origin: Some(origin),

@@ -6,7 +6,7 @@
 //!
 //! | field             | kind                          | from                                  |
 //! |-------------------|-------------------------------|---------------------------------------|
-//! | `_id`             | exact, stored                 | [`bulk::doc_id`] (the ES `_id`)        |
+//! | `_id`             | exact, stored                 | [`record::doc_id`] (the ES `_id`)        |
 //! | `@timestamp`      | i64 ms, fast                  | read time (agent) / record timestamp   |
 //! | `_seq`            | u64, fast                     | order of indexing, unique              |
 //! | `message`         | words with positions, stored  | the line                              |

@@ -1,8 +1,7 @@
 //! The index against a model of its queries, paging, commits and retention.
 
 use super::{analyzer, IndexConfig, LineDoc, LineOrigin, Payload, Store, Writer};
-use crate::agent::split::Cut;
-use crate::elastic::bulk::{self, Origin, Record};
+use crate::record::{self, Cut, Origin, Record};
 use crate::search::query::{self, Node};
 use bytes::Bytes;
 use std::path::Path;
@@ -44,7 +43,7 @@ fn doc(i: u64, ts: i64, msg: &str, host: &str, path: &str, topic: &str) -> LineD
     let rec = Record {
         value: msg.as_bytes(),
         topic,
-        partition: bulk::NOT_FROM_KAFKA,
+        partition: record::NOT_FROM_KAFKA,
         offset: -1,
         timestamp_ms: Some(ts),
         origin: Some(origin),

@@ -1,0 +1,450 @@
+//! The workers: they send `_bulk` requests to Elasticsearch and see every
+//! document through to a final answer: stored, already there, or
+//! dead-lettered.
+//!
+//! A [`Request`] is a body built by [`crate::elastic::body::BulkBody`] plus, per
+//! document, the acknowledgement it owes its Kafka partition. A worker posts
+//! it with `filter_path` so Elasticsearch answers only what is needed,
+//! classifies the answer per item ([`classify`]) and then:
+//! - stored or 409 (a redelivery of a document already there): acknowledged;
+//! - 429 / 5xx items: sent again, only those, with exponential backoff and
+//!   jitter, for as long as it takes (backpressure, not loss);
+//! - refused for good (mapping errors…): written to the dead-letter
+//!   destination with the error, then acknowledged;
+//! - the whole request refused with 429 / 5xx, or no connection: sent again
+//!   whole; 413: split in halves.
+//!
+//! That policy is `next_step`, a pure function of the answer (its unit test
+//! is the table of it); [`Worker::process`] carries it out.
+//!
+//! The body is never rebuilt from records: a retry concatenates the failed
+//! documents' action+source line pairs out of the original body.
+
+use crate::common::ack::BatchAck;
+use crate::common::backoff::Backoff;
+use crate::config::{EsConfig, KafkaConfig};
+use crate::elastic::classify::{classify, excerpt, ClassifyError, ItemError, ItemOutcome, Outcomes};
+use crate::elastic::client::{Answer, EsClient, ANSWER_EXCERPT};
+use crate::elastic::dead_letter::DeadLetterSink;
+use crate::elastic::stats::TransferStats;
+use bytes::Bytes;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The first wait before a retry (of a request, or of a dead-letter
+/// write); it doubles up to `[es] retry_max_backoff_ms`.
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// The partition a group of documents came from, and what they owe it.
+#[derive(Debug)]
+pub struct Slot {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// Counted down once per document of this slot reaching a final answer.
+    pub ack: Arc<BatchAck>,
+}
+
+/// One `_bulk` request: the body, and for document `i` its slot `docs[i]`.
+#[derive(Debug)]
+pub struct Request {
+    pub body: Bytes,
+    pub docs: Vec<u16>,
+    pub slots: Vec<Slot>,
+    /// When each document's line was read (ms since the epoch; 0: unknown),
+    /// for the end-to-end latency; empty when not kept.
+    pub read_ms: Vec<i64>,
+}
+
+/// Everything a worker needs.
+pub struct Worker {
+    pub client: EsClient,
+    pub dead_letter: DeadLetterSink,
+    pub stats: Arc<TransferStats>,
+    pub max_backoff: Duration,
+}
+
+impl Worker {
+    /// The retry pace: from [`FIRST_RETRY_WAIT`] up to `max_backoff`.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(FIRST_RETRY_WAIT, self.max_backoff)
+    }
+
+    /// Sees every document of `req` to a final answer.
+    pub async fn process(&self, req: Request) {
+        let pairs = doc_ranges(&req.body);
+        if pairs.len() != req.docs.len() {
+            // A bug, not bad input: the builder emits two lines per document.
+            tracing::error!(docs = req.docs.len(), lines = pairs.len(), "bulk body does not match its documents");
+        }
+        let mut outcomes = Outcomes::new();
+        let mut work: Vec<Vec<usize>> = vec![(0..pairs.len()).collect()];
+        let mut backoff = self.backoff();
+        while let Some(pending) = work.pop() {
+            let body =
+                if pending.len() == pairs.len() { req.body.clone() } else { subset(&req.body, &pairs, &pending) };
+            self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
+            self.stats.bulk_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let answer = self.client.post_bulk(body).await;
+            self.stats.bulk_latency.observe(started.elapsed());
+            // 0: no answer.
+            let failed = match &answer {
+                Answer::Unreachable(_) => Some(0),
+                Answer::Status(s, _) => (*s >= 400).then_some(*s),
+            };
+            self.stats.es_answered(failed != Some(0));
+            if let Some(status) = failed {
+                self.stats.es_error(status, 1);
+            }
+            let retry = match next_step(answer, pending.len(), &mut outcomes) {
+                Step::Split => {
+                    let half = pending.len() / 2;
+                    tracing::info!(docs = pending.len(), "request too large (413): splitting it");
+                    work.push(pending[half..].to_vec());
+                    work.push(pending[..half].to_vec());
+                    continue;
+                }
+                Step::RetryAll(why) => {
+                    self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
+                    let (n, wait) = (pending.len(), backoff.peek());
+                    match why {
+                        Resend::Unreachable(e) => {
+                            tracing::warn!("Elasticsearch unreachable ({e}); retrying {n} documents in {wait:?}")
+                        }
+                        Resend::Refused { status, excerpt } => tracing::warn!(
+                            status,
+                            "Elasticsearch refused the request for now ({excerpt}); retrying {n} documents in {wait:?}"
+                        ),
+                        Resend::Unclassified(e) => tracing::warn!("{e}; retrying {n} documents"),
+                    }
+                    pending
+                }
+                Step::RejectAll(err) => {
+                    self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
+                    let rejected: Vec<_> = pending.iter().map(|&i| (i, err.clone())).collect();
+                    self.reject_all(&req, &pairs, &rejected).await;
+                    Vec::new()
+                }
+                Step::PerItem => self.per_item(&req, &pairs, &pending, &outcomes, backoff.peek()).await,
+            };
+            if retry.is_empty() {
+                backoff.reset();
+            } else {
+                self.stats.docs_retried.fetch_add(retry.len() as u64, Ordering::Relaxed);
+                tokio::time::sleep(backoff.next_wait()).await;
+                work.push(retry);
+            }
+        }
+    }
+
+    /// Acts on each item of a classified answer for the documents `pending`:
+    /// stored ones are acknowledged, the ones refused for good go to the dead
+    /// letter; returns the ones to send again (in `wait`, for the log).
+    async fn per_item(
+        &self,
+        req: &Request,
+        pairs: &[Range<usize>],
+        pending: &[usize],
+        outcomes: &Outcomes,
+        wait: Duration,
+    ) -> Vec<usize> {
+        let mut retry = Vec::new();
+        let mut rejected = Vec::new();
+        let mut first_retry = None;
+        let now = crate::common::clock::now_ms();
+        for (k, outcome) in outcomes.iter().enumerate() {
+            let i = pending[k];
+            match outcome {
+                ItemOutcome::Done => {
+                    self.stats.docs_indexed.fetch_add(1, Ordering::Relaxed);
+                    self.acked(req, i, now);
+                }
+                ItemOutcome::Duplicate => {
+                    self.stats.docs_duplicate.fetch_add(1, Ordering::Relaxed);
+                    self.acked(req, i, now);
+                }
+                ItemOutcome::Retry(err) => {
+                    first_retry.get_or_insert_with(|| err.clone());
+                    self.stats.es_error(err.status, 1);
+                    retry.push(i);
+                }
+                ItemOutcome::Reject(err) => {
+                    self.stats.es_error(err.status, 1);
+                    rejected.push((i, err.clone()));
+                }
+            }
+        }
+        if let Some(err) = first_retry {
+            tracing::warn!("{} documents refused for now (first: {err}); retrying them in {wait:?}", retry.len());
+        }
+        if !rejected.is_empty() {
+            self.reject_all(req, pairs, &rejected).await;
+        }
+        retry
+    }
+
+    /// Document `i` reached its final answer: counts its slot down and
+    /// observes its end-to-end latency.
+    fn acked(&self, req: &Request, i: usize, now_ms: i64) {
+        req.slots[req.docs[i] as usize].ack.ack();
+        if let Some(&read) = req.read_ms.get(i).filter(|&&t| t > 0) {
+            self.stats.e2e_latency.observe_ms(now_ms - read);
+        }
+    }
+
+    /// Sends refused documents to the dead letter, then acknowledges them.
+    /// One log line per request (the first error stands for the rest; each
+    /// document's error is at debug level and in the dead letter itself).
+    async fn reject_all(&self, req: &Request, pairs: &[Range<usize>], rejected: &[(usize, ItemError)]) {
+        if let Some((i, err)) = rejected.first() {
+            let slot = &req.slots[req.docs[*i] as usize];
+            tracing::error!(topic = %slot.topic, partition = slot.partition, "{} documents refused for good, sent to the dead letter; first: {err}", rejected.len());
+        }
+        for (i, err) in rejected {
+            let slot = &req.slots[req.docs[*i] as usize];
+            let pair = &req.body[pairs[*i].clone()];
+            // The source line: the second line of the pair, without its newline.
+            let nl = memchr::memchr(b'\n', pair).map(|p| p + 1).unwrap_or(0);
+            let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
+            tracing::debug!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}");
+            self.dead_letter.put(&slot.topic, doc, err, self.backoff()).await;
+            self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
+            self.acked(req, *i, crate::common::clock::now_ms());
+        }
+    }
+}
+
+/// What to do with a request's pending documents once it was answered:
+/// the retry policy, apart from the I/O that carries it out.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// 413 for more than one document: each half is sent on its own.
+    Split,
+    /// Nothing was stored: every pending document is sent again after a wait.
+    RetryAll(Resend),
+    /// The request itself was refused for good (or one document alone is
+    /// too large): every pending document goes to the dead letter with this
+    /// error.
+    RejectAll(ItemError),
+    /// A 2xx answer, classified: each item says what becomes of its document.
+    PerItem,
+}
+
+/// Why a whole request is sent again.
+#[derive(Debug, PartialEq, Eq)]
+enum Resend {
+    /// No answer.
+    Unreachable(String),
+    /// 429 or 5xx: refused for now; the start of the answer.
+    Refused { status: u16, excerpt: String },
+    /// A 2xx answer that does not match the request.
+    Unclassified(ClassifyError),
+}
+
+/// The [`Step`] after `answer` to a request of `pending` documents. A 2xx
+/// answer is classified into `outcomes` (item `k` answers the `k`-th pending
+/// document), which [`Step::PerItem`] leaves filled.
+fn next_step(answer: Answer, pending: usize, outcomes: &mut Outcomes) -> Step {
+    match answer {
+        Answer::Unreachable(e) => Step::RetryAll(Resend::Unreachable(e)),
+        Answer::Status(413, _) if pending > 1 => Step::Split,
+        Answer::Status(status, text) if status == 429 || status >= 500 => {
+            Step::RetryAll(Resend::Refused { status, excerpt: excerpt(&text, ANSWER_EXCERPT) })
+        }
+        Answer::Status(status, text) if !(200..300).contains(&status) => Step::RejectAll(ItemError {
+            status,
+            kind: "request_refused".into(),
+            reason: excerpt(&text, ANSWER_EXCERPT),
+        }),
+        Answer::Status(_, mut text) => match classify(&mut text, pending, outcomes) {
+            Ok(()) => Step::PerItem,
+            Err(e) => Step::RetryAll(Resend::Unclassified(e)),
+        },
+    }
+}
+
+/// The worker pool: a queue of requests and the tasks that see each one
+/// through. A full queue is the backpressure of whoever sends.
+pub struct Workers {
+    /// Where requests go; dropping every clone ends the tasks once the
+    /// queue is empty.
+    pub tx: tokio::sync::mpsc::Sender<Request>,
+    /// What the tasks share (the client also installs templates).
+    pub worker: Arc<Worker>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// `[es] workers` tasks on `rt` behind a queue of `queue` requests, with
+    /// the client and the dead letter `es` asks for (`kafka`: for dead
+    /// letters to Kafka).
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        es: &EsConfig,
+        kafka: Option<&KafkaConfig>,
+        stats: Arc<TransferStats>,
+        queue: usize,
+    ) -> Result<Workers, crate::config::ConfigError> {
+        let client = EsClient::new(es)?;
+        let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, kafka))?;
+        let worker = Arc::new(Worker {
+            client,
+            dead_letter,
+            stats,
+            max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel::<Request>(queue.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let tasks = (0..es.workers)
+            .map(|_| {
+                let (rx, w) = (rx.clone(), worker.clone());
+                rt.spawn(async move {
+                    loop {
+                        // The lock is held only while waiting for the next request.
+                        let req = rx.lock().await.recv().await;
+                        match req {
+                            Some(r) => w.process(r).await,
+                            None => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Ok(Workers { tx, worker, tasks })
+    }
+
+    /// Closes the queue and waits up to `timeout` for every request in it
+    /// and in flight; false if some were still unanswered then (their
+    /// records are read again at the next start).
+    pub fn finish(self, rt: &tokio::runtime::Handle, timeout: Duration) -> bool {
+        let Workers { tx, tasks, .. } = self;
+        drop(tx);
+        rt.block_on(async {
+            tokio::time::timeout(timeout, async {
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+            .await
+            .is_ok()
+        })
+    }
+}
+/// Byte range of each document's action+source line pair in a body.
+pub fn doc_ranges(body: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut lines = 0;
+    for nl in memchr::memchr_iter(b'\n', body) {
+        lines += 1;
+        if lines % 2 == 0 {
+            out.push(start..nl + 1);
+            start = nl + 1;
+        }
+    }
+    out
+}
+
+/// A body of only the documents `pick` (indices into `pairs`).
+fn subset(body: &[u8], pairs: &[Range<usize>], pick: &[usize]) -> Bytes {
+    let mut out = Vec::with_capacity(pick.iter().map(|&i| pairs[i].len()).sum());
+    for &i in pick {
+        out.extend_from_slice(&body[pairs[i].clone()]);
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_ranges_and_subsets() {
+        let body = b"{\"create\":{}}\n{\"m\":1}\n{\"create\":{}}\n{\"m\":2}\n{\"create\":{}}\n{\"m\":3}\n";
+        let r = doc_ranges(body);
+        assert_eq!(r.len(), 3);
+        assert_eq!(&body[r[1].clone()], b"{\"create\":{}}\n{\"m\":2}\n");
+        assert_eq!(&subset(body, &r, &[2, 0])[..], b"{\"create\":{}}\n{\"m\":3}\n{\"create\":{}}\n{\"m\":1}\n");
+        assert!(doc_ranges(b"").is_empty());
+    }
+
+    #[test]
+    fn next_step_table() {
+        use Resend::{Refused, Unclassified, Unreachable};
+        use Step::*;
+        let reject = |status, reason: &str| {
+            RejectAll(ItemError { status, kind: "request_refused".into(), reason: reason.into() })
+        };
+        let busy = |status, excerpt: &str| RetryAll(Refused { status, excerpt: excerpt.into() });
+        let long = "x".repeat(ANSWER_EXCERPT + 100);
+        let cut = format!("{}…", &long[..ANSWER_EXCERPT]);
+        // (status, 0: no answer; body, or why there was none; pending documents; step)
+        let table: Vec<(u16, &str, usize, Step)> = vec![
+            (
+                0,
+                "http://es1:9200: connection refused",
+                3,
+                RetryAll(Unreachable("http://es1:9200: connection refused".into())),
+            ),
+            (0, "", 0, RetryAll(Unreachable(String::new()))),
+            // 2xx: per item, or everything again when the answer does not match.
+            (200, r#"{"errors":false}"#, 2, PerItem),
+            (201, r#"{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400}}]}"#, 2, PerItem),
+            (
+                200,
+                r#"{"errors":true,"items":[{"create":{"status":201}}]}"#,
+                2,
+                RetryAll(Unclassified(ClassifyError::ItemCount { expected: 2, got: 1 })),
+            ),
+            (
+                200,
+                "[1,2]",
+                1,
+                RetryAll(Unclassified(ClassifyError::Malformed {
+                    what: "not a JSON object".into(),
+                    excerpt: "[1,2]".into(),
+                })),
+            ),
+            (
+                299,
+                r#"{"error":{"type":"t","reason":"r"},"status":400}"#,
+                1,
+                RetryAll(Unclassified(ClassifyError::Request {
+                    status: Some(400),
+                    kind: "t".into(),
+                    reason: "r".into(),
+                })),
+            ),
+            // 413: halves while there is more than one document.
+            (413, "", 2, Split),
+            (413, "", 1000, Split),
+            (413, "too large", 1, reject(413, "too large")),
+            // 429, 5xx: everything again.
+            (429, "queue full", 2, busy(429, "queue full")),
+            (500, "", 1, busy(500, "")),
+            (503, "<html>\n503\n</html>", 1, busy(503, "<html> 503 </html>")),
+            (599, &long, 4, busy(599, &cut)),
+            // Anything else: refused for good, every document.
+            (400, r#"{"error":"bad"}"#, 2, reject(400, r#"{"error":"bad"}"#)),
+            (401, "unauthorized", 2, reject(401, "unauthorized")),
+            (404, &long, 1, reject(404, &cut)),
+            (301, "", 1, reject(301, "")),
+            (100, "", 1, reject(100, "")),
+            (300, "", 1, reject(300, "")),
+        ];
+        let mut outcomes = Outcomes::new();
+        for (status, body, pending, want) in table {
+            let answer = match status {
+                0 => Answer::Unreachable(body.into()),
+                s => Answer::Status(s, body.as_bytes().to_vec()),
+            };
+            let step = next_step(answer, pending, &mut outcomes);
+            if step == PerItem {
+                assert_eq!(outcomes.len(), pending, "{status} {body}");
+            }
+            assert_eq!(step, want, "{status} {body} for {pending}");
+        }
+    }
+}
