@@ -33,10 +33,10 @@
 //! `cargo bench --bench bulk -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use logcollect::body::{BulkBody, MessageMode, PushOutcome};
+use logcollect::classify::{classify, Outcomes};
 use logcollect::config::IndexPattern;
-use logcollect::elastic::body::{BulkBody, MessageMode, PushOutcome};
-use logcollect::elastic::classify::{classify, Outcomes};
-use logcollect::elastic::index_name::IndexNames;
+use logcollect::index_name::IndexNames;
 use logcollect::record::{Cut, Origin, Record};
 use std::hint::black_box;
 

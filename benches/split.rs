@@ -19,7 +19,7 @@
 //! `cargo bench --bench split -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use logcollect::agent::split::{Block, LineBuffer, Span, SplitConfig};
+use logcollect::split::{Block, LineBuffer, Span, SplitConfig};
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::io::Write;

@@ -16,7 +16,12 @@ pub enum RunError {
     Index(#[from] IndexError),
     /// A thread the role needs could not be started.
     #[error("starting the {what} thread: {source}")]
-    Spawn { what: &'static str, source: io::Error },
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// Why the system refused it.
+        source: io::Error,
+    },
     /// A part of the process panicked (its message is in the log).
     #[error("the {0} part panicked")]
     Panicked(&'static str),

@@ -8,18 +8,22 @@
 //!  etcd watch ─► collect list (per host, validated, cached)
 //!      │
 //!      ▼
-//!  discovery ─► tail (1 thread/file) ─► channel ─► ship ═► Kafka ═► consume ─► bulk ─► Elasticsearch
-//!    globs        LineBuffer (split)    bounded    rdkafka            group     _bulk NDJSON
-//!                 Bytes slices, no copy  batches    batching
-//!                      ▲                              │ delivery reports
-//!                      └──── checkpoint ◄─ progress ◄─┘ (acked prefix only)
+//!  discovery ─► tail (1 thread/file) ─► channel ─► ship ═► Kafka ═► consume ─► batcher ─► worker ═► Elasticsearch
+//!    globs        LineBuffer (split)    bounded    rdkafka            group     _bulk body  retries, dead letter
+//!                 Bytes slices, no copy  batches    batching            │
+//!                      ▲                              │ delivery reports └─ commit ◄─ per-document acks
+//!                      └──── checkpoint ◄─ progress ◄─┘ (acked prefix only)  (offsets behind acked prefix)
 //! ```
 //!
-//! On one host (`logcollect run`) the channel can feed the embedded index
-//! directly, and the same process serves the search page:
+//! `logcollect run` builds one of four pipelines, by what `config.ini` sets
+//! (see `run/`), and serves the search page over the index it writes:
 //!
 //! ```text
-//!  tail ─► channel ─► ingest ─► index (tantivy, checkpoints in each commit) ◄─ search ◄─ http (page, /api/)
+//!  no Kafka, no ES   tail ─► channel ─► ingest ─► embedded index (checkpoints in each commit)
+//!  Kafka, no ES      agent ═► Kafka ═► ingest (consumer group) ─► embedded index
+//!  ES, no Kafka      tail ─► channel ─► batcher ─► worker ═► Elasticsearch (checkpoints behind its acks)
+//!  Kafka and ES      agent ═► Kafka ═► transfer ═► Elasticsearch
+//!                    page, /api/ ─► search backend (embedded index or Elasticsearch)
 //! ```
 //!
 //! A line is read once into a pooled chunk, travels as a slice of it, and is
@@ -28,49 +32,76 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `config.ini` into validated types; errors name the key.
-//! - [`record`]: the record model every stage shares: `Record`, `Origin`, `Cut`,
-//!   and the document id the same line always gets.
-//! - [`split`]: the line splitter (`LineBuffer`): chunks to zero-copy lines.
-//! - [`identity`]: `FileId`, device + inode + head fingerprint.
-//! - [`batch`]: the unit that travels, and per-file acknowledgement tracking.
-//! - [`tail`]: one reader thread per file: growth, truncation, rotation.
-//! - [`wake`]: inotify wakes parked readers when their file changes.
-//! - [`discovery`]: glob expansion, one reader per matching file; reconciles
-//!   a new collect list by (path, topic).
-//! - [`collect`]: the etcd collect list format: JSON to validated entries.
-//! - [`etcd`]: this host's collect list, read and watched live (cached under
-//!   `data_dir`); the `logcollect config` operator commands.
-//! - [`checkpoint`]: the source registry and the atomic on-disk checkpoints.
-//! - [`ship`]: the Kafka producer stage.
-//! - [`agent`]: wiring and orderly shutdown.
-//! - [`transfer`]: Kafka consumer group to Elasticsearch, offsets committed behind acks.
-//! - [`elastic`]: Elasticsearch `_bulk`, for the transfer and `run`: bodies from
-//!   records, index names, the response classifier (pure); workers with
-//!   per-item retries, dead letters, the HTTP client, index templates.
-//! - [`host`]: the host name records carry and the etcd key names: `[agent]
-//!   host`, else the outbound IP.
-//! - [`run`]: `logcollect run`, everything on one host (modes by config).
-//! - [`index`]: the embedded tantivy index: documents, commits with checkpoints, retention, searches.
-//! - [`ingest`]: the embedded index's writers: from the readers, or from Kafka.
-//! - [`query`]: the search language: parser, AST, the model, Elasticsearch DSL.
-//! - [`search`]: the API's searches over the embedded index or Elasticsearch.
-//! - [`http`]: the search page and `/api/` (axum); other routes merge into it.
-//! - [`metrics`]: counters every stage bumps (atomics, per batch).
-//! - [`observe`]: `/metrics` (Prometheus), `/health/*`, `/api/status` read from them.
-//! - [`status`]: `logcollect status`, a live table of a running process.
-//! - [`hostmetrics`]: `[metrics]`: host CPU, memory, disk, network, exposed and shipped.
+//! One folder per role, one module per stage; data flows down this list
+//! (a module imports those above it, and `common`, `record` and `config`).
+//!
+//! - `common/`: the clock, the acknowledgement protocol (`BatchAck`,
+//!   `Progress`), atomic file writes, backoff, shutdown, histograms, locks.
+//! - [`config`]: `config.ini` into validated types (a leaf: it imports no
+//!   stage); errors name the key.
+//! - [`record`]: the record model every stage shares (`Record`, `Origin`,
+//!   `Cut`) and the document id the same line always gets.
+//! - `control/`: what a host collects: `collect` (the collect list format,
+//!   pure), `etcd/` (follow the host's key, the agent's config-watch stage,
+//!   its cache, the `logcollect config` commands), `host` (its name).
+//! - `kafka/`: every librdkafka client configuration, and their statistics.
+//! - `agent/`: `discovery` (globs, one reader per file) ─► `tail` (one
+//!   file's reader: growth, truncation, rotation; `identity`, `wake`,
+//!   `split`, the line splitter) ─► `batch` (what travels) ─► `ship` (the
+//!   Kafka producer); `checkpoint` (the source registry, on disk), `stats`;
+//!   `mod.rs` wires them and shuts them down in order.
+//! - `elastic/`: everything that talks `_bulk`, shared by the transfer and
+//!   `run`: `batcher` ─► `body` ─► `worker` ─► `client`, with `classify`,
+//!   `index_name`, `dead_letter`, `template`, `stats`.
+//! - `transfer/`: `consume` (Kafka records into requests) and `commit`
+//!   (offsets behind acknowledged prefixes); `mod.rs` wires them.
+//! - `embedded/`: `index/` (the tantivy index: documents, store, collectors,
+//!   writer with checkpoints in each commit, retention) and `ingest` (its
+//!   writers: from the readers or from Kafka).
+//! - `search/`: `query` (the search language, pure), `backend` (searches
+//!   over the embedded index or Elasticsearch), `http` (the page, `/api/`).
+//! - `observe/`: the registry behind `/metrics` (`prometheus`), `/health/*`
+//!   and `/api/status`; `server` (the one HTTP server), `host_metrics`,
+//!   `status` (`logcollect status`).
+//! - `run/`: `logcollect run`: the four pipelines above; `es_direct` is
+//!   readers straight to `_bulk`.
+//! - [`error`]: [`RunError`], what ends a role, and its exit status.
+//!
+//! Modules are private. Public are the entry points of the binary
+//! ([`cli`]), the configuration and the error, and the pure cores the
+//! benches, fuzz targets and tests drive: [`split`], [`record`], [`body`],
+//! [`classify`], [`index_name`], [`query`], [`collect`], [`clock`].
 
-pub mod agent;
-pub mod common;
+#![deny(missing_docs)]
+
+mod agent;
+mod common;
+mod control;
+mod elastic;
+mod embedded;
+mod kafka;
+mod observe;
+mod run;
+mod search;
+mod transfer;
+
 pub mod config;
-pub mod control;
-pub mod elastic;
-pub mod embedded;
 pub mod error;
-pub mod kafka;
-pub mod observe;
 pub mod record;
-pub mod run;
-pub mod search;
-pub mod transfer;
+
+pub use agent::split;
+pub use common::clock;
+pub use control::collect;
+pub use elastic::{body, classify, index_name};
+pub use embedded::index::to_tantivy;
+pub use error::RunError;
+pub use search::query;
+
+/// What the `logcollect` binary runs: each role runs until SIGTERM or SIGINT.
+pub mod cli {
+    pub use crate::agent::run as agent;
+    pub use crate::control::etcd::cli::{command_config, run_command, Command as ConfigCommand, CommandError};
+    pub use crate::observe::status::run as status;
+    pub use crate::run::run;
+    pub use crate::transfer::run as transfer;
+}

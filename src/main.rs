@@ -1,8 +1,8 @@
 //! The `logcollect` binary: parse arguments, load config, run a role.
 
 use clap::{Parser, Subcommand};
+use logcollect::cli::ConfigCommand as EtcdCommand;
 use logcollect::config::Config;
-use logcollect::control::etcd::cli::Command as EtcdCommand;
 use logcollect::error::RunError;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,13 +106,13 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("config.ini") });
     type Role = fn(Config) -> Result<(), RunError>;
     let (config, role): (PathBuf, Role) = match command {
-        Command::Run { config } => (config, logcollect::run::run),
-        Command::Agent { config } => (config, logcollect::agent::run),
-        Command::Transfer { config } => (config, logcollect::transfer::run),
+        Command::Run { config } => (config, logcollect::cli::run),
+        Command::Agent { config } => (config, logcollect::cli::agent),
+        Command::Transfer { config } => (config, logcollect::cli::transfer),
         Command::Config(args) => return config_command(args),
         Command::Status { addr, interval, once } => {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
-            return match logcollect::observe::status::run(&addr, interval, once) {
+            return match logcollect::cli::status(&addr, interval, once) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("logcollect status: {e}");
@@ -138,9 +138,9 @@ fn main() -> ExitCode {
 }
 
 /// `logcollect config …`: [etcd] from the config file and `--etcd`, then
-/// the command (see `logcollect::control::etcd::cli::run_command`).
+/// the command (see `logcollect::cli::run_command`).
 fn config_command(args: ConfigArgs) -> ExitCode {
-    let etcd = match logcollect::control::etcd::cli::command_config(args.config.as_deref(), args.etcd.as_deref()) {
+    let etcd = match logcollect::cli::command_config(args.config.as_deref(), args.etcd.as_deref()) {
         Ok(e) => e,
         Err(e) => return config_error(e),
     };
@@ -167,7 +167,7 @@ fn config_command(args: ConfigArgs) -> ExitCode {
         ConfigOp::Delete { host } => EtcdCommand::Delete { host },
         ConfigOp::Hosts => EtcdCommand::Hosts,
     };
-    match logcollect::control::etcd::cli::run_command(&etcd, cmd, &mut std::io::stdout().lock()) {
+    match logcollect::cli::run_command(&etcd, cmd, &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logcollect: {e}");

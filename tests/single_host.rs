@@ -6,7 +6,7 @@ mod common;
 
 use common::es::Noida;
 use common::*;
-use logcollect::search::query::{self, DocView};
+use logcollect::query::{self, DocView};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -597,7 +597,7 @@ fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histog
     let ended = checkpoint_now();
 
     let mut b = Browser::start();
-    let iso = |ms: i64| logcollect::common::clock::rfc3339_ms(ms);
+    let iso = |ms: i64| logcollect::clock::rfc3339_ms(ms);
     let url = format!(
         "http://127.0.0.1:{port}/?{}",
         qs(&[("q", "error"), ("range", "custom"), ("from", &iso(started - 3_000)), ("to", &iso(ended + 3_000))])
@@ -651,7 +651,7 @@ fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histog
 }
 
 fn checkpoint_now() -> i64 {
-    logcollect::common::clock::now_ms()
+    logcollect::clock::now_ms()
 }
 
 #[test]

@@ -36,7 +36,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::elastic::body::{BulkBody, DocSource, MessageMode, PushOutcome, OWN_FIELDS, RENAME_PREFIX};
+use logcollect::body::{BulkBody, DocSource, MessageMode, PushOutcome, OWN_FIELDS, RENAME_PREFIX};
 use logcollect::record::{doc_id, Cut, Origin, Record, NOT_FROM_KAFKA};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};

@@ -26,7 +26,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::elastic::classify::{classify, ClassifyError, ItemError, ItemOutcome, Outcomes};
+use logcollect::classify::{classify, ClassifyError, ItemError, ItemOutcome, Outcomes};
 use std::fmt::Write;
 
 struct Input<'a>(&'a [u8]);

@@ -8,4 +8,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: &[u8]| logcollect::control::collect::assert_invariants(input));
+fuzz_target!(|input: &[u8]| logcollect::collect::assert_invariants(input));

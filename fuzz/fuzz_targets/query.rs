@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::search::query::{self, DocView, Node};
+use logcollect::query::{self, DocView, Node};
 
 const MESSAGE: &str = "GET /api/v1 error: Disk full Ünï 42 timeout";
 
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!e.expected.is_empty() && !e.found.is_empty(), "{e:?}");
         }
         Ok(node) => {
-            let _ = logcollect::embedded::index::to_tantivy(&node);
+            let _ = logcollect::to_tantivy(&node);
             let es = query::es_query_in_range(&node, 0, 1);
             assert!(serde_json::to_string(&es).is_ok());
             let chars = MESSAGE.chars().count();

@@ -21,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logcollect::agent::split::{naive_split, Block, LineBuffer, SplitConfig};
+use logcollect::split::{naive_split, Block, LineBuffer, SplitConfig};
 use logcollect::config::LongLines;
 use logcollect::record::Cut;
 use std::collections::VecDeque;

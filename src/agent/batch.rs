@@ -101,9 +101,4 @@ impl Batch {
     pub fn line_bytes(&self, span: &Span) -> Bytes {
         self.block.data.slice(span.range())
     }
-
-    /// Total bytes of the lines (newlines excluded).
-    pub fn line_bytes_total(&self) -> u64 {
-        self.spans.iter().map(|s| s.len as u64).sum()
-    }
 }

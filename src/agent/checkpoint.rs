@@ -72,7 +72,8 @@ pub struct Snapshot(DiskV1);
 
 impl Snapshot {
     /// Committed offset of every file, by path (several identities may share
-    /// a path); for tests and status.
+    /// a path).
+    #[cfg(test)]
     pub fn offsets(&self) -> Vec<(String, u64)> {
         self.0.files.iter().map(|e| (e.path.clone(), e.offset)).collect()
     }
@@ -154,6 +155,7 @@ impl Checkpoints {
     }
 
     /// The saved position of a file, if any (live sources included).
+    #[cfg(test)]
     pub fn lookup(&self, fid: FileId, topic: &Arc<str>) -> Option<u64> {
         let st = self.lock();
         let key = (fid, topic.clone());

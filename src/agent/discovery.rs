@@ -232,11 +232,6 @@ impl Discovery {
         }
     }
 
-    /// Readers running now.
-    pub fn reader_count(&self) -> usize {
-        self.readers.len()
-    }
-
     /// Stops and joins every reader.
     pub fn stop_all(&mut self) {
         for r in self.readers.values() {

@@ -29,10 +29,12 @@ pub struct Span {
     pub start: u32,
     /// Length of the line; `start + len` is always within the block.
     pub len: u32,
+    /// How the span relates to its line in the file.
     pub cut: Cut,
 }
 
 impl Span {
+    /// The span as a range of the block.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.start as usize..self.start as usize + self.len as usize
     }
@@ -59,6 +61,7 @@ impl Block {
 pub struct SplitConfig {
     /// Lines longer than this are cut (see [`LongLines`]). At least 1.
     pub max_line_bytes: usize,
+    /// What happens to lines over `max_line_bytes`.
     pub long_lines: LongLines,
     /// Size of one chunk (one read asks for up to this much).
     pub chunk_bytes: usize,

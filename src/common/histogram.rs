@@ -32,10 +32,6 @@ impl Histogram {
         self.observe(std::time::Duration::from_millis(ms.max(0) as u64));
     }
 
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
     /// (sum in seconds, count, (upper bound, count) per bucket), the
     /// counts per bucket (not cumulative), the last bucket's bound
     /// `f64::MAX` for +Inf: what prometheus-client's encoder takes.

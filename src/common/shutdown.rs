@@ -47,17 +47,6 @@ fn next_nap(stop: &AtomicBool, until: Instant) -> Result<Duration, bool> {
 }
 
 /// Sleeps `d`, or less if `stop` is set meanwhile; returns whether it was.
-pub fn sleep(stop: &AtomicBool, d: Duration) -> bool {
-    let until = Instant::now() + d;
-    loop {
-        match next_nap(stop, until) {
-            Ok(nap) => std::thread::sleep(nap),
-            Err(stopped) => return stopped,
-        }
-    }
-}
-
-/// [`sleep`] for async code.
 pub async fn sleep_async(stop: &AtomicBool, d: Duration) -> bool {
     let until = Instant::now() + d;
     loop {
@@ -97,13 +86,14 @@ mod tests {
 
     #[test]
     fn sleeps_end_early_on_stop() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let stop = AtomicBool::new(false);
         let t = Instant::now();
-        assert!(!sleep(&stop, Duration::from_millis(60)));
+        assert!(!rt.block_on(sleep_async(&stop, Duration::from_millis(60))));
         assert!(t.elapsed() >= Duration::from_millis(60));
         stop.store(true, Ordering::Release);
         let t = Instant::now();
-        assert!(sleep(&stop, Duration::from_secs(60)));
+        assert!(rt.block_on(sleep_async(&stop, Duration::from_secs(60))));
         assert!(t.elapsed() < Duration::from_secs(1));
         wait(&stop, || false, || panic!("no tick once stopped"));
     }

@@ -8,7 +8,9 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("index pattern {pattern:?}: {reason}")]
 pub struct PatternError {
+    /// The pattern as written.
     pub pattern: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 

@@ -31,9 +31,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `[kafka] chan_max_size` and `[es] chan_max_size` when not set: lines in flight.
 pub const DEFAULT_CHAN_MAX_SIZE: usize = 100_000;
+/// `max_line_bytes` when not set.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// `[etcd] collect_log_key` when not set; `%s` is the host.
 pub const DEFAULT_COLLECT_LOG_KEY: &str = "/logagent/%s/collect_config";
+/// `[etcd] timeout` when not set.
 pub const DEFAULT_ETCD_TIMEOUT_SECS: u64 = 5;
 /// Largest `max_line_bytes`, in `[agent]` and in collect entries.
 pub const MAX_LINE_BYTES_LIMIT: usize = 1 << 30;
@@ -43,6 +47,7 @@ pub const MAX_LINE_BYTES_LIMIT: usize = 1 << 30;
 pub struct ConfigError {
     /// `section.key`, `section`, or the file.
     pub key: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -70,6 +75,7 @@ pub struct CollectEntry {
     pub path: String,
     /// A valid Kafka topic name.
     pub topic: String,
+    /// Per-entry options; unset ones take `[agent]`'s.
     pub options: EntryOptions,
 }
 
@@ -97,6 +103,7 @@ pub struct EntryOptions {
     pub exclude: Vec<glob::Pattern>,
     /// At least 1, at most [`MAX_LINE_BYTES_LIMIT`].
     pub max_line_bytes: Option<usize>,
+    /// Overrides `[agent] long_lines`.
     pub long_lines: Option<LongLines>,
     /// Records carry the header `json: 1`: the transfer merges the fields of
     /// JSON-object lines into the document (as `[es] parse_json` does per topic).
@@ -110,6 +117,7 @@ pub struct KafkaConfig {
     pub brokers: Vec<String>,
     /// Topics the transfer consumes.
     pub topics: Vec<String>,
+    /// The transfer's consumer group.
     pub group_id: String,
     /// librdkafka producer properties, as written.
     pub producer: Vec<(String, String)>,
@@ -128,11 +136,13 @@ pub struct EtcdConfig {
     pub collect_log_key: String,
     /// Both or neither (checked).
     pub username: Option<String>,
+    /// Goes with `username`.
     pub password: Option<String>,
     /// TLS: the CA that signed the servers' certificates.
     pub ca_file: Option<PathBuf>,
     /// TLS client certificate and its key: both or neither (checked).
     pub cert_file: Option<PathBuf>,
+    /// The client certificate's key; goes with `cert_file`.
     pub key_file: Option<PathBuf>,
 }
 
@@ -173,12 +183,15 @@ impl EtcdConfig {
 /// `[agent]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentConfig {
+    /// Checkpoints, caches, the embedded index.
     pub data_dir: PathBuf,
     /// The host name records carry; `None`: detect the outbound IP.
     pub host: Option<String>,
+    /// Where files present at start and never seen are read from.
     pub read_from: ReadFrom,
     /// At least 1, at most 1 GiB.
     pub max_line_bytes: usize,
+    /// What happens to lines over `max_line_bytes`.
     pub long_lines: LongLines,
     /// Ship an unfinished last line after this long without new data; 0: never.
     pub partial_line_flush_ms: u64,
@@ -188,6 +201,7 @@ pub struct AgentConfig {
     pub rotate_wait_ms: u64,
     /// Longest sleep of an idle reader between checks.
     pub poll_max_ms: u64,
+    /// How often checkpoints are written.
     pub checkpoint_interval_ms: u64,
     /// How long shutdown may wait for Kafka to acknowledge.
     pub shutdown_timeout_ms: u64,
@@ -233,14 +247,23 @@ pub struct EsConfig {
     pub workers: usize,
     /// Bound on records held in memory between Kafka and Elasticsearch.
     pub chan_max_size: usize,
+    /// Index name pattern (`{topic}`, `%Y.%m.%d`).
     pub index: IndexPattern,
+    /// Largest `_bulk` body.
     pub bulk_max_bytes: usize,
+    /// Most documents in one `_bulk` request.
     pub bulk_max_docs: usize,
+    /// Longest a document waits for its request to fill.
     pub bulk_max_wait_ms: u64,
+    /// Basic auth; goes with `password`.
     pub username: Option<String>,
+    /// Goes with `username`.
     pub password: Option<String>,
+    /// `Authorization: ApiKey …`; wins over basic auth.
     pub api_key: Option<String>,
+    /// A PEM CA to trust.
     pub ca_file: Option<PathBuf>,
+    /// Where documents refused for good go.
     pub dead_letter: DeadLetter,
     /// Topics whose JSON-object lines are merged into the document; `*`: all.
     pub parse_json: Vec<String>,
@@ -289,6 +312,7 @@ pub struct HttpSection {
     pub listen: Option<std::net::SocketAddr>,
 }
 
+/// `[http] listen` when not set.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 
 /// `[log]`.
@@ -301,6 +325,7 @@ pub struct LogConfig {
 /// `[metrics]`: host metrics (`crate::observe::host_metrics`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostMetricsConfig {
+    /// How often host metrics are sampled.
     pub interval: Duration,
     /// Topic the samples are shipped to; `None`: only exposed on `/metrics`.
     pub topic: Option<String>,
@@ -313,15 +338,20 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// Bound on lines buffered between stages.
     pub chan_max_size: usize,
+    /// `[etcd]`: the collect list from etcd, when an address is set.
     pub etcd: Option<EtcdConfig>,
     /// `None`: no `[es] address`.
     pub es: Option<EsConfig>,
+    /// `[agent]`.
     pub agent: AgentConfig,
     /// The static collect list: used when etcd is not configured, and when
     /// etcd is unreachable at start with no cached list.
     pub collect: Vec<CollectEntry>,
+    /// `[log]`.
     pub log: LogConfig,
+    /// `[index]`: the embedded index.
     pub index: IndexSection,
+    /// `[http]`.
     pub http: HttpSection,
     /// `[metrics]`: host metrics; `None` when not enabled.
     pub metrics: Option<HostMetricsConfig>,

@@ -8,7 +8,9 @@ use std::str::FromStr;
 /// Where a reader starts in a file that has no checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReadFrom {
+    /// From the first byte.
     Beginning,
+    /// From the end: only lines written from now on.
     End,
 }
 
@@ -28,6 +30,7 @@ pub trait Words: Copy + PartialEq + 'static {
     /// Every value with its word, in the order messages list them.
     const WORDS: &'static [(Self, &'static str)];
 
+    /// The word config files use for it.
     fn word(self) -> &'static str {
         Self::WORDS.iter().find(|(v, _)| *v == self).map(|&(_, w)| w).expect("WORDS holds every value")
     }

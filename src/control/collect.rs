@@ -34,12 +34,14 @@ const SHOWN: usize = 5;
 pub struct Problem {
     /// `""` (the whole value), `[i]` (an entry) or `[i].field`.
     pub at: String,
+    /// What is wrong there.
     pub message: String,
 }
 
 /// Why a collect list was refused. Holds at least one problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollectError {
+    /// Every problem found, in document order; never empty.
     pub problems: Vec<Problem>,
 }
 

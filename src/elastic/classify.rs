@@ -58,9 +58,13 @@ static DONE: ItemOutcome = ItemOutcome::Done;
 /// How many items ended which way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Stored.
     pub done: usize,
+    /// Already there (409).
     pub duplicate: usize,
+    /// To send again (429, 5xx).
     pub retry: usize,
+    /// Refused for good.
     pub reject: usize,
 }
 
@@ -157,13 +161,30 @@ impl Outcomes {
 pub enum ClassifyError {
     /// Not JSON, or not shaped like a `_bulk` response.
     #[error("_bulk response: {what}; it starts with {excerpt:?}")]
-    Malformed { what: String, excerpt: String },
+    Malformed {
+        /// What was expected and not found.
+        what: String,
+        /// The start of the answer.
+        excerpt: String,
+    },
     /// Elasticsearch refused the whole request (`{"error":…,"status":…}`).
     #[error("_bulk request refused{}: {kind}: {reason}", status.map(|s| format!(" with status {s}")).unwrap_or_default())]
-    Request { status: Option<u16>, kind: String, reason: String },
+    Request {
+        /// The `status` of the answer, when it has one.
+        status: Option<u16>,
+        /// Elasticsearch's `error.type`.
+        kind: String,
+        /// Elasticsearch's `error.reason`.
+        reason: String,
+    },
     /// As many items as documents are expected.
     #[error("_bulk response has {got} items for {expected} documents sent")]
-    ItemCount { expected: usize, got: usize },
+    ItemCount {
+        /// Documents sent.
+        expected: usize,
+        /// Items answered.
+        got: usize,
+    },
 }
 
 /// Bytes of the response quoted in [`ClassifyError::Malformed`].

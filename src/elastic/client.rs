@@ -116,16 +116,6 @@ impl EsClient {
         }
     }
 
-    /// Whether any node answers `GET /` (for readiness).
-    pub async fn ping(&self) -> bool {
-        for node in &self.nodes {
-            if self.http.get(node).send().await.is_ok_and(|r| r.status().is_success()) {
-                return true;
-            }
-        }
-        false
-    }
-
     /// POSTs a JSON body to `path` (`index/_search?…`) on the next node in
     /// rotation (the search page over Elasticsearch, see
     /// [`crate::search::backend`]): the status and the answer, or why there

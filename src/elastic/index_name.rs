@@ -11,10 +11,24 @@ use crate::elastic::body::timestamp::{civil, put_digits};
 pub enum IndexNameError {
     /// The pattern is fine but this topic makes an invalid name.
     #[error("index name {name:?} (pattern {pattern:?}, topic {topic:?}): {reason}")]
-    Name { pattern: String, topic: String, name: String, reason: String },
+    Name {
+        /// The pattern as written.
+        pattern: String,
+        /// The record's topic.
+        topic: String,
+        /// The name it made.
+        name: String,
+        /// Which of Elasticsearch's rules it breaks.
+        reason: String,
+    },
     /// The pattern has a date and the record time is outside years 0000–9999.
     #[error("index pattern {pattern:?}: record timestamp {timestamp_ms} ms is out of range for a date")]
-    Timestamp { pattern: String, timestamp_ms: i64 },
+    Timestamp {
+        /// The pattern as written.
+        pattern: String,
+        /// The record's timestamp.
+        timestamp_ms: i64,
+    },
 }
 
 /// Expands `pattern` into `out` (cleared first); allocates. [`IndexNames`] caches.

@@ -38,11 +38,10 @@ pub struct TransferStats {
     /// acknowledging its document.
     pub e2e_latency: Histogram,
     /// Whether the last request got an answer from Elasticsearch:
-    /// [`ES_UNKNOWN`] (none sent yet), [`ES_UP`] or [`ES_DOWN`].
+    /// 0 (none sent yet), [`ES_UP`] or [`ES_DOWN`].
     pub es_state: std::sync::atomic::AtomicU8,
 }
 
-pub const ES_UNKNOWN: u8 = 0;
 pub const ES_UP: u8 = 1;
 pub const ES_DOWN: u8 = 2;
 

@@ -1,7 +1,7 @@
 //! The record model every stage shares: a log line as it travels, borrowed
 //! from wherever it lies ([`Record`]), where the agent read it ([`Origin`],
 //! [`Cut`]), and the document id both Elasticsearch and the embedded index
-//! give it ([`doc_id`]). Plain data, no I/O.
+//! give it ([`doc_id()`]). Plain data, no I/O.
 
 mod doc_id;
 
@@ -29,7 +29,9 @@ pub enum Cut {
 pub struct Record<'a> {
     /// The log line (the record value), without its newline. Any bytes.
     pub value: &'a [u8],
+    /// The Kafka topic (or the collect entry's topic).
     pub topic: &'a str,
+    /// Kafka partition ([`NOT_FROM_KAFKA`] for lines from the readers).
     pub partition: i32,
     /// Kafka offset of the record in its partition.
     pub offset: i64,
@@ -43,7 +45,7 @@ pub struct Record<'a> {
 /// run` writing straight to Elasticsearch): its document has no `kafka` field.
 pub const NOT_FROM_KAFKA: i32 = -1;
 
-/// The agent's record headers (see [`crate::agent::ship`]): where a line was read.
+/// The agent's record headers (written by the agent's `ship` stage): where a line was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin<'a> {
     /// `host` header.

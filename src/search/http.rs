@@ -3,8 +3,8 @@
 //! | route                 | answers                                               |
 //! |-----------------------|-------------------------------------------------------|
 //! | `GET /`               | the search page (HTML/CSS/JS built into the binary)   |
-//! | `GET /api/search`     | a page of matches, newest first ([`search::Page`])    |
-//! | `GET /api/histogram`  | matches per time bucket ([`search::Histogram`])       |
+//! | `GET /api/search`     | a page of matches, newest first ([`super::backend::Page`])    |
+//! | `GET /api/histogram`  | matches per time bucket ([`super::backend::Histogram`])       |
 //! | `GET /api/live`       | Server-Sent Events: `hit` per new matching line       |
 //! | `GET /api/info`       | which backend answers, and the version                |
 //!
@@ -15,7 +15,7 @@
 //! Elasticsearch failing is a 502. Never a 500 for bad input.
 //!
 //! [`router`] returns a plain `axum::Router`: other parts (metrics, health)
-//! add their routes with `Router::merge` before [`serve`].
+//! add their routes with `Router::merge` before [`crate::observe::server::Server::spawn`].
 
 use crate::common::clock::now_ms;
 use crate::search::backend::{Backend, SearchError};

@@ -8,7 +8,7 @@
 //!   └── commit ◄── per-partition Progress (contiguous acked prefix) ◄─┘
 //! ```
 //!
-//! Each partition's [`Progress`] holds its requests in order; its committed
+//! Each partition's [`crate::common::ack::Progress`] holds its requests in order; its committed
 //! offset moves only over records every one of which was stored, found
 //! already stored (409) or dead-lettered. When partitions are revoked, what
 //! is complete is committed synchronously and the rest is left for the next

@@ -11,13 +11,27 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Validate `value` as a collect list and write it to the host's key.
-    Put { host: String, value: Vec<u8> },
+    Put {
+        /// Whose key.
+        host: String,
+        /// The JSON collect list.
+        value: Vec<u8>,
+    },
     /// Print the host's collect list.
-    Get { host: String },
+    Get {
+        /// Whose key.
+        host: String,
+    },
     /// Print the host's collect list, then every change, until Ctrl-C.
-    Watch { host: String },
+    Watch {
+        /// Whose key.
+        host: String,
+    },
     /// Remove the host's collect list (its agent then collects nothing from etcd).
-    Delete { host: String },
+    Delete {
+        /// Whose key.
+        host: String,
+    },
     /// List the hosts that have a collect list.
     Hosts,
 }
@@ -27,16 +41,28 @@ pub enum Command {
 pub enum CommandError {
     /// The value given to `put` is not a valid collect list (exit 2).
     #[error("{key}: not written: {error}")]
-    Invalid { key: String, error: CollectError },
+    Invalid {
+        /// The etcd key it was meant for.
+        key: String,
+        /// Every problem of the value.
+        error: CollectError,
+    },
+    /// etcd could not be reached, or refused.
     #[error("{0}")]
     Etcd(#[from] EtcdError),
+    /// `get` of a key that has no value.
     #[error("{key}: no collect list")]
-    NotFound { key: String },
+    NotFound {
+        /// The key that has no value.
+        key: String,
+    },
+    /// Writing the output failed.
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
 impl CommandError {
+    /// 2 for a value refused before anything was written, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Invalid { .. } => 2,

@@ -13,7 +13,7 @@
 //! so changes made meanwhile arrive in order; when that revision has been
 //! compacted away it gets the key again.
 //!
-//! The agent's stage ([`spawn`]) validates each value: a good one goes to
+//! The agent's stage ([`stage::spawn`]) validates each value: a good one goes to
 //! discovery's `updates` channel and into a cache under `data_dir` (written
 //! atomically); a bad one is logged with the key, the revision and what is
 //! wrong, and the running list stays. A delete means "collect nothing". At

@@ -65,7 +65,7 @@ struct Scan {
 
 /// Finds the next byte of `s` to escape from `from` on: 16 bytes per step
 /// with SSE2 on x86_64, then 8 per step (SWAR), then one by one for the
-/// last few. [`next_escape_naive`] (tests) is the model.
+/// last few. `next_escape_naive` (tests) is the model.
 #[inline]
 fn next_escape(s: &[u8], from: usize) -> Scan {
     #[cfg(target_arch = "x86_64")]

@@ -94,7 +94,9 @@ pub enum PushOutcome {
 /// The record a document came from, by Kafka coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DocSource {
+    /// Kafka partition of the record ([`crate::record::NOT_FROM_KAFKA`] for lines from the readers).
     pub partition: i32,
+    /// Kafka offset of the record.
     pub offset: i64,
 }
 

@@ -6,7 +6,7 @@
 //!
 //! | field             | kind                          | from                                  |
 //! |-------------------|-------------------------------|---------------------------------------|
-//! | `_id`             | exact, stored                 | [`record::doc_id`] (the ES `_id`)        |
+//! | `_id`             | exact, stored                 | [`crate::record::doc_id()`] (the ES `_id`)        |
 //! | `@timestamp`      | i64 ms, fast                  | read time (agent) / record timestamp   |
 //! | `_seq`            | u64, fast                     | order of indexing, unique              |
 //! | `message`         | words with positions, stored  | the line                              |
@@ -44,7 +44,7 @@ mod tantivy_query;
 mod tests;
 mod writer;
 
-pub use doc::{LineDoc, LineOrigin, Message, Utf8Bytes};
+pub use doc::{LineDoc, LineOrigin};
 pub use store::{Store, StoredHit};
 pub use tantivy_query::to_tantivy;
 pub use writer::{dir_bytes, Writer};
@@ -53,7 +53,7 @@ use crate::agent::checkpoint::Snapshot;
 use crate::config::IndexSection;
 use crate::search::query::{self};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 
@@ -178,7 +178,8 @@ impl IndexConfig {
     }
 
     /// The index in `dir` with an empty `[index]`'s settings.
-    pub fn in_dir(dir: &Path) -> IndexConfig {
+    #[cfg(test)]
+    pub fn in_dir(dir: &std::path::Path) -> IndexConfig {
         IndexConfig::new(dir.to_path_buf(), &IndexSection::default())
     }
 }

@@ -82,10 +82,6 @@ impl Store {
         Ok(Writer { store: self.clone(), w, next_seq: payload.next_seq, pending: 0, cfg: cfg.clone() })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Documents in the last commit.
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -176,12 +172,6 @@ impl Store {
         }
         let q = self.query(node, from_ms, to_ms)?;
         Ok(searcher.search(&*q, &b)?)
-    }
-
-    /// Counts matches of a query over all time (tests, status).
-    pub fn count(&self, node: &Node) -> Result<u64, IndexError> {
-        let searcher = self.reader.searcher();
-        Ok(searcher.search(&*to_tantivy(node)?, &Count)? as u64)
     }
 
     /// Makes the last commit visible to searches.

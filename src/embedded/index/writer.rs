@@ -43,11 +43,6 @@ impl Writer {
         self.pending
     }
 
-    /// `_seq` the next document gets.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     /// Commits everything added, with `checkpoints` in the commit, and makes
     /// it searchable.
     pub fn commit(&mut self, checkpoints: Option<Snapshot>) -> Result<(), IndexError> {
