@@ -112,6 +112,22 @@ pub enum LiveCursor {
     Time { newest_ms: i64, sent: HashMap<String, i64> },
 }
 
+/// One page asked for: `size` matches of `q` in `[from_ms, to_ms)`,
+/// newest first, after `cursor` (from the previous page).
+#[derive(Clone, Copy)]
+pub struct PageQuery<'a> {
+    /// What to match.
+    pub q: &'a Node,
+    /// Start of the time range, ms since the epoch, included.
+    pub from_ms: i64,
+    /// End of the time range, excluded.
+    pub to_ms: i64,
+    /// Matches per page.
+    pub size: usize,
+    /// Where the previous page ended.
+    pub cursor: Option<&'a str>,
+}
+
 impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
@@ -120,17 +136,11 @@ impl Backend {
         }
     }
 
-    /// One page of matches in `[from_ms, to_ms)`, newest first.
-    pub async fn search(
-        &self,
-        q: &Node,
-        from_ms: i64,
-        to_ms: i64,
-        size: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page, SearchError> {
+    /// One page of matches, newest first.
+    pub async fn search(&self, p: PageQuery<'_>) -> Result<Page, SearchError> {
         let started = std::time::Instant::now();
-        let size = size.clamp(1, MAX_PAGE);
+        let PageQuery { q, from_ms, to_ms, cursor, .. } = p;
+        let size = p.size.clamp(1, MAX_PAGE);
         let (total, mut hits, cursor) = match self {
             Backend::Embedded(store) => {
                 let before = cursor.map(parse_index_cursor).transpose()?;
@@ -141,7 +151,7 @@ impl Backend {
                     .flatten();
                 (total, stored.into_iter().map(hit_of).collect::<Vec<_>>(), next)
             }
-            Backend::Elasticsearch(es) => es.search(q, from_ms, to_ms, size, cursor).await?,
+            Backend::Elasticsearch(es) => es.search(PageQuery { size, ..p }).await?,
         };
         for h in &mut hits {
             h.highlights = q.highlights(&h.message).into_iter().map(|r| [r.start, r.end]).collect();
@@ -208,7 +218,8 @@ impl Backend {
             }
             (Backend::Elasticsearch(es), LiveCursor::Time { newest_ms, sent }) => {
                 let from = *newest_ms - LIVE_LOOKBACK_MS;
-                let page = es.search(q, from, now_ms.max(*newest_ms) + 86_400_000, LIVE_MAX, None).await?;
+                let to_ms = now_ms.max(*newest_ms) + 86_400_000;
+                let page = es.search(PageQuery { q, from_ms: from, to_ms, size: LIVE_MAX, cursor: None }).await?;
                 let mut fresh: Vec<Hit> = page.1.into_iter().filter(|h| !sent.contains_key(&h.id)).collect();
                 for h in &fresh {
                     sent.insert(h.id.clone(), h.ts_ms);
@@ -344,14 +355,8 @@ impl EsSearch {
         }
     }
 
-    async fn search(
-        &self,
-        q: &Node,
-        from_ms: i64,
-        to_ms: i64,
-        size: usize,
-        cursor: Option<&str>,
-    ) -> Result<(u64, Vec<Hit>, Option<String>), SearchError> {
+    async fn search(&self, p: PageQuery<'_>) -> Result<(u64, Vec<Hit>, Option<String>), SearchError> {
+        let PageQuery { q, from_ms, to_ms, size, cursor } = p;
         let mut body = json!({
             "size": size,
             "track_total_hits": true,

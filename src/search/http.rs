@@ -18,7 +18,7 @@
 //! add their routes with `Router::merge` before [`crate::observe::server::Server::spawn`].
 
 use crate::common::clock::now_ms;
-use crate::search::backend::{Backend, SearchError};
+use crate::search::backend::{Backend, PageQuery, SearchError};
 use crate::search::query;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -140,7 +140,7 @@ async fn search(State(st): State<AppState>, Query(p): Query<Params>) -> Result<R
     let a = common(&p)?;
     let size = number("size", p.size.as_deref(), DEFAULT_SIZE, crate::search::backend::MAX_PAGE)?;
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
-    let page = st.backend.search(&a.q, a.from_ms, a.to_ms, size, cursor).await?;
+    let page = st.backend.search(PageQuery { q: &a.q, from_ms: a.from_ms, to_ms: a.to_ms, size, cursor }).await?;
     Ok(Json(page).into_response())
 }
 

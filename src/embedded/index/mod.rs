@@ -149,32 +149,16 @@ pub enum IndexError {
 /// Writer and retention settings (`[index]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexConfig {
+    /// Where the index lives (`data_dir/index`).
     pub dir: PathBuf,
-    /// 0: keep forever.
-    pub retention_days: u64,
-    /// 0: no size limit.
-    pub retention_bytes: u64,
-    /// How often retention is checked.
-    pub retention_check_ms: u64,
-    pub commit_interval_ms: u64,
-    /// Indexing threads of the writer.
-    pub writer_threads: usize,
-    /// Memory each indexing thread buffers before writing a segment.
-    pub writer_memory_bytes: usize,
+    /// `[index]`: retention, commits, the writer's threads and memory.
+    pub settings: IndexSection,
 }
 
 impl IndexConfig {
     /// The index in `dir` with the `[index]` settings `s`.
     pub fn new(dir: PathBuf, s: &IndexSection) -> IndexConfig {
-        IndexConfig {
-            dir,
-            retention_days: s.retention_days,
-            retention_bytes: s.retention_bytes,
-            retention_check_ms: s.retention_check_ms,
-            commit_interval_ms: s.commit_interval_ms,
-            writer_threads: s.writer_threads,
-            writer_memory_bytes: s.writer_memory_bytes,
-        }
+        IndexConfig { dir, settings: s.clone() }
     }
 
     /// The index in `dir` with an empty `[index]`'s settings.

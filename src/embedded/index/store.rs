@@ -68,8 +68,8 @@ impl Store {
     /// directory).
     pub fn writer(self: &Arc<Self>, cfg: &IndexConfig, payload: &Payload) -> Result<Writer, IndexError> {
         let options = tantivy::indexer::IndexWriterOptions::builder()
-            .memory_budget_per_thread(cfg.writer_memory_bytes)
-            .num_worker_threads(cfg.writer_threads)
+            .memory_budget_per_thread(cfg.settings.writer_memory_bytes)
+            .num_worker_threads(cfg.settings.writer_threads)
             .num_merge_threads(1)
             .build();
         let w: IndexWriter<LineDoc> = self.index.writer_with_options(options).map_err(|e| IndexError::Open {

@@ -194,7 +194,7 @@ fn retention_drops_old_documents_by_age_and_by_size() {
     let day = 86_400_000i64;
     let now = 100 * day;
     let mut cfg = IndexConfig::in_dir(dir.path());
-    cfg.retention_days = 7;
+    cfg.settings.retention_days = 7;
     let mut w = store.writer(&cfg, &p).unwrap();
     for i in 0..100u64 {
         // one document a day, days 1..=100
@@ -221,7 +221,7 @@ fn retention_drops_old_documents_by_age_and_by_size() {
     w.commit(None).unwrap();
     let before = store.disk_bytes();
     drop(w);
-    cfg.retention_bytes = before / 2;
+    cfg.settings.retention_bytes = before / 2;
     let mut w = store.writer(&cfg, &Payload { next_seq: 20_000, ..Payload::default() }).unwrap();
     assert!(w.enforce_retention(0).unwrap().is_some());
     w.commit(None).unwrap();

@@ -60,10 +60,10 @@ impl Writer {
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<Option<String>, IndexError> {
         let searcher = self.store.reader.searcher();
         let mut cutoff: Option<i64> = None;
-        if self.cfg.retention_days > 0 {
-            cutoff = Some(now_ms - self.cfg.retention_days as i64 * 86_400_000);
+        if self.cfg.settings.retention_days > 0 {
+            cutoff = Some(now_ms - self.cfg.settings.retention_days as i64 * 86_400_000);
         }
-        if self.cfg.retention_bytes > 0 {
+        if self.cfg.settings.retention_bytes > 0 {
             let (alive, all) = searcher
                 .segment_readers()
                 .iter()
@@ -71,8 +71,8 @@ impl Writer {
             let disk = self.store.disk_bytes();
             // Deleted documents still take space until merged: count the live share.
             let live_bytes = if all == 0 { 0 } else { (disk as u128 * alive as u128 / all as u128) as u64 };
-            if live_bytes > self.cfg.retention_bytes && alive > 0 {
-                let target = self.cfg.retention_bytes / 10 * 9;
+            if live_bytes > self.cfg.settings.retention_bytes && alive > 0 {
+                let target = self.cfg.settings.retention_bytes / 10 * 9;
                 let drop_docs = ((live_bytes - target) as u128 * alive as u128 / live_bytes as u128) as u64;
                 if let Some(t) = oldest_cutoff(&searcher, drop_docs.max(1))? {
                     cutoff = Some(cutoff.map_or(t, |c| c.max(t)));
