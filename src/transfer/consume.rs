@@ -3,7 +3,7 @@
 //! assignment paused while they are all busy.
 
 use super::commit::{commit, Part, Trackers, TransferContext};
-use super::COMMIT_EVERY;
+use super::{CLOCK_EVERY, COMMIT_EVERY};
 use crate::common::ack::{BatchAck, Progress};
 use crate::common::clock::now_ms;
 use crate::common::shutdown;
@@ -50,6 +50,61 @@ pub(super) struct Transfer {
 }
 
 impl Transfer {
+    /// Polls records into requests until `stop` is set, handing requests
+    /// to the workers when full or due and committing every [`COMMIT_EVERY`].
+    pub(super) fn consume_until(&mut self, stop: &AtomicBool) {
+        // A second handle, so a polled message (which borrows the consumer)
+        // can be handed to `add` while `self` is borrowed mutably.
+        let polling = self.consumer.clone();
+        let mut polled: u32 = 0;
+        while !shutdown::is_set(stop) {
+            let idle = match polling.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    self.add(&m, stop);
+                    false
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("kafka consume: {e}");
+                    true
+                }
+                None => true,
+            };
+            if self.batcher.docs() >= self.es.bulk_max_docs {
+                self.flush(stop);
+            }
+            // The clock is read every CLOCK_EVERY records while records
+            // stream (thousands per millisecond), and at every idle poll.
+            polled = polled.wrapping_add(1);
+            if idle || polled % CLOCK_EVERY == 0 {
+                let now = Instant::now();
+                if self.batcher.is_due(now) {
+                    self.flush(stop);
+                }
+                if now.duration_since(self.last_commit) >= COMMIT_EVERY {
+                    self.commit(CommitMode::Async);
+                }
+            }
+        }
+    }
+
+    /// Sends the request being built, waits up to `deadline` for every
+    /// request to be answered, and commits what is complete.
+    pub(super) fn finish(mut self, rt: &tokio::runtime::Handle, deadline: Duration) {
+        if !self.batcher.is_empty() {
+            self.flush(&AtomicBool::new(false));
+        }
+        let Transfer { consumer, trackers, workers, .. } = self;
+        if !workers.finish(rt, deadline) {
+            tracing::warn!("requests still in flight after {deadline:?}: their records will be consumed again");
+        }
+        let tpl = lock(&trackers).take_commits(None);
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!("final commit failed: {e}");
+            }
+        }
+    }
+
     /// Appends one record to the request being built.
     pub(super) fn add(&mut self, m: &BorrowedMessage<'_>, stop: &AtomicBool) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);

@@ -19,8 +19,6 @@
 mod commit;
 mod consume;
 
-use crate::common::shutdown;
-use crate::common::sync::lock;
 use crate::common::totals::Totals;
 use crate::config::{Config, ConfigError};
 use crate::elastic::batcher::Batcher;
@@ -32,7 +30,7 @@ use crate::kafka::stats::{KafkaStats, KAFKA_STATS_INTERVAL};
 use crate::observe::Observed;
 use commit::{Trackers, TransferContext};
 use consume::Transfer;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -120,54 +118,9 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         topics: HashMap::new(),
         last_commit: Instant::now(),
     };
-    // A second handle, so a polled message (which borrows the consumer) can
-    // be handed to `t.add` while `t` is borrowed mutably.
-    let polling = t.consumer.clone();
-    let mut polled: u32 = 0;
-    while !shutdown::is_set(stop) {
-        let idle = match polling.poll(Duration::from_millis(50)) {
-            Some(Ok(m)) => {
-                t.add(&m, stop);
-                false
-            }
-            Some(Err(e)) => {
-                tracing::warn!("kafka consume: {e}");
-                true
-            }
-            None => true,
-        };
-        if t.batcher.docs() >= es.bulk_max_docs {
-            t.flush(stop);
-        }
-        // The clock is read every CLOCK_EVERY records while records stream
-        // (thousands per millisecond), and at every idle poll.
-        polled = polled.wrapping_add(1);
-        if idle || polled % CLOCK_EVERY == 0 {
-            let now = Instant::now();
-            if t.batcher.is_due(now) {
-                t.flush(stop);
-            }
-            if now.duration_since(t.last_commit) >= COMMIT_EVERY {
-                t.commit(CommitMode::Async);
-            }
-        }
-    }
-
+    t.consume_until(stop);
     tracing::info!("stopping: finishing requests in flight, committing offsets");
-    if !t.batcher.is_empty() {
-        t.flush(&AtomicBool::new(false));
-    }
-    let deadline = Duration::from_millis(cfg.agent.shutdown_timeout_ms);
-    let Transfer { consumer, trackers, workers, .. } = t;
-    if !workers.finish(rt.handle(), deadline) {
-        tracing::warn!("requests still in flight after {deadline:?}: their records will be consumed again");
-    }
-    let tpl = lock(&trackers).take_commits(None);
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!("final commit failed: {e}");
-        }
-    }
+    t.finish(rt.handle(), Duration::from_millis(cfg.agent.shutdown_timeout_ms));
     report(&stats);
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(())
