@@ -182,34 +182,47 @@ impl LineBuffer {
     }
 
     /// Reads once from `r` into the buffer; returns the bytes read (0 at EOF).
+    /// A reader that claims more bytes than it was given room for is an
+    /// error, not a read past the buffer.
     pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<usize> {
         self.make_room();
         let len = self.buf.len();
-        let cap = self.buf.capacity();
-        // SAFETY: the bytes between len and capacity are allocated; we expose
-        // them zeroed-or-not to `read`, which only writes, and then keep only
-        // the `n` bytes it reports written.
-        unsafe {
-            let spare = std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().add(len), cap - len);
-            let n = loop {
-                match r.read(spare) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other?,
-                }
-            };
-            debug_assert!(n <= cap - len);
-            self.buf.set_len(len + n);
-            if n == cap - len && self.chunk_now < self.cfg.chunk_bytes {
-                // More is probably waiting: read in bigger chunks from now on.
-                self.chunk_now = (self.chunk_now * 2).min(self.cfg.chunk_bytes);
+        let room = self.buf.capacity() - len;
+        // SAFETY: every byte of the buffer's capacity is initialized: chunks
+        // are allocated zeroed (`make_room`), `extend` zeroes what a growth
+        // adds, and nothing de-initializes bytes later. So the spare bytes
+        // may be lent to `read` as a `&mut [u8]`, as `Read` requires.
+        let spare = unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().add(len), room) };
+        let n = loop {
+            match r.read(spare) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
             }
-            Ok(n)
+        };
+        if n > room {
+            return Err(io::Error::other(format!("read returned {n} bytes into a buffer of {room}")));
         }
+        // SAFETY: `len + n` is within the capacity (checked above) and those
+        // bytes are initialized (see above); `read` wrote the `n` new ones.
+        unsafe { self.buf.set_len(len + n) };
+        if n == room && self.chunk_now < self.cfg.chunk_bytes {
+            // More is probably waiting: read in bigger chunks from now on.
+            self.chunk_now = (self.chunk_now * 2).min(self.cfg.chunk_bytes);
+        }
+        Ok(n)
     }
 
     /// Appends bytes (tests, fuzzing and benches feed the buffer this way).
     pub fn extend(&mut self, data: &[u8]) {
+        let cap = self.buf.capacity();
         self.buf.extend_from_slice(data);
+        if self.buf.capacity() != cap {
+            // A new allocation: zero its spare bytes, so `read_from` may lend
+            // them out (see there).
+            let len = self.buf.len();
+            self.buf.resize(self.buf.capacity(), 0);
+            self.buf.truncate(len);
+        }
     }
 
     /// Ensures at least `MIN_READ` bytes of spare capacity, reusing a chunk
@@ -229,7 +242,12 @@ impl LineBuffer {
             Some(i) => self.pool.swap_remove(i),
             None => {
                 self.chunks_allocated += 1;
-                BytesMut::with_capacity(want)
+                // Zeroed once, at allocation: `read_from` lends the spare
+                // bytes to `read`, which must only see initialized memory.
+                let mut chunk = BytesMut::with_capacity(want);
+                chunk.resize(chunk.capacity(), 0);
+                chunk.clear();
+                chunk
             }
         };
         debug_assert!(fresh.is_empty());
@@ -488,6 +506,26 @@ mod tests {
         assert_eq!(spans[0].cut, Cut::Partial);
         assert_eq!(lb.offset(), 17);
         assert!(lb.take_partial(&mut spans).is_none());
+    }
+
+    #[test]
+    fn a_reader_that_claims_too_much_is_an_error() {
+        /// Reports one byte more than it was lent, and checks that what it
+        /// was lent reads as initialized bytes.
+        struct Liar;
+        impl Read for Liar {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                assert!(buf.iter().all(|&b| b == 0), "a fresh chunk lends zeroed bytes");
+                Ok(buf.len() + 1)
+            }
+        }
+        let mut lb = LineBuffer::new(0, cfg(64, LongLines::Split));
+        let e = lb.read_from(&mut Liar).unwrap_err();
+        assert!(e.to_string().contains("into a buffer of"), "{e}");
+        assert_eq!((lb.pending(), lb.read_offset()), (0, 0), "nothing kept");
+        // `extend` growing the buffer keeps the spare bytes initialized too.
+        lb.extend(&[b'x'; 100_000]);
+        assert_eq!(lb.pending(), 100_000);
     }
 
     #[test]
