@@ -141,7 +141,7 @@ impl Backend {
         let started = std::time::Instant::now();
         let PageQuery { q, from_ms, to_ms, cursor, .. } = p;
         let size = p.size.clamp(1, MAX_PAGE);
-        let (total, mut hits, cursor) = match self {
+        let (total, hits, cursor) = match self {
             Backend::Embedded(store) => {
                 let before = cursor.map(parse_index_cursor).transpose()?;
                 let (store, q2) = (store.clone(), q.clone());
@@ -153,9 +153,7 @@ impl Backend {
             }
             Backend::Elasticsearch(es) => es.search(PageQuery { size, ..p }).await?,
         };
-        for h in &mut hits {
-            h.highlights = q.highlights(&h.message).into_iter().map(|r| [r.start, r.end]).collect();
-        }
+        let hits = highlighted(q, hits).await?;
         Ok(Page { total, hits, cursor, took_ms: started.elapsed().as_millis() as u64 })
     }
 
@@ -203,7 +201,7 @@ impl Backend {
 
     /// Lines that became searchable since the last poll, oldest first.
     pub async fn live_poll(&self, q: &Node, cur: &mut LiveCursor, now_ms: i64) -> Result<Vec<Hit>, SearchError> {
-        let mut hits = match (self, cur) {
+        let hits = match (self, cur) {
             (Backend::Embedded(store), LiveCursor::Seq(seq)) => {
                 let (store2, q2, after) = (store.clone(), q.clone(), *seq);
                 let stored = blocking(move || store2.since(&q2, after, LIVE_MAX)).await?;
@@ -232,11 +230,21 @@ impl Backend {
             }
             _ => return Err(SearchError::Internal("live cursor of another backend".into())),
         };
+        highlighted(q, hits).await
+    }
+}
+
+/// `hits` with their highlights, computed off the async runtime (bounded
+/// per message, see [`Node::highlights`], but a page holds many).
+async fn highlighted(q: &Node, mut hits: Vec<Hit>) -> Result<Vec<Hit>, SearchError> {
+    let q = q.clone();
+    blocking(move || {
         for h in &mut hits {
             h.highlights = q.highlights(&h.message).into_iter().map(|r| [r.start, r.end]).collect();
         }
         Ok(hits)
-    }
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(

@@ -54,6 +54,11 @@ pub const MAX_DEPTH: usize = 32;
 /// which tantivy refuses past 1,000 states; and no real host, path or topic
 /// needs more to be told apart.
 pub const MAX_PREFIX_BYTES: usize = 512;
+/// Bytes of a message [`Node::highlights`] analyses; the rest of a longer
+/// line is not highlighted.
+pub const HIGHLIGHT_MAX_BYTES: usize = 64 << 10;
+/// Most ranges [`Node::highlights`] returns for one message.
+pub const HIGHLIGHT_MAX_RANGES: usize = 200;
 /// Longest word the index keeps, in bytes; longer ones are not searchable
 /// (the embedded index drops them, and so does [`words`]).
 pub const MAX_WORD_BYTES: usize = 255;
@@ -587,7 +592,17 @@ impl Node {
     /// Character ranges of `message` that the query's positive text terms
     /// match (not those under a NOT), sorted and merged: what the page
     /// highlights.
+    ///
+    /// Bounded whatever the line: only its first [`HIGHLIGHT_MAX_BYTES`] are
+    /// analysed (as Elasticsearch's `index.highlight.max_analyzed_offset`
+    /// bounds its highlighter) and at most [`HIGHLIGHT_MAX_RANGES`] ranges
+    /// come back; the work is linear in the analysed part.
     pub fn highlights(&self, message: &str) -> Vec<Range<usize>> {
+        let mut end = message.len().min(HIGHLIGHT_MAX_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
         let ws = words(message);
         let msg = positioned(&ws);
         let mut bytes: Vec<Range<usize>> = Vec::new();
@@ -600,6 +615,7 @@ impl Node {
                 _ => merged.push(r),
             }
         }
+        merged.truncate(HIGHLIGHT_MAX_RANGES);
         // Bytes to characters, in one pass.
         let mut out = Vec::with_capacity(merged.len());
         let (mut byte, mut chars) = (0usize, 0usize);
@@ -625,8 +641,10 @@ impl Node {
                 for start in phrase_at(msg, q) {
                     for w in q {
                         let pos = start + (w.position - q[0].position) as usize;
-                        if let Some(found) = ws.iter().find(|x| x.position as usize == pos) {
-                            out.push(found.range.clone());
+                        // `ws` is in position order: a lookup, not a scan
+                        // (a scan made a line of one repeated word quadratic).
+                        if let Ok(i) = ws.binary_search_by_key(&pos, |x| x.position as usize) {
+                            out.push(ws[i].range.clone());
                         }
                     }
                 }
@@ -946,5 +964,20 @@ mod tests {
         for bad in ["", "yesterday", "now-15", "now-x m", "now-5y", "2026-13-01T00:00:00Z", "99999999999999999999999"] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn highlighting_a_huge_line_of_one_word_is_bounded() {
+        // 1 MiB of one repeated word: every word matches both queries.
+        let line = "error ".repeat((1 << 20) / 6);
+        for q in ["error", "\"error error\"", "err*"] {
+            let h = parse(q).unwrap().highlights(&line);
+            assert_eq!(h.len(), HIGHLIGHT_MAX_RANGES, "{q}");
+            assert!(h.iter().all(|r| r.end <= HIGHLIGHT_MAX_BYTES), "{q}: only the analysed part");
+            assert_eq!(h[0], 0..5, "{q}");
+        }
+        // A multi-byte character across the cut is not split.
+        let wide = format!("{}é error", "a".repeat(HIGHLIGHT_MAX_BYTES - 1));
+        assert!(parse("error").unwrap().highlights(&wide).is_empty());
     }
 }
