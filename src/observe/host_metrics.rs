@@ -84,6 +84,12 @@ pub struct HostStats {
 }
 
 impl HostStats {
+    /// Sets the latest sample (tests of what is exposed).
+    #[cfg(test)]
+    pub(crate) fn set_latest(&self, s: Sample) {
+        *self.latest.lock().unwrap() = Some(s);
+    }
+
     pub fn latest(&self) -> Option<Sample> {
         self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -38,13 +38,20 @@ impl std::fmt::Debug for Exposition {
 type Labels<'a> = Vec<(&'static str, String)>;
 
 /// A label value escaped for the text format (`\`, `"`, newline):
-/// prometheus-client writes label values as they are, and a path may hold
-/// any of them.
+/// prometheus-client writes label values as they are, and a path, a topic,
+/// a broker, a mount point or an interface name may hold any of them.
 fn label(v: &str) -> String {
     if !v.contains(['\\', '"', '\n']) {
         return v.to_string();
     }
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Every label value of a row escaped: the one place values are escaped,
+/// so no family can forget (host metrics did: a mount point could inject
+/// samples).
+fn escaped(labels: &Labels<'_>) -> Labels<'static> {
+    labels.iter().map(|(k, v)| (*k, label(v))).collect()
 }
 
 /// Small writers over the encoder, so the list of metrics below reads as a list.
@@ -67,7 +74,7 @@ impl Out<'_, '_> {
         }
         let mut m = self.enc.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (labels, v) in rows {
-            ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+            ConstCounter::new(*v).encode(m.encode_family(&escaped(labels))?)?;
         }
         Ok(())
     }
@@ -78,7 +85,7 @@ impl Out<'_, '_> {
         }
         let mut m = self.enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
         for (labels, v) in rows {
-            ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+            ConstGauge::new(*v).encode(m.encode_family(&escaped(labels))?)?;
         }
         Ok(())
     }
@@ -171,7 +178,7 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
         &s.delivery_latency,
     )?;
     let files = (a.files)();
-    let labels = |f: &FileRow| vec![("path", label(&f.path)), ("topic", label(&f.topic))];
+    let labels = |f: &FileRow| vec![("path", f.path.clone()), ("topic", f.topic.clone())];
     let rows = |v: fn(&FileRow) -> u64| files.iter().map(|f| (labels(f), v(f))).collect::<Vec<_>>();
     out.counters("logcollect_file_read_bytes", "Bytes read, per file", &rows(|f| f.read_bytes))?;
     out.counters("logcollect_file_shipped_lines", "Lines acknowledged, per file", &rows(|f| f.shipped_lines))?;
@@ -227,7 +234,7 @@ fn kafka_metrics(client: &str, stats: &KafkaStats, parts: &[PartitionRow], out: 
         if b.nodeid < 0 {
             continue;
         }
-        let l = vec![("client", client.to_string()), ("broker", label(&b.name))];
+        let l = vec![("client", client.to_string()), ("broker", b.name.clone())];
         up.push((l.clone(), if b.state == "UP" { 1.0 } else { 0.0 }));
         if let Some(w) = &b.rtt {
             rtt.push((l, w.avg as f64 / 1e6));
@@ -238,7 +245,7 @@ fn kafka_metrics(client: &str, stats: &KafkaStats, parts: &[PartitionRow], out: 
     if client == "consumer" {
         let lag: Vec<_> = parts
             .iter()
-            .map(|p| (vec![("topic", label(&p.topic)), ("partition", p.partition.to_string())], p.lag as f64))
+            .map(|p| (vec![("topic", p.topic.clone()), ("partition", p.partition.to_string())], p.lag as f64))
             .collect();
         out.gauges("logcollect_consumer_lag_messages", "Records not yet committed, per partition", &lag)?;
     }
@@ -283,5 +290,22 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn host_metric_labels_are_escaped_so_a_mount_point_cannot_inject_samples() {
+        use crate::observe::host_metrics::{Disk, HostStats, Network, Sample};
+        let host = Arc::new(HostStats::default());
+        host.set_latest(Sample {
+            disks: vec![Disk { mount: "/m\"} 1\nlogcollect_ready 1\n".into(), total_bytes: 1, available_bytes: 1 }],
+            networks: vec![Network { interface: "e\\th\"0".into(), received_bytes: 2, transmitted_bytes: 3 }],
+            ..Sample::default()
+        });
+        let o = Arc::new(Observed::new("agent"));
+        o.add_host(host);
+        let text = o.render();
+        assert!(text.contains(r#"mount="/m\"} 1\nlogcollect_ready 1\n""#), "{text}");
+        assert!(text.contains(r#"interface="e\\th\"0""#), "{text}");
+        assert_eq!(text.matches("\nlogcollect_ready ").count(), 1, "one logcollect_ready sample: {text}");
     }
 }
