@@ -71,6 +71,10 @@ pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), RunError> {
+    crate::common::fs::private_umask();
+    let dir = &cfg.agent.data_dir;
+    crate::common::fs::private_dir(dir)
+        .map_err(|e| ConfigError { key: "agent.data_dir".into(), message: format!("{}: {e}", dir.display()) })?;
     let term = shutdown::term_flag()?;
     run_until(cfg, &term)
 }

@@ -7,6 +7,7 @@
 //! [`render`] is a pure function of two snapshots, so the layout is tested
 //! without a terminal.
 
+use crate::common::text::printable;
 use crate::observe::{FileRow, Status};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -70,7 +71,11 @@ pub fn run(addr: &str, interval: Duration, once: bool) -> Result<(), String> {
 /// The table for snapshot `cur`; `prev` (seconds before, snapshot) gives rates.
 pub fn render(prev: Option<(f64, &Status)>, cur: &Status, addr: &str, width: usize) -> String {
     let mut out = String::new();
-    let state = if cur.ready { "ready".to_string() } else { format!("NOT READY: {}", cur.problems.join("; ")) };
+    let state = if cur.ready {
+        "ready".to_string()
+    } else {
+        format!("NOT READY: {}", printable(&cur.problems.join("; "), false))
+    };
     let _ = writeln!(
         out,
         "logcollect {} {} at {addr}, up {}, {state}",
@@ -105,8 +110,8 @@ pub fn render(prev: Option<(f64, &Status)>, cur: &Status, addr: &str, width: usi
                 _ => 0.0,
             };
             rows.push([
-                f.path.clone(),
-                f.topic.clone(),
+                printable(&f.path, false).into_owned(),
+                printable(&f.topic, false).into_owned(),
                 bytes(per_s(f.read_bytes, before.map(|b| b.read_bytes))),
                 count(per_s(f.shipped_lines, before.map(|b| b.shipped_lines))),
                 bytes(f.behind_bytes as f64),
@@ -121,7 +126,7 @@ pub fn render(prev: Option<(f64, &Status)>, cur: &Status, addr: &str, width: usi
         let mut rows = vec![["TOPIC", "PARTITION", "LAG", "COMMITTED", "HIGH"].map(String::from)];
         for p in &cur.partitions {
             rows.push([
-                p.topic.clone(),
+                printable(&p.topic, false).into_owned(),
                 p.partition.to_string(),
                 count(p.lag as f64),
                 p.committed_offset.to_string(),

@@ -43,6 +43,7 @@ pub(super) const CLOCK_EVERY: u32 = 64;
 
 /// Runs the transfer until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), RunError> {
+    crate::common::fs::private_umask();
     let term = crate::common::shutdown::term_flag()?;
     run_until(cfg, &term)
 }

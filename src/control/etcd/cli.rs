@@ -1,6 +1,7 @@
 //! `logcollect config`: the operator's commands on a host's collect list.
 
 use super::{bounded, connect, follow, EtcdError, Event};
+use crate::common::text::printable;
 use crate::config::{split_list, Config, ConfigError, EtcdConfig};
 use crate::control::collect::{self, CollectError};
 use etcd_client::GetOptions;
@@ -114,10 +115,10 @@ async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<
             let Some(kv) = resp.kvs().first() else {
                 return Err(CommandError::NotFound { key });
             };
-            out.write_all(kv.value())?;
-            if !kv.value().ends_with(b"\n") {
-                out.write_all(b"\n")?;
-            }
+            // Shown as text, control characters escaped: the value is
+            // whatever someone wrote to the key, and it goes to a terminal.
+            let text = String::from_utf8_lossy(kv.value());
+            writeln!(out, "{}", printable(text.trim_end_matches('\n'), true))?;
             if let Err(e) = collect::parse(kv.value()) {
                 tracing::warn!("{key} (revision {}): invalid collect list: {e}", kv.mod_revision());
             }
@@ -177,12 +178,14 @@ fn print_event(out: &mut dyn Write, key: &str, ev: &Event) -> io::Result<()> {
         Event::Value { revision, value: None } => writeln!(out, "revision {revision}: (no collect list)")?,
         Event::Value { revision, value: Some(v) } => {
             let text = String::from_utf8_lossy(v);
-            writeln!(out, "revision {revision}: {}", text.trim_end())?;
+            writeln!(out, "revision {revision}: {}", printable(text.trim_end(), true))?;
             if let Err(e) = collect::parse(v) {
                 writeln!(out, "revision {revision}: invalid, agents keep their running list: {e}")?;
             }
         }
-        Event::Unreachable { error, retry_in, .. } => eprintln!("{key}: {error}; retrying in {retry_in:?}"),
+        Event::Unreachable { error, retry_in, .. } => {
+            eprintln!("{key}: {}; retrying in {retry_in:?}", printable(error, false))
+        }
         Event::Watching { revision } => eprintln!("{key}: watching from revision {revision}"),
         Event::Compacted { revision } => {
             eprintln!("{key}: changes compacted (to revision {revision}); reading it again")
