@@ -333,7 +333,8 @@ fn bad_requests_are_400s(port: u16) {
 fn live_hits(port: u16, q: &str, want: usize, timeout: Duration, act: impl FnOnce()) -> Vec<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    write!(s, "GET /api/live?{} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", qs(&[("q", q)])).unwrap();
+    write!(s, "GET /api/live?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n", qs(&[("q", q)]))
+        .unwrap();
     let mut r = BufReader::new(s);
     let deadline = Instant::now() + timeout;
     let (mut event, mut hits, mut act) = (String::new(), Vec::new(), Some(act));
@@ -673,4 +674,73 @@ fn bare_logcollect_runs_the_config_ini_of_its_directory() {
     let status = child.wait().unwrap();
     assert!(found, "the line was not searchable");
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_megabyte_line_of_one_word_is_searched_within_a_bound_and_data_dir_is_private() {
+    // One 1,000,000-byte line of one repeated word: before highlighting was
+    // bounded, a search for that word took 14 s per hit and held a worker
+    // thread of the HTTP server all along (the security review, finding 1).
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let big = "error ".repeat(1_000_000 / 6);
+    std::fs::write(logs.join("big.log"), format!("{big}\nan error here\n")).unwrap();
+    let port = free_port();
+    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &format!("big = {}/*.log", logs.display()), ""));
+    assert_eq!(wait_total(port, "error", 2, Duration::from_secs(60)), Some(2), "{}", run.log_text());
+
+    // Four searches at once, each asking for the big line, while liveness
+    // is asked meanwhile: each answers within the bound, and so does it.
+    const BOUND: Duration = Duration::from_secs(3);
+    let searches: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let (status, page) = get(port, &format!("/api/search?{}", qs(&[("q", "error"), ("size", "100")])));
+                (status, page, t.elapsed())
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let (live, _) = get(port, "/health/live");
+    let live_took = t.elapsed();
+    for s in searches {
+        let (status, page, took) = s.join().unwrap();
+        assert_eq!(status, 200, "{page}");
+        assert!(took < BOUND, "search took {took:?}");
+        let big_hit = page["hits"].as_array().unwrap().iter().find(|h| h["message"].as_str().unwrap().len() > 1000);
+        let ranges = big_hit.expect("the big line")["highlights"].as_array().unwrap().len();
+        assert_eq!(ranges, logcollect::query::HIGHLIGHT_MAX_RANGES, "highlights capped");
+    }
+    assert_eq!(live, 200);
+    assert!(live_took < Duration::from_secs(1), "/health/live took {live_took:?} during the searches");
+
+    // Another name for the loopback server (DNS rebinding), a cross-site
+    // request to the API, and the headers every answer carries.
+    let url = format!("http://127.0.0.1:{port}/api/info");
+    let c = client();
+    assert_eq!(c.get(&url).header("Host", "evil.example").send().unwrap().status(), 421);
+    assert_eq!(c.get(&url).header("Sec-Fetch-Site", "cross-site").send().unwrap().status(), 403);
+    let page = c.get(format!("http://localhost:{port}/")).header("Sec-Fetch-Site", "cross-site").send().unwrap();
+    assert_eq!(page.status(), 200, "the page itself may be linked to");
+    let h = page.headers();
+    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+
+    // data_dir and every file and directory in it: the user's only.
+    let mut seen = 0;
+    let mut stack = vec![dir.path().join("data")];
+    while let Some(p) = stack.pop() {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o077, 0, "{} is mode {:o}", p.display(), meta.permissions().mode());
+        seen += 1;
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 3, "the index files were looked at");
+    let (code, _) = run.terminate();
+    assert_eq!(code, Some(0), "{}", run.log_text());
 }
