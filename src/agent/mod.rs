@@ -69,12 +69,19 @@ pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
     }
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), RunError> {
+/// Files from now on the user's only, and `data_dir` private (0700): what
+/// the agent and `run` do first.
+pub(crate) fn private_data_dir(cfg: &Config) -> Result<(), RunError> {
     crate::common::fs::private_umask();
     let dir = &cfg.agent.data_dir;
     crate::common::fs::private_dir(dir)
         .map_err(|e| ConfigError { key: "agent.data_dir".into(), message: format!("{}: {e}", dir.display()) })?;
+    Ok(())
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), RunError> {
+    private_data_dir(&cfg)?;
     let term = shutdown::term_flag()?;
     run_until(cfg, &term)
 }

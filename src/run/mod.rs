@@ -39,10 +39,7 @@ use std::time::Duration;
 
 /// Runs until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), RunError> {
-    crate::common::fs::private_umask();
-    let dir = &cfg.agent.data_dir;
-    crate::common::fs::private_dir(dir)
-        .map_err(|e| ConfigError { key: "agent.data_dir".into(), message: format!("{}: {e}", dir.display()) })?;
+    agent::private_data_dir(&cfg)?;
     let term = shutdown::term_flag()?;
     run_until(cfg, &term)
 }
