@@ -9,6 +9,8 @@
 #
 # Settings (environment):
 #   FUZZ_SECONDS    time per target (default 30)
+#   FUZZ_RUNS       stop a target after this many executions, whichever of
+#                   the two limits comes first (default: no count limit)
 #   FUZZ_TOOLCHAIN  rustup toolchain for cargo-fuzz, e.g. `nightly`; default:
 #                   nightly when rustup has one, else the default toolchain
 #   FUZZ_SANITIZER  address (default on nightly) or none (default on stable);
@@ -29,6 +31,7 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-10}
 FUZZ_NICE=${FUZZ_NICE:-10}
+FUZZ_RUNS=${FUZZ_RUNS:--1}
 CARGO_FUZZ_VERSION=${CARGO_FUZZ_VERSION:-0.13.2}
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
@@ -116,12 +119,12 @@ for t in "${targets[@]}"; do
     if [ -d "fuzz/seeds/$t" ]; then dirs+=("fuzz/seeds/$t"); fi
     max_len=${FUZZ_MAX_LEN:-$(max_len_of "$t")}
     log=fuzz/artifacts/$t.log
-    echo "fuzz.sh: $t for ${FUZZ_SECONDS}s, inputs up to $max_len bytes (log: $log)" >&2
+    echo "fuzz.sh: $t for ${FUZZ_SECONDS}s or $FUZZ_RUNS runs, inputs up to $max_len bytes (log: $log)" >&2
     # New inputs are written to the first directory only: the seeds stay as
     # they are checked in.
     status=0
     nice -n "$FUZZ_NICE" "${cargo[@]}" fuzz run --sanitizer "$sanitizer" "$t" "${dirs[@]}" -- \
-        -max_total_time="$FUZZ_SECONDS" -max_len="$max_len" -timeout="$FUZZ_TIMEOUT" \
+        -max_total_time="$FUZZ_SECONDS" -runs="$FUZZ_RUNS" -max_len="$max_len" -timeout="$FUZZ_TIMEOUT" \
         -print_final_stats=1 2>&1 | tee "$log" >&2 || status=$?
     # The last status line (`#N DONE cov: … ft: …`, or the one before a crash).
     last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -E 's/^(#[0-9]+)[[:space:]]+[A-Z]+[[:space:]]+/\1 /; s/ (corp|lim|exec\/s|rss|L|MS):.*//')
