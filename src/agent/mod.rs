@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod discovery;
+pub mod guard;
 pub mod identity;
 pub mod ship;
 pub mod split;

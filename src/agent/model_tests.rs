@@ -233,6 +233,8 @@ fn tail_config() -> TailConfig {
         rotate_wait: ROTATE_WAIT,
         poll_max: POLL_MAX,
         parse_json: false,
+        follow_symlinks: false,
+        allowed_paths: Default::default(),
     }
 }
 

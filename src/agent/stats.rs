@@ -21,6 +21,9 @@ pub struct Stats {
     pub lines_partial: AtomicU64,
     pub rotations: AtomicU64,
     pub truncations: AtomicU64,
+    /// Files found by a glob and refused (a symlink, a FIFO, outside
+    /// `allowed_paths`, ...), counted each time the refusal is reported.
+    pub files_refused: AtomicU64,
     /// Readers running now (goes up and down).
     pub files_open: AtomicU64,
     /// From a batch being read to Kafka acknowledging its last line.

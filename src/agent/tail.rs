@@ -56,6 +56,11 @@ pub struct TailConfig {
     pub poll_max: Duration,
     /// Mark batches for the transfer to merge JSON-object lines (an entry option).
     pub parse_json: bool,
+    /// Follow symlinks the globs find (`[agent]`, or the entry's option);
+    /// used by discovery ([`crate::agent::guard`]).
+    pub follow_symlinks: bool,
+    /// `[agent] allowed_paths`: never an entry's.
+    pub allowed_paths: crate::config::AllowedPaths,
 }
 
 impl From<&AgentConfig> for TailConfig {
@@ -68,6 +73,8 @@ impl From<&AgentConfig> for TailConfig {
             poll_max: Duration::from_millis(a.poll_max_ms),
             // Only a collect entry sets it (discovery, per entry).
             parse_json: false,
+            follow_symlinks: a.follow_symlinks,
+            allowed_paths: a.allowed_paths.clone(),
         }
     }
 }
@@ -131,10 +138,10 @@ impl ReaderHandle {
     }
 }
 
-/// Opens `path` and starts its reader thread. An error here (the file
-/// vanished, permission denied) is the caller's to report; nothing started.
-pub fn spawn(ctx: Arc<TailCtx>, path: PathBuf, topic: Arc<str>, start: Start) -> io::Result<ReaderHandle> {
-    let file = File::open(&path)?;
+/// Starts the reader thread of `file`, found at `path` and opened by
+/// [`crate::agent::guard`] (a regular file). An error here is the caller's
+/// to report; nothing started.
+pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, start: Start) -> io::Result<ReaderHandle> {
     let meta = file.metadata()?;
     let path_text: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
     let stop = Arc::new(AtomicBool::new(false));
@@ -525,6 +532,8 @@ mod tests {
             rotate_wait: Duration::from_millis(50),
             poll_max: Duration::from_millis(10),
             parse_json: false,
+            follow_symlinks: false,
+            allowed_paths: Default::default(),
         };
         let checkpoints = Arc::new(Checkpoints::open(data).unwrap());
         (Arc::new(TailCtx { cfg, checkpoints, tx, stats: Arc::default(), wake: None }), rx)
@@ -555,7 +564,7 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"unfinished");
         let (ctx, rx) = context(&dir.path().join("data"));
-        let reader = spawn(ctx, path.clone(), "t".into(), Start::New).unwrap();
+        let reader = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
         // Well past the flush timeout: held, it is the file's first line.
         let mut got = lines(&rx, 0, FLUSH * 6);
         append(&path, b" and done\nnext\n");
@@ -579,7 +588,7 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"");
         let (ctx, rx) = context(&data);
-        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        let first = spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
         append(&path, b"one\ntwo\n");
         // Received, never acknowledged: lost on the way.
         let lost = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -588,7 +597,7 @@ mod tests {
         ctx.checkpoints.save().unwrap();
         drop((ctx, lost));
         let (ctx, rx) = context(&data);
-        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        let second = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present).unwrap();
         let want = vec![("one".to_string(), 0, Cut::Whole), ("two".to_string(), 4, Cut::Whole)];
         assert_eq!(lines(&rx, 2, FLUSH * 6), want);
         second.join();
@@ -604,14 +613,14 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"alone");
         let (ctx, rx) = context(&data);
-        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        let first = spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
         let mut got = lines(&rx, 0, FLUSH * 6);
         first.join();
         got.extend(lines(&rx, 0, Duration::from_millis(10)));
         ctx.checkpoints.save().unwrap();
         drop(ctx);
         let (ctx, rx) = context(&data);
-        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        let second = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present).unwrap();
         got.extend(lines(&rx, 0, FLUSH * 6));
         // Deleted: it will never be completed, so it is flushed as it is.
         fs::remove_file(&path).unwrap();
