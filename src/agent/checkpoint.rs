@@ -19,6 +19,7 @@ use crate::agent::batch::Source;
 use crate::agent::identity::FileId;
 use crate::common::atomic_file::write_atomic;
 use crate::common::clock::now_ms;
+use crate::common::write_health::WriteHealth;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -86,6 +87,9 @@ pub struct Checkpoints {
     /// When the previous run last saved, if there was one: files created after
     /// it appeared while the agent was down and are read from the beginning.
     previous_saved_ms: Option<i64>,
+    /// Whether saves work (for `/metrics` and `/health/ready`); where the
+    /// index commits the checkpoints, its commits report here.
+    health: Arc<WriteHealth>,
 }
 
 #[derive(Default)]
@@ -134,6 +138,13 @@ impl Checkpoints {
         Checkpoints::from_disk(dir, snapshot.map(|s| s.0))
     }
 
+    /// The same registry reporting its writes to `health` (shared by the
+    /// registries a restarting pipeline makes one after the other).
+    pub fn with_health(mut self, health: Arc<WriteHealth>) -> Self {
+        self.health = health;
+        self
+    }
+
     fn from_disk(dir: &Path, loaded: Option<DiskV1>) -> Self {
         let mut state = State::default();
         let previous_saved_ms = loaded.as_ref().map(|d| d.saved_ms);
@@ -147,7 +158,7 @@ impl Checkpoints {
             }
             state.last_written.sort_by(entry_order);
         }
-        Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms }
+        Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms, health: Arc::default() }
     }
 
     pub fn previous_saved_ms(&self) -> Option<i64> {
@@ -204,15 +215,35 @@ impl Checkpoints {
                     .iter()
                     .zip(&st.last_written)
                     .all(|(a, b)| a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.path == b.path);
-            if same {
+            if same && self.health.failing().is_none() {
                 return Ok(false);
             }
-            st.last_written = entries.clone();
             entries
         };
         let disk = DiskV1 { version: 1, saved_ms: now, files: entries };
-        write_atomic(&self.dir.join(FILE_NAME), &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?)?;
-        Ok(true)
+        let path = self.dir.join(FILE_NAME);
+        // Compact: the file is rewritten whole on every change.
+        let written = serde_json::to_vec(&disk).map_err(io::Error::other).and_then(|b| write_atomic(&path, &b));
+        match written {
+            Ok(()) => {
+                self.health.ok();
+                // Only what reached the disk counts as written: after a
+                // failure the next save tries again even if nothing moved.
+                self.lock().last_written = disk.files;
+                Ok(true)
+            }
+            Err(e) => {
+                let e = io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+                self.health.failed(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether saves (or, for a restored registry, the commits that carry
+    /// it) work.
+    pub fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 
     /// Advances every source and returns what [`Checkpoints::save`] would
@@ -349,7 +380,7 @@ mod tests {
         fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"saved").unwrap();
         assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(5));
         let full = fs::read(dir.path().join(FILE_NAME)).unwrap();
-        let newer = String::from_utf8(full).unwrap().replace("\"offset\": 5", "\"offset\": 9");
+        let newer = String::from_utf8(full).unwrap().replace("\"offset\":5", "\"offset\":9");
         fs::write(dir.path().join(TMP_NAME), newer).unwrap();
         assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(9));
     }

@@ -174,6 +174,11 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
         "Files found by a glob and refused (symlink, not a regular file, outside allowed_paths), as reported",
         Stats::get(&s.files_refused),
     )?;
+    out.counter(
+        "logcollect_checkpoint_write_errors",
+        "Failed checkpoint writes (the checkpoint file, or the index commits that carry them)",
+        a.checkpoints.errors_total(),
+    )?;
     let (depth, cap) = (a.channel)();
     out.gauge("logcollect_channel_depth_batches", "Batches waiting between readers and the sink", depth as f64)?;
     out.gauge("logcollect_channel_capacity_batches", "Capacity of the reader -> sink channel", cap as f64)?;
