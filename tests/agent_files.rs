@@ -282,3 +282,73 @@ fn run_keeps_serving_when_the_index_cannot_commit_and_indexes_everything_once_it
     assert_eq!(run.terminate().0, Some(0));
     drop(disk);
 }
+
+#[test]
+fn more_files_than_max_open_files_all_ship_every_line_once() {
+    const FILES: usize = 8;
+    const LINES: usize = 500;
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for f in 0..FILES {
+        append_lines(&logs.join(format!("f{f}.log")), f, 0, LINES);
+    }
+    let cfg =
+        agent_config(&kafka.brokers(), dir.path(), "max_open_files = 2\n", &format!("app = {}/*.log", logs.display()));
+    let mut agent = Agent::start(dir.path(), &cfg);
+    assert!(
+        wait_until(Duration::from_secs(20), || log_lines(&agent, &["max_open_files (2) reached"]) >= 1),
+        "{}",
+        agent.log_text()
+    );
+    // Files closed to make room grow again: they are opened again, from
+    // where they were.
+    for f in 0..2 {
+        append_lines(&logs.join(format!("f{f}.log")), f, LINES, 2 * LINES);
+    }
+    let want = FILES * LINES + 2 * LINES;
+    let recs = consume(&kafka.brokers(), "app", want, Duration::from_secs(3), Duration::from_secs(120));
+    let mut got: Vec<(String, String)> =
+        recs.iter().map(|r| (r.header("path").to_string(), r.header("offset").to_string())).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!((recs.len(), got.len()), (want, want), "every line once: {}", agent.log_text());
+    assert!(metric(&agent, "logcollect_files_open") <= 2.0);
+    assert!(metric(&agent, "logcollect_files_closed_idle_total") >= 1.0);
+    assert_eq!(agent.terminate().0, Some(0));
+}
+
+#[test]
+fn close_inactive_closes_an_idle_file_and_reopens_it_from_its_checkpoint() {
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("a.log");
+    append_lines(&log, 0, 0, 100);
+    let cfg =
+        agent_config(&kafka.brokers(), dir.path(), "close_inactive_ms = 500\n", &format!("app = {}", log.display()));
+    let mut agent = Agent::start(dir.path(), &cfg);
+    for round in 1..=3 {
+        assert!(
+            wait_until(Duration::from_secs(20), || log_lines(&agent, &["close_inactive_ms: closing the file"])
+                >= round),
+            "round {round}: {}",
+            agent.log_text()
+        );
+        assert!(wait_until(Duration::from_secs(10), || metric(&agent, "logcollect_files_open") == 0.0));
+        append_lines(&log, 0, round * 100, (round + 1) * 100);
+    }
+    let recs = consume(&kafka.brokers(), "app", 400, Duration::from_secs(3), Duration::from_secs(60));
+    let mut seqs: Vec<String> = recs.iter().map(|r| r.header("offset").to_string()).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!((recs.len(), seqs.len()), (400, 400), "no line lost or doubled: {}", agent.log_text());
+    for (i, r) in by_path(&recs)[log.to_str().unwrap()].iter().enumerate() {
+        assert_eq!(r.value, line(0, i).as_bytes(), "line {i}");
+    }
+    assert_eq!(agent.terminate().0, Some(0));
+}

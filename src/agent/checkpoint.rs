@@ -100,6 +100,11 @@ struct State {
     live: HashMap<Key, Arc<Source>>,
     /// Released sources whose file is gone: dropped once drained.
     forget: Vec<Arc<Source>>,
+    /// Released sources whose file lives on (rotated away, closed while
+    /// inactive, stopped): once drained they leave `live` for `saved`, so
+    /// their `seen_ms` stops moving and the expiry applies; a reader that
+    /// opens the file again takes them back.
+    released: Vec<Arc<Source>>,
     /// What was last written, to skip writes when nothing changed.
     last_written: Vec<EntryV1>,
 }
@@ -182,8 +187,11 @@ impl Checkpoints {
     pub fn acquire(&self, fid: FileId, topic: &Arc<str>, path: &Arc<str>, start: u64) -> (Arc<Source>, u64) {
         let mut st = self.lock();
         let key = (fid, topic.clone());
-        if let Some(src) = st.live.get(&key) {
-            return (src.clone(), src.progress.resume());
+        if let Some(src) = st.live.get(&key).cloned() {
+            st.released.retain(|r| !Arc::ptr_eq(r, &src));
+            st.forget.retain(|r| !Arc::ptr_eq(r, &src));
+            let resume = src.progress.resume();
+            return (src, resume);
         }
         let offset = st.saved.get(&key).map(|s| s.offset).unwrap_or(start);
         let src = Arc::new(Source::new(topic.clone(), path.clone(), fid, offset));
@@ -196,9 +204,11 @@ impl Checkpoints {
     /// everything read from it was acknowledged.
     pub fn release(&self, src: &Arc<Source>, resume: u64, forget: bool) {
         src.progress.set_resume(resume);
+        let mut st = self.lock();
         if forget {
-            let mut st = self.lock();
             st.forget.push(src.clone());
+        } else {
+            st.released.push(src.clone());
         }
     }
 
@@ -277,6 +287,21 @@ fn collect(st: &mut State, now: i64) -> Vec<EntryV1> {
             st.saved.remove(&key);
         } else {
             st.forget.push(src);
+        }
+    }
+    // Released sources that are drained become saved positions: no longer
+    // confirmed live, so they expire after FORGET_AFTER_MS like any other.
+    let released = std::mem::take(&mut st.released);
+    for src in released {
+        let offset = src.progress.advance();
+        let key = (src.fid, src.topic.clone());
+        if src.progress.in_flight() == 0 {
+            if st.live.get(&key).is_some_and(|l| Arc::ptr_eq(l, &src)) {
+                st.live.remove(&key);
+                st.saved.insert(key, Saved { path: src.path.to_string(), offset, seen_ms: now });
+            }
+        } else {
+            st.released.push(src);
         }
     }
     let mut entries = Vec::with_capacity(st.live.len() + st.saved.len());
@@ -411,6 +436,37 @@ mod tests {
         assert!(restored.previous_saved_ms().is_some());
         let fresh = Checkpoints::restore(dir.path(), None);
         assert_eq!((fresh.lookup(fid(1), &topic), fresh.previous_saved_ms()), (None, None));
+    }
+
+    #[test]
+    fn released_sources_become_saved_once_drained_and_can_be_taken_back() {
+        let (dir, topic, cp, src, a) = one_batch_in_flight();
+        cp.release(&src, 10, false);
+        cp.save().unwrap();
+        assert_eq!(cp.live().len(), 1, "kept live while in flight");
+        a.ack();
+        cp.save().unwrap();
+        assert!(cp.live().is_empty(), "drained: out of the live set");
+        assert_eq!(cp.lookup(fid(1), &topic), Some(10), "its position stays");
+        // Its seen_ms no longer moves: it expires like a position loaded from disk.
+        let seen = cp.lock().saved[&(fid(1), topic.clone())].seen_ms;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cp.save().unwrap();
+        assert_eq!(cp.lock().saved[&(fid(1), topic.clone())].seen_ms, seen);
+        assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(10));
+        // Opened again: continues from there, live again.
+        let (again, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        assert_eq!(off, 10);
+        assert_eq!(cp.live().len(), 1);
+        // Released and re-acquired before it drained: stays the one live source.
+        let b = Arc::new(BatchAck::new(1));
+        again.progress.push(b.clone(), 20);
+        cp.release(&again, 20, false);
+        let (same, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        assert!(Arc::ptr_eq(&same, &again) && off == 20);
+        b.ack();
+        cp.save().unwrap();
+        assert_eq!(cp.live().len(), 1, "held by a reader again: not moved out");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::config::{absolute_text, AllowedPaths, CollectEntry};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -65,7 +66,19 @@ pub struct Discovery {
     /// Entries of the process itself (the host metrics file): part of
     /// every collect list, whatever etcd says.
     pinned: Vec<CollectEntry>,
+    /// Files whose reader closed them (inactive, or evicted to make room),
+    /// with the offset read to: opened again only once their size differs.
+    /// Only files the last scan found are kept.
+    closed: HashMap<ReaderKey, u64>,
+    /// Keys of the files found in the current scan (to prune `closed`).
+    found: HashSet<ReaderKey>,
+    /// Files of the current scan that found no free reader.
+    waiting: u64,
 }
+
+/// A reader idle at least this long may be closed to make room for a file
+/// waiting under `max_open_files`.
+const EVICT_IDLE_MS: i64 = 1_000;
 
 impl Discovery {
     pub fn new(ctx: Arc<TailCtx>, entries: Vec<CollectEntry>) -> Self {
@@ -78,6 +91,9 @@ impl Discovery {
             reported: Reported::default(),
             topics: HashMap::new(),
             pinned: Vec::new(),
+            closed: HashMap::new(),
+            found: HashSet::new(),
+            waiting: 0,
         };
         d.entries = d.admitted(entries);
         d
@@ -144,7 +160,9 @@ impl Discovery {
 
     /// Expands every glob once, starting readers for new files.
     pub fn scan(&mut self) {
-        self.readers.retain(|_, r| !r.handle.is_finished());
+        self.reap();
+        self.found.clear();
+        self.waiting = 0;
         for entry in self.entries.clone() {
             let key = entry_key(&entry);
             let start = if self.scanned.contains(&key) { Start::New } else { Start::Present };
@@ -172,6 +190,56 @@ impl Discovery {
             }
             self.scanned.insert(key);
         }
+        let found = std::mem::take(&mut self.found);
+        self.closed.retain(|k, _| found.contains(k));
+        self.found = found;
+        self.base.stats.files_waiting.store(self.waiting, Ordering::Relaxed);
+        if self.waiting > 0 {
+            self.make_room();
+        }
+    }
+
+    /// Drops the readers that ended, remembering where the ones that closed
+    /// an idle file stopped.
+    fn reap(&mut self) {
+        let done: Vec<ReaderKey> =
+            self.readers.iter().filter(|(_, r)| r.handle.is_finished()).map(|(k, _)| k.clone()).collect();
+        for key in done {
+            if let Some(r) = self.readers.remove(&key) {
+                if let Some(at) = r.handle.closed_inactive_at() {
+                    self.base.stats.files_closed_idle.fetch_add(1, Ordering::Relaxed);
+                    self.closed.insert(key, at);
+                }
+                r.handle.join();
+            }
+        }
+    }
+
+    /// `max_open_files` readers run and files wait: closes the idlest
+    /// readers (idle at least [`EVICT_IDLE_MS`]), one per waiting file;
+    /// their files reopen from their checkpoints when they grow, the
+    /// waiting ones get the readers at the next scan. Busy readers are
+    /// never closed: while every reader is busy, files wait (counted in
+    /// `logcollect_files_waiting`, and logged).
+    fn make_room(&mut self) {
+        let now = crate::common::clock::now_ms();
+        let mut idle: Vec<(i64, &ReaderKey)> = self
+            .readers
+            .iter()
+            .filter(|(_, r)| !r.handle.is_stopping())
+            .map(|(k, r)| (r.handle.last_data_ms(), k))
+            .filter(|(t, _)| now - t >= EVICT_IDLE_MS)
+            .collect();
+        idle.sort();
+        for (_, key) in idle.into_iter().take(self.waiting as usize) {
+            let r = &self.readers[key];
+            tracing::debug!(path = %r.handle.path, "closing an idle file to make room for a waiting one (max_open_files)");
+            r.handle.evict();
+        }
+        let cap = self.base.max_open_files;
+        self.report(format!(
+            "max_open_files ({cap}) reached: files wait for a reader (the idlest open files are closed to make room; see logcollect_files_waiting)"
+        ));
     }
 
     fn consider(&mut self, entry: &CollectEntry, path: PathBuf, start: Start) {
@@ -185,9 +253,20 @@ impl Discovery {
         };
         let topic = self.topics.entry(entry.topic.clone()).or_insert_with(|| Arc::from(entry.topic.as_str())).clone();
         let key = (found.dev, found.ino, topic.clone());
+        self.found.insert(key.clone());
         if self.readers.contains_key(&key) {
             return;
         }
+        // Closed while idle: not worth a reader until it changes.
+        if self.closed.get(&key) == Some(&found.size) {
+            return;
+        }
+        let cap = self.base.max_open_files;
+        if cap > 0 && self.readers.len() >= cap {
+            self.waiting += 1;
+            return;
+        }
+        self.closed.remove(&key);
         // The process's own entries (the host metrics file in data_dir)
         // are not the collect list's: allowed_paths does not bound them.
         let none = AllowedPaths::default();
@@ -218,7 +297,7 @@ impl Discovery {
     fn refused(&mut self, r: guard::Refused) {
         if let guard::Refused::Report(m) = r {
             if self.reported.report(m) {
-                self.base.stats.files_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.base.stats.files_refused.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -50,6 +50,8 @@ pub struct Candidate {
     /// Device and inode of what will be read (a link's target's).
     pub dev: u64,
     pub ino: u64,
+    /// Its size now.
+    pub size: u64,
 }
 
 /// Why a file found by a glob is not read. Each names the path.
@@ -108,7 +110,7 @@ pub fn identify(path: &Path, follow: bool) -> Result<Candidate, Refused> {
     if !meta.is_file() {
         return Err(Refused::Report(format!("refusing {}: {}, not a regular file", path.display(), kind(&meta))));
     }
-    Ok(Candidate { dev: meta.dev(), ino: meta.ino() })
+    Ok(Candidate { dev: meta.dev(), ino: meta.ino(), size: meta.len() })
 }
 
 /// The rest of the checks for a file without a reader (symlinked

@@ -235,6 +235,7 @@ fn tail_config() -> TailConfig {
         parse_json: false,
         follow_symlinks: false,
         allowed_paths: Default::default(),
+        close_inactive: None,
     }
 }
 
@@ -304,6 +305,7 @@ impl Harness {
             tx,
             stats: stats.clone(),
             wake: if self.inotify { crate::agent::wake::Wake::start() } else { None },
+            max_open_files: 0,
         });
         let entry = CollectEntry::new(format!("{}/*.log", self.logs.display()), "t");
         let (stop_discovery, stopped) = crossbeam_channel::bounded::<()>(0);

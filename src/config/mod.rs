@@ -230,6 +230,12 @@ pub struct AgentConfig {
     /// Where readers may read (local only: etcd cannot widen it); empty:
     /// everywhere.
     pub allowed_paths: AllowedPaths,
+    /// Most files read at once; more wait (counted, logged) until a reader
+    /// closes; 0: no cap.
+    pub max_open_files: usize,
+    /// Close a file after this long without new data, reopening it from its
+    /// checkpoint once it grows; 0: never.
+    pub close_inactive_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -250,6 +256,8 @@ impl Default for AgentConfig {
             read_chunk_bytes: 128 << 10,
             follow_symlinks: false,
             allowed_paths: AllowedPaths::default(),
+            max_open_files: 4096,
+            close_inactive_ms: 300_000,
         }
     }
 }

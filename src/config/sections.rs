@@ -94,6 +94,8 @@ pub(super) fn agent(s: &Sections<'_>) -> Result<AgentConfig, ConfigError> {
         read_chunk_bytes,
         follow_symlinks,
         allowed_paths,
+        max_open_files,
+        close_inactive_ms,
     );
     let d = AgentConfig::default();
     Ok(AgentConfig {
@@ -111,6 +113,8 @@ pub(super) fn agent(s: &Sections<'_>) -> Result<AgentConfig, ConfigError> {
         read_chunk_bytes: read_chunk_bytes.num(d.read_chunk_bytes, 16 << 10, 64 << 20)?,
         follow_symlinks: follow_symlinks.flag(d.follow_symlinks)?,
         allowed_paths: AllowedPaths::new(&allowed_paths.list()).map_err(|m| allowed_paths.err(m))?,
+        max_open_files: max_open_files.num(d.max_open_files, 0, 1 << 20)?,
+        close_inactive_ms: close_inactive_ms.num(d.close_inactive_ms, 0, 30 * 86_400_000)?,
     })
 }
 
