@@ -16,7 +16,16 @@
 //!
 //! Per-entry options ([`EntryOptions`]) give each entry's readers their own
 //! settings (a [`TailCtx`] per entry): `read_from`, `max_line_bytes`,
-//! `long_lines`, `parse_json`; `exclude` is applied here.
+//! `long_lines`, `parse_json`; `exclude` and `follow_symlinks` are applied
+//! here, through [`guard`], which checks and opens every new file (entries
+//! outside `[agent] allowed_paths` are refused as a list arrives).
+//!
+//! Bounds: at most `max_open_files` readers; past it files wait (counted
+//! in `files_waiting`) and the idlest readers are closed to make room. A
+//! reader that closed its file (inactive for `close_inactive_ms`, or to
+//! make room) is remembered with the offset it reached, and its file is
+//! opened again, from its checkpoint, once a scan sees its size change.
+//! Messages about files are rate-limited and bounded ([`Reported`]).
 //!
 //! [`EntryOptions`]: crate::config::EntryOptions
 
