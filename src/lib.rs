@@ -45,7 +45,8 @@
 //!   pure), `etcd/` (follow the host's key, the agent's config-watch stage,
 //!   its cache, the `logcollect config` commands), `host` (its name).
 //! - `kafka/`: every librdkafka client configuration, and their statistics.
-//! - `agent/`: `discovery` (globs, one reader per file) ─► `tail` (one
+//! - `agent/`: `discovery` (globs, one reader per file, `max_open_files`;
+//!   `guard`: what may be opened: symlinks, FIFOs, `allowed_paths`) ─► `tail` (one
 //!   file's reader: growth, truncation, rotation; `identity`, `wake`,
 //!   `split`, the line splitter) ─► `batch` (what travels) ─► `ship` (the
 //!   Kafka producer); `checkpoint` (the source registry, on disk), `stats`;

@@ -19,6 +19,7 @@ use crate::agent::batch::Source;
 use crate::agent::identity::FileId;
 use crate::common::atomic_file::write_atomic;
 use crate::common::clock::now_ms;
+use crate::common::write_health::WriteHealth;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -86,6 +87,9 @@ pub struct Checkpoints {
     /// When the previous run last saved, if there was one: files created after
     /// it appeared while the agent was down and are read from the beginning.
     previous_saved_ms: Option<i64>,
+    /// Whether saves work (for `/metrics` and `/health/ready`); where the
+    /// index commits the checkpoints, its commits report here.
+    health: Arc<WriteHealth>,
 }
 
 #[derive(Default)]
@@ -96,6 +100,11 @@ struct State {
     live: HashMap<Key, Arc<Source>>,
     /// Released sources whose file is gone: dropped once drained.
     forget: Vec<Arc<Source>>,
+    /// Released sources whose file lives on (rotated away, closed while
+    /// inactive, stopped): once drained they leave `live` for `saved`, so
+    /// their `seen_ms` stops moving and the expiry applies; a reader that
+    /// opens the file again takes them back.
+    released: Vec<Arc<Source>>,
     /// What was last written, to skip writes when nothing changed.
     last_written: Vec<EntryV1>,
 }
@@ -134,6 +143,13 @@ impl Checkpoints {
         Checkpoints::from_disk(dir, snapshot.map(|s| s.0))
     }
 
+    /// The same registry reporting its writes to `health` (shared by the
+    /// registries a restarting pipeline makes one after the other).
+    pub fn with_health(mut self, health: Arc<WriteHealth>) -> Self {
+        self.health = health;
+        self
+    }
+
     fn from_disk(dir: &Path, loaded: Option<DiskV1>) -> Self {
         let mut state = State::default();
         let previous_saved_ms = loaded.as_ref().map(|d| d.saved_ms);
@@ -147,7 +163,7 @@ impl Checkpoints {
             }
             state.last_written.sort_by(entry_order);
         }
-        Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms }
+        Checkpoints { dir: dir.to_path_buf(), state: Mutex::new(state), previous_saved_ms, health: Arc::default() }
     }
 
     pub fn previous_saved_ms(&self) -> Option<i64> {
@@ -171,8 +187,11 @@ impl Checkpoints {
     pub fn acquire(&self, fid: FileId, topic: &Arc<str>, path: &Arc<str>, start: u64) -> (Arc<Source>, u64) {
         let mut st = self.lock();
         let key = (fid, topic.clone());
-        if let Some(src) = st.live.get(&key) {
-            return (src.clone(), src.progress.resume());
+        if let Some(src) = st.live.get(&key).cloned() {
+            st.released.retain(|r| !Arc::ptr_eq(r, &src));
+            st.forget.retain(|r| !Arc::ptr_eq(r, &src));
+            let resume = src.progress.resume();
+            return (src, resume);
         }
         let offset = st.saved.get(&key).map(|s| s.offset).unwrap_or(start);
         let src = Arc::new(Source::new(topic.clone(), path.clone(), fid, offset));
@@ -185,9 +204,11 @@ impl Checkpoints {
     /// everything read from it was acknowledged.
     pub fn release(&self, src: &Arc<Source>, resume: u64, forget: bool) {
         src.progress.set_resume(resume);
+        let mut st = self.lock();
         if forget {
-            let mut st = self.lock();
             st.forget.push(src.clone());
+        } else {
+            st.released.push(src.clone());
         }
     }
 
@@ -204,15 +225,35 @@ impl Checkpoints {
                     .iter()
                     .zip(&st.last_written)
                     .all(|(a, b)| a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.path == b.path);
-            if same {
+            if same && self.health.failing().is_none() {
                 return Ok(false);
             }
-            st.last_written = entries.clone();
             entries
         };
         let disk = DiskV1 { version: 1, saved_ms: now, files: entries };
-        write_atomic(&self.dir.join(FILE_NAME), &serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?)?;
-        Ok(true)
+        let path = self.dir.join(FILE_NAME);
+        // Compact: the file is rewritten whole on every change.
+        let written = serde_json::to_vec(&disk).map_err(io::Error::other).and_then(|b| write_atomic(&path, &b));
+        match written {
+            Ok(()) => {
+                self.health.ok();
+                // Only what reached the disk counts as written: after a
+                // failure the next save tries again even if nothing moved.
+                self.lock().last_written = disk.files;
+                Ok(true)
+            }
+            Err(e) => {
+                let e = io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+                self.health.failed(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether saves (or, for a restored registry, the commits that carry
+    /// it) work.
+    pub fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 
     /// Advances every source and returns what [`Checkpoints::save`] would
@@ -246,6 +287,21 @@ fn collect(st: &mut State, now: i64) -> Vec<EntryV1> {
             st.saved.remove(&key);
         } else {
             st.forget.push(src);
+        }
+    }
+    // Released sources that are drained become saved positions: no longer
+    // confirmed live, so they expire after FORGET_AFTER_MS like any other.
+    let released = std::mem::take(&mut st.released);
+    for src in released {
+        let offset = src.progress.advance();
+        let key = (src.fid, src.topic.clone());
+        if src.progress.in_flight() == 0 {
+            if st.live.get(&key).is_some_and(|l| Arc::ptr_eq(l, &src)) {
+                st.live.remove(&key);
+                st.saved.insert(key, Saved { path: src.path.to_string(), offset, seen_ms: now });
+            }
+        } else {
+            st.released.push(src);
         }
     }
     let mut entries = Vec::with_capacity(st.live.len() + st.saved.len());
@@ -349,7 +405,7 @@ mod tests {
         fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"saved").unwrap();
         assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(5));
         let full = fs::read(dir.path().join(FILE_NAME)).unwrap();
-        let newer = String::from_utf8(full).unwrap().replace("\"offset\": 5", "\"offset\": 9");
+        let newer = String::from_utf8(full).unwrap().replace("\"offset\":5", "\"offset\":9");
         fs::write(dir.path().join(TMP_NAME), newer).unwrap();
         assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(9));
     }
@@ -380,6 +436,37 @@ mod tests {
         assert!(restored.previous_saved_ms().is_some());
         let fresh = Checkpoints::restore(dir.path(), None);
         assert_eq!((fresh.lookup(fid(1), &topic), fresh.previous_saved_ms()), (None, None));
+    }
+
+    #[test]
+    fn released_sources_become_saved_once_drained_and_can_be_taken_back() {
+        let (dir, topic, cp, src, a) = one_batch_in_flight();
+        cp.release(&src, 10, false);
+        cp.save().unwrap();
+        assert_eq!(cp.live().len(), 1, "kept live while in flight");
+        a.ack();
+        cp.save().unwrap();
+        assert!(cp.live().is_empty(), "drained: out of the live set");
+        assert_eq!(cp.lookup(fid(1), &topic), Some(10), "its position stays");
+        // Its seen_ms no longer moves: it expires like a position loaded from disk.
+        let seen = cp.lock().saved[&(fid(1), topic.clone())].seen_ms;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cp.save().unwrap();
+        assert_eq!(cp.lock().saved[&(fid(1), topic.clone())].seen_ms, seen);
+        assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(10));
+        // Opened again: continues from there, live again.
+        let (again, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        assert_eq!(off, 10);
+        assert_eq!(cp.live().len(), 1);
+        // Released and re-acquired before it drained: stays the one live source.
+        let b = Arc::new(BatchAck::new(1));
+        again.progress.push(b.clone(), 20);
+        cp.release(&again, 20, false);
+        let (same, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
+        assert!(Arc::ptr_eq(&same, &again) && off == 20);
+        b.ack();
+        cp.save().unwrap();
+        assert_eq!(cp.live().len(), 1, "held by a reader again: not moved out");
     }
 
     #[test]

@@ -16,19 +16,30 @@
 //!
 //! Per-entry options ([`EntryOptions`]) give each entry's readers their own
 //! settings (a [`TailCtx`] per entry): `read_from`, `max_line_bytes`,
-//! `long_lines`, `parse_json`; `exclude` is applied here.
+//! `long_lines`, `parse_json`; `exclude` and `follow_symlinks` are applied
+//! here, through [`guard`], which checks and opens every new file (entries
+//! outside `[agent] allowed_paths` are refused as a list arrives).
+//!
+//! Bounds: at most `max_open_files` readers; past it files wait (counted
+//! in `files_waiting`) and the idlest readers are closed to make room. A
+//! reader that closed its file (inactive for `close_inactive_ms`, or to
+//! make room) is remembered with the offset it reached, and its file is
+//! opened again, from its checkpoint, once a scan sees its size change.
+//! Messages about files are rate-limited and bounded ([`Reported`]).
 //!
 //! [`EntryOptions`]: crate::config::EntryOptions
 
+use crate::agent::guard;
 use crate::agent::tail::{self, ReaderHandle, Start, TailCtx};
-use crate::config::CollectEntry;
+use crate::config::allowed::fixed_prefix;
+use crate::config::{absolute_text, AllowedPaths, CollectEntry};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One reader per (device, inode, topic).
 type ReaderKey = (u64, u64, Arc<str>);
@@ -57,26 +68,44 @@ pub struct Discovery {
     /// new files. A changed entry stays scanned.
     scanned: HashSet<EntryKey>,
     readers: HashMap<ReaderKey, Running>,
-    /// Problems already reported, so a broken path is logged once, not per scan.
-    reported: HashSet<String>,
+    /// Problems already reported, so a broken path is logged once in a
+    /// while, not per scan; bounded.
+    reported: Reported,
     topics: HashMap<String, Arc<str>>,
     /// Entries of the process itself (the host metrics file): part of
     /// every collect list, whatever etcd says.
     pinned: Vec<CollectEntry>,
+    /// Files whose reader closed them (inactive, or evicted to make room),
+    /// with the offset read to: opened again only once their size differs.
+    /// Only files the last scan found are kept.
+    closed: HashMap<ReaderKey, u64>,
+    /// Keys of the files found in the current scan (to prune `closed`).
+    found: HashSet<ReaderKey>,
+    /// Files of the current scan that found no free reader.
+    waiting: u64,
 }
+
+/// A reader idle at least this long may be closed to make room for a file
+/// waiting under `max_open_files`.
+const EVICT_IDLE_MS: i64 = 1_000;
 
 impl Discovery {
     pub fn new(ctx: Arc<TailCtx>, entries: Vec<CollectEntry>) -> Self {
-        Discovery {
+        let mut d = Discovery {
             base: ctx,
-            entries,
+            entries: Vec::new(),
             contexts: HashMap::new(),
             scanned: HashSet::new(),
             readers: HashMap::new(),
-            reported: HashSet::new(),
+            reported: Reported::default(),
             topics: HashMap::new(),
             pinned: Vec::new(),
-        }
+            closed: HashMap::new(),
+            found: HashSet::new(),
+            waiting: 0,
+        };
+        d.entries = d.admitted(entries);
+        d
     }
 
     /// Adds `pinned` to this and every later collect list.
@@ -99,6 +128,7 @@ impl Discovery {
     /// Replaces the collect list, reconciling by (path, topic) (see the
     /// module doc). Readers that stop hand on what they read first.
     pub fn set_entries(&mut self, entries: Vec<CollectEntry>) {
+        let entries = self.admitted(entries);
         let entries = self.and_pinned(entries);
         let old: HashMap<EntryKey, &CollectEntry> = self.entries.iter().map(|e| (entry_key(e), e)).collect();
         let new: HashMap<EntryKey, &CollectEntry> = entries.iter().map(|e| (entry_key(e), e)).collect();
@@ -139,7 +169,9 @@ impl Discovery {
 
     /// Expands every glob once, starting readers for new files.
     pub fn scan(&mut self) {
-        self.readers.retain(|_, r| !r.handle.is_finished());
+        self.reap();
+        self.found.clear();
+        self.waiting = 0;
         for entry in self.entries.clone() {
             let key = entry_key(&entry);
             let start = if self.scanned.contains(&key) { Start::New } else { Start::Present };
@@ -167,36 +199,138 @@ impl Discovery {
             }
             self.scanned.insert(key);
         }
+        let found = std::mem::take(&mut self.found);
+        self.closed.retain(|k, _| found.contains(k));
+        self.found = found;
+        self.base.stats.files_waiting.store(self.waiting, Ordering::Relaxed);
+        if self.waiting > 0 {
+            self.make_room();
+        }
+    }
+
+    /// Drops the readers that ended, remembering where the ones that closed
+    /// an idle file stopped.
+    fn reap(&mut self) {
+        let done: Vec<ReaderKey> =
+            self.readers.iter().filter(|(_, r)| r.handle.is_finished()).map(|(k, _)| k.clone()).collect();
+        for key in done {
+            if let Some(r) = self.readers.remove(&key) {
+                if let Some(at) = r.handle.closed_inactive_at() {
+                    self.base.stats.files_closed_idle.fetch_add(1, Ordering::Relaxed);
+                    self.closed.insert(key, at);
+                }
+                r.handle.join();
+            }
+        }
+    }
+
+    /// `max_open_files` readers run and files wait: closes the idlest
+    /// readers (idle at least [`EVICT_IDLE_MS`]), one per waiting file;
+    /// their files reopen from their checkpoints when they grow, the
+    /// waiting ones get the readers at the next scan. Busy readers are
+    /// never closed: while every reader is busy, files wait (counted in
+    /// `logcollect_files_waiting`, and logged).
+    fn make_room(&mut self) {
+        let now = crate::common::clock::now_ms();
+        let mut idle: Vec<(i64, &ReaderKey)> = self
+            .readers
+            .iter()
+            .filter(|(_, r)| !r.handle.is_stopping())
+            .map(|(k, r)| (r.handle.last_data_ms(), k))
+            .filter(|(t, _)| now - t >= EVICT_IDLE_MS)
+            .collect();
+        idle.sort();
+        for (_, key) in idle.into_iter().take(self.waiting as usize) {
+            let r = &self.readers[key];
+            tracing::debug!(path = %r.handle.path, "closing an idle file to make room for a waiting one (max_open_files)");
+            r.handle.evict();
+        }
+        let cap = self.base.max_open_files;
+        self.report(format!(
+            "max_open_files ({cap}) reached: files wait for a reader (the idlest open files are closed to make room; see logcollect_files_waiting)"
+        ));
     }
 
     fn consider(&mut self, entry: &CollectEntry, path: PathBuf, start: Start) {
         // Records name the file by its absolute path, whatever the glob was.
         let path = std::path::absolute(&path).unwrap_or(path);
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) => return self.report(format!("cannot stat {}: {e}", path.display())),
+        let ctx = self.context(entry);
+        let follow = ctx.cfg.follow_symlinks;
+        let found = match guard::identify(&path, follow) {
+            Ok(c) => c,
+            Err(r) => return self.refused(r),
         };
-        if !meta.is_file() {
-            return;
-        }
         let topic = self.topics.entry(entry.topic.clone()).or_insert_with(|| Arc::from(entry.topic.as_str())).clone();
-        let key = (meta.dev(), meta.ino(), topic.clone());
+        let key = (found.dev, found.ino, topic.clone());
+        self.found.insert(key.clone());
         if self.readers.contains_key(&key) {
             return;
         }
-        let ctx = self.context(entry);
-        if excluded(&entry.options.exclude, &path) {
+        // Closed while idle: not worth a reader until it changes.
+        if self.closed.get(&key) == Some(&found.size) {
             return;
         }
-        match tail::spawn(ctx, path.clone(), topic, start) {
+        let cap = self.base.max_open_files;
+        if cap > 0 && self.readers.len() >= cap {
+            self.waiting += 1;
+            return;
+        }
+        self.closed.remove(&key);
+        // The process's own entries (the host metrics file in data_dir)
+        // are not the collect list's: allowed_paths does not bound them.
+        let none = AllowedPaths::default();
+        let pinned = self.pinned.contains(entry);
+        let fixed = fixed_prefix(&absolute_text(&entry.path));
+        let glob = absolute_text(&entry.path);
+        let rules = guard::Rules {
+            follow_symlinks: follow,
+            allowed: if pinned { &none } else { &ctx.cfg.allowed_paths },
+            glob: &glob,
+            fixed: &fixed,
+            exclude: &entry.options.exclude,
+        };
+        let file = match guard::admit(&path, &found, rules) {
+            Ok(f) => f,
+            Err(r) => return self.refused(r),
+        };
+        match tail::spawn(ctx, file, path.clone(), topic, start) {
             Ok(handle) => {
-                self.reported.retain(|m| !m.contains(&*handle.path));
+                self.reported.forget_about(&handle.path);
                 self.readers.insert(key, Running { handle, entry: entry.clone() });
             }
-            // Vanished between glob and open, or unreadable: say so once, keep
-            // the other files going, try again next scan.
-            Err(e) => self.report(format!("cannot open {}: {e}", path.display())),
+            // Unreadable: say so, keep the other files going, try again next scan.
+            Err(e) => self.report(format!("cannot read {}: {e}", path.display())),
         }
+    }
+
+    fn refused(&mut self, r: guard::Refused) {
+        if let guard::Refused::Report(m) = r {
+            if self.reported.report(m) {
+                self.base.stats.files_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The entries of `entries` inside `[agent] allowed_paths`; the others
+    /// are refused with an error naming them (the pinned ones are the
+    /// process's own and always kept).
+    fn admitted(&self, entries: Vec<CollectEntry>) -> Vec<CollectEntry> {
+        let allowed = &self.base.cfg.allowed_paths;
+        entries
+            .into_iter()
+            .filter(|e| {
+                if self.pinned.contains(e) {
+                    return true;
+                }
+                match allowed.check_entry(&absolute_text(&e.path)) {
+                    Ok(()) => true,
+                    Err(m) => {
+                        tracing::error!(path = %e.path, topic = %e.topic, "collect entry {:?} -> {} refused: {m}", e.path, e.topic);
+                        false
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The entry's reader settings: `[agent]`'s with the entry's options over them.
@@ -220,6 +354,9 @@ impl Discovery {
                 cfg.split.max_line_bytes = m.min(limit);
             }
             cfg.parse_json = o.parse_json;
+            if let Some(f) = o.follow_symlinks {
+                cfg.follow_symlinks = f;
+            }
             let ctx = if o == &Default::default() { self.base.clone() } else { Arc::new(self.base.with_cfg(cfg)) };
             self.contexts.insert(entry.clone(), ctx);
         }
@@ -227,9 +364,7 @@ impl Discovery {
     }
 
     fn report(&mut self, msg: String) {
-        if self.reported.insert(msg.clone()) {
-            tracing::warn!("{msg}");
-        }
+        self.reported.report(msg);
     }
 
     /// Stops and joins every reader.
@@ -243,18 +378,77 @@ impl Discovery {
     }
 }
 
-/// Whether an exclude pattern matches `path`: patterns with a `/` against the
-/// whole path, the others against the file name. `*` never crosses a `/`.
-fn excluded(patterns: &[glob::Pattern], path: &Path) -> bool {
-    let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
-    let name = path.file_name().map(Path::new);
-    patterns.iter().any(|p| {
-        if p.as_str().contains('/') {
-            p.matches_path_with(path, opts)
+/// Most distinct messages [`Reported`] remembers.
+const REPORTED_MAX: usize = 1024;
+/// A message still true is logged again after this long.
+const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(600);
+/// At most this many messages are logged per [`BURST_WINDOW`]; the rest
+/// are counted and summed up in one line.
+const BURST_MAX: u32 = 100;
+const BURST_WINDOW: Duration = Duration::from_secs(60);
+
+/// Messages about files (a broken path, a refused symlink) logged at most
+/// once per [`REPORT_AGAIN_AFTER`] each, at most [`BURST_MAX`] a minute in
+/// all, remembering at most [`REPORTED_MAX`] of them (the oldest is
+/// forgotten first, and may be logged again): a directory of 100 k refused
+/// files costs a bounded set and a bounded log, not one line per file per
+/// scan.
+#[derive(Default)]
+struct Reported {
+    /// Message -> when it was last logged.
+    at: HashMap<String, Instant>,
+    /// Messages in the order first remembered, for forgetting the oldest.
+    order: std::collections::VecDeque<String>,
+    /// Start of the current burst window and messages logged in it.
+    window: Option<(Instant, u32)>,
+    /// Messages not logged in the current window (over the burst).
+    suppressed: u64,
+}
+
+impl Reported {
+    /// Logs `msg` unless it was logged within [`REPORT_AGAIN_AFTER`] or the
+    /// burst is spent; returns whether it was new to report (logged or
+    /// counted as suppressed).
+    fn report(&mut self, msg: String) -> bool {
+        let now = Instant::now();
+        if let Some(t) = self.at.get(&msg) {
+            if now.duration_since(*t) < REPORT_AGAIN_AFTER {
+                return false;
+            }
         } else {
-            name.is_some_and(|n| p.matches_path_with(n, opts))
+            while self.at.len() >= REPORTED_MAX {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.at.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(msg.clone());
         }
-    })
+        let (start, n) = self.window.get_or_insert((now, 0));
+        if now.duration_since(*start) >= BURST_WINDOW {
+            if self.suppressed > 0 {
+                tracing::warn!("{} more messages about files were not logged in the last minute", self.suppressed);
+            }
+            (*start, *n, self.suppressed) = (now, 0, 0);
+        }
+        if *n < BURST_MAX {
+            *n += 1;
+            tracing::warn!("{msg}");
+        } else {
+            self.suppressed += 1;
+        }
+        self.at.insert(msg, now);
+        true
+    }
+
+    /// A file is read now: what was said about it no longer holds.
+    fn forget_about(&mut self, path: &str) {
+        self.at.retain(|m, _| !m.contains(path));
+        let at = &self.at;
+        self.order.retain(|m| at.contains_key(m));
+    }
 }
 
 /// Runs discovery on its own thread: a scan every `interval`, a new collect
@@ -294,24 +488,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exclude_patterns_match_names_or_whole_paths() {
-        // (patterns, path, excluded)
-        let table: &[(&[&str], &str, bool)] = &[
-            (&[], "/var/log/a.log", false),
-            (&["*.gz"], "/var/log/a.log.gz", true),
-            (&["*.gz"], "/var/log/a.log", false),
-            (&["a.log"], "/var/log/a.log", true),
-            (&["a.log"], "/var/log/ba.log", false),
-            // With a '/': the whole path, and '*' stays within one directory.
-            (&["/var/log/debug-*"], "/var/log/debug-1.log", true),
-            (&["/var/log/*"], "/var/log/sub/x.log", false),
-            (&["/var/log/**/x.log"], "/var/log/sub/x.log", true),
-            (&["debug-*", "*.gz"], "/srv/debug-2.log", true),
-            (&["[ab].log"], "/srv/b.log", true),
-        ];
-        for &(patterns, path, want) in table {
-            let compiled: Vec<glob::Pattern> = patterns.iter().map(|p| glob::Pattern::new(p).unwrap()).collect();
-            assert_eq!(excluded(&compiled, Path::new(path)), want, "{patterns:?} {path}");
+    fn reported_messages_are_rate_limited_and_bounded() {
+        let mut r = Reported::default();
+        assert!(r.report("refusing /a".into()));
+        assert!(!r.report("refusing /a".into()), "said once per window");
+        for i in 0..REPORTED_MAX * 3 {
+            r.report(format!("refusing /many/{i}"));
         }
+        assert_eq!((r.at.len(), r.order.len()), (REPORTED_MAX, REPORTED_MAX), "bounded");
+        assert_eq!(r.suppressed as usize, REPORTED_MAX * 3 + 1 - BURST_MAX as usize, "past the burst: counted");
+        r.forget_about("/many/");
+        assert!(r.at.is_empty() && r.order.is_empty());
+        assert!(r.report("refusing /a".into()), "forgotten: said again");
     }
 }

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod discovery;
+pub mod guard;
 pub mod identity;
 pub mod ship;
 pub mod split;
@@ -64,8 +65,18 @@ pub fn batch_channel(cfg: &Config) -> (crossbeam_channel::Sender<Batch>, crossbe
 /// Writes the checkpoints; a failure is logged (the next save retries,
 /// and the ones on disk stay consistent).
 pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
+    let was_failing = checkpoints.health().failing().is_some();
     if let Err(e) = checkpoints.save() {
-        tracing::error!("writing checkpoints in {}: {e}", data_dir.display());
+        // Said when it starts; `/health/ready` and the error counter say
+        // how long it lasts.
+        if was_failing {
+            tracing::debug!("writing checkpoints in {}: {e}", data_dir.display());
+        } else {
+            tracing::error!(
+                "writing checkpoints in {}: {e}; retrying every checkpoint_interval_ms, not ready meanwhile",
+                data_dir.display()
+            );
+        }
     }
 }
 
@@ -74,8 +85,16 @@ pub fn save_checkpoints(checkpoints: &Checkpoints, data_dir: &std::path::Path) {
 pub(crate) fn private_data_dir(cfg: &Config) -> Result<(), RunError> {
     crate::common::fs::private_umask();
     let dir = &cfg.agent.data_dir;
-    crate::common::fs::private_dir(dir)
-        .map_err(|e| ConfigError { key: "agent.data_dir".into(), message: format!("{}: {e}", dir.display()) })?;
+    let bad =
+        |e: std::io::Error| ConfigError { key: "agent.data_dir".into(), message: format!("{}: {e}", dir.display()) };
+    crate::common::fs::private_dir(dir).map_err(bad)?;
+    // Checkpoints are written every second from now on: a data_dir that
+    // cannot take them (read-only, full, not a directory) stops the start
+    // here, not the first save later.
+    crate::common::fs::probe_writable(dir).map_err(|e| ConfigError {
+        key: "agent.data_dir".into(),
+        message: format!("{} is not writable: {e}", dir.display()),
+    })?;
     Ok(())
 }
 

@@ -233,6 +233,9 @@ fn tail_config() -> TailConfig {
         rotate_wait: ROTATE_WAIT,
         poll_max: POLL_MAX,
         parse_json: false,
+        follow_symlinks: false,
+        allowed_paths: Default::default(),
+        close_inactive: None,
     }
 }
 
@@ -302,6 +305,7 @@ impl Harness {
             tx,
             stats: stats.clone(),
             wake: if self.inotify { crate::agent::wake::Wake::start() } else { None },
+            max_open_files: 0,
         });
         let entry = CollectEntry::new(format!("{}/*.log", self.logs.display()), "t");
         let (stop_discovery, stopped) = crossbeam_channel::bounded::<()>(0);

@@ -21,6 +21,15 @@ pub struct Stats {
     pub lines_partial: AtomicU64,
     pub rotations: AtomicU64,
     pub truncations: AtomicU64,
+    /// Files found by a glob and refused (a symlink, a FIFO, outside
+    /// `allowed_paths`, ...), counted each time the refusal is reported.
+    pub files_refused: AtomicU64,
+    /// Files found that wait for a reader because `max_open_files` readers
+    /// run (goes up and down; as of the last scan).
+    pub files_waiting: AtomicU64,
+    /// Files closed for inactivity or to make room, to be reopened from
+    /// their checkpoint when they grow.
+    pub files_closed_idle: AtomicU64,
     /// Readers running now (goes up and down).
     pub files_open: AtomicU64,
     /// From a batch being read to Kafka acknowledging its last line.
@@ -29,7 +38,7 @@ pub struct Stats {
 
 impl Stats {
     /// The counters `/api/status` shows and the agent logs at exit, by name.
-    pub fn totals(&self) -> [(&'static str, u64); 6] {
+    pub fn totals(&self) -> [(&'static str, u64); 7] {
         let g = Stats::get;
         [
             ("bytes_read", g(&self.bytes_read)),
@@ -38,6 +47,7 @@ impl Stats {
             ("lines_failed", g(&self.lines_failed)),
             ("lines_cut", g(&self.lines_cut)),
             ("files_open", g(&self.files_open)),
+            ("files_waiting", g(&self.files_waiting)),
         ]
     }
 

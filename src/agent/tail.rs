@@ -34,7 +34,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -56,6 +56,14 @@ pub struct TailConfig {
     pub poll_max: Duration,
     /// Mark batches for the transfer to merge JSON-object lines (an entry option).
     pub parse_json: bool,
+    /// Follow symlinks the globs find (`[agent]`, or the entry's option);
+    /// used by discovery ([`crate::agent::guard`]).
+    pub follow_symlinks: bool,
+    /// `[agent] allowed_paths`: never an entry's.
+    pub allowed_paths: crate::config::AllowedPaths,
+    /// Close the file after this long without new data (nothing pending);
+    /// discovery opens it again from its checkpoint once it grows.
+    pub close_inactive: Option<Duration>,
 }
 
 impl From<&AgentConfig> for TailConfig {
@@ -68,6 +76,9 @@ impl From<&AgentConfig> for TailConfig {
             poll_max: Duration::from_millis(a.poll_max_ms),
             // Only a collect entry sets it (discovery, per entry).
             parse_json: false,
+            follow_symlinks: a.follow_symlinks,
+            allowed_paths: a.allowed_paths.clone(),
+            close_inactive: (a.close_inactive_ms > 0).then(|| Duration::from_millis(a.close_inactive_ms)),
         }
     }
 }
@@ -81,13 +92,22 @@ pub struct TailCtx {
     pub stats: Arc<Stats>,
     /// Wakes parked readers on file changes; `None`: readers poll.
     pub wake: Option<Arc<Wake>>,
+    /// `[agent] max_open_files`: most readers discovery runs; 0: no cap.
+    pub max_open_files: usize,
 }
 
 impl TailCtx {
     /// The readers' context with `[agent]`'s settings; starts the inotify
     /// thread that wakes them.
     pub fn new(agent: &AgentConfig, checkpoints: Arc<Checkpoints>, tx: Sender<Batch>, stats: Arc<Stats>) -> Self {
-        TailCtx { cfg: TailConfig::from(agent), checkpoints, tx, stats, wake: Wake::start() }
+        TailCtx {
+            cfg: TailConfig::from(agent),
+            checkpoints,
+            tx,
+            stats,
+            wake: Wake::start(),
+            max_open_files: agent.max_open_files,
+        }
     }
 
     /// The same context with other settings (a collect entry's options).
@@ -111,6 +131,15 @@ pub enum Start {
 pub struct ReaderHandle {
     pub path: Arc<str>,
     stop: Arc<AtomicBool>,
+    /// Set by the reader when it closed its file for inactivity: 1 + the
+    /// offset it had read to (0: not closed for that).
+    inactive_at: Arc<AtomicU64>,
+    /// When the reader last read data (ms since the epoch), for choosing
+    /// the idlest one to close when `max_open_files` is reached.
+    last_data_ms: Arc<AtomicI64>,
+    /// Set when discovery closes the reader to make room: it then reports
+    /// where it stopped in `inactive_at`, as an inactive one does.
+    evicted: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
@@ -125,20 +154,50 @@ impl ReaderHandle {
         self.thread.is_finished()
     }
 
+    /// Closes the file to make room for one waiting (`max_open_files`):
+    /// like [`ReaderHandle::stop`], and discovery opens it again from its
+    /// checkpoint once it grows.
+    pub fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.stop();
+    }
+
+    /// Whether [`ReaderHandle::evict`] or `stop` was asked.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// The offset read to when the reader closed its file for inactivity
+    /// (or was evicted).
+    pub fn closed_inactive_at(&self) -> Option<u64> {
+        self.inactive_at.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// When data was last read (ms since the epoch; the start if never).
+    pub fn last_data_ms(&self) -> i64 {
+        self.last_data_ms.load(Ordering::Relaxed)
+    }
+
     pub fn join(self) {
         self.stop();
         let _ = self.thread.join();
     }
 }
 
-/// Opens `path` and starts its reader thread. An error here (the file
-/// vanished, permission denied) is the caller's to report; nothing started.
-pub fn spawn(ctx: Arc<TailCtx>, path: PathBuf, topic: Arc<str>, start: Start) -> io::Result<ReaderHandle> {
-    let file = File::open(&path)?;
+/// Starts the reader thread of `file`, found at `path` and opened by
+/// [`crate::agent::guard`] (a regular file). An error here is the caller's
+/// to report; nothing started.
+pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, start: Start) -> io::Result<ReaderHandle> {
     let meta = file.metadata()?;
     let path_text: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
     let stop = Arc::new(AtomicBool::new(false));
+    let inactive_at = Arc::new(AtomicU64::new(0));
+    let last_data_ms = Arc::new(AtomicI64::new(now_ms()));
+    let evicted = Arc::new(AtomicBool::new(false));
     let mut reader = Reader {
+        evicted: evicted.clone(),
+        inactive_at: inactive_at.clone(),
+        last_data_ms: last_data_ms.clone(),
         lb: LineBuffer::new(0, ctx.cfg.split),
         ctx,
         path,
@@ -157,11 +216,15 @@ pub fn spawn(ctx: Arc<TailCtx>, path: PathBuf, topic: Arc<str>, start: Start) ->
     };
     reader.position(&meta, start)?;
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
-    Ok(ReaderHandle { path: path_text, stop, thread })
+    Ok(ReaderHandle { path: path_text, stop, inactive_at, last_data_ms, evicted, thread })
 }
 
 struct Reader {
     ctx: Arc<TailCtx>,
+    /// See [`ReaderHandle`].
+    inactive_at: Arc<AtomicU64>,
+    last_data_ms: Arc<AtomicI64>,
+    evicted: Arc<AtomicBool>,
     path: PathBuf,
     path_text: Arc<str>,
     topic: Arc<str>,
@@ -226,6 +289,9 @@ impl Reader {
         self.watch = self.ctx.wake.as_ref().and_then(|w| w.register(&self.file));
         let forget = self.follow();
         let resume = self.lb.offset();
+        if self.evicted.load(Ordering::Acquire) && !forget {
+            self.inactive_at.store(resume + 1, Ordering::Release);
+        }
         if let Some(src) = &self.source {
             self.ctx.checkpoints.release(src, resume, forget);
         }
@@ -253,6 +319,8 @@ impl Reader {
                     self.ctx.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                     self.unaccounted += n as u64;
                     self.last_data = Instant::now();
+                    // Per read (a chunk), not per line.
+                    self.last_data_ms.store(now_ms(), Ordering::Relaxed);
                     backoff = Duration::from_millis(1);
                     if let Some(block) = self.lb.take_lines(&mut self.spans) {
                         if !self.send(block) {
@@ -273,7 +341,16 @@ impl Reader {
                     // Watched and nothing timed pending (an unfinished line
                     // to flush, a rotated file to let go): sleep until a change.
                     let quiet = self.lb.pending() == 0 && self.moved_since.is_none();
-                    let wait = if self.watch.is_some() && quiet { WATCHED_IDLE } else { backoff };
+                    if let Some(after) = self.ctx.cfg.close_inactive {
+                        if quiet && self.last_data.elapsed() >= after {
+                            let at = self.lb.read_offset();
+                            tracing::info!(path = %self.path_text, offset = at, "no new data for close_inactive_ms: closing the file (reopened from its checkpoint when it grows)");
+                            self.inactive_at.store(at + 1, Ordering::Release);
+                            return false;
+                        }
+                    }
+                    let idle_wait = self.ctx.cfg.close_inactive.map_or(WATCHED_IDLE, |c| c.min(WATCHED_IDLE));
+                    let wait = if self.watch.is_some() && quiet { idle_wait } else { backoff };
                     if quiet && self.last_data.elapsed() >= RELEASE_AFTER {
                         self.lb.release_idle();
                     }
@@ -525,9 +602,12 @@ mod tests {
             rotate_wait: Duration::from_millis(50),
             poll_max: Duration::from_millis(10),
             parse_json: false,
+            follow_symlinks: false,
+            allowed_paths: Default::default(),
+            close_inactive: None,
         };
         let checkpoints = Arc::new(Checkpoints::open(data).unwrap());
-        (Arc::new(TailCtx { cfg, checkpoints, tx, stats: Arc::default(), wake: None }), rx)
+        (Arc::new(TailCtx { cfg, checkpoints, tx, stats: Arc::default(), wake: None, max_open_files: 0 }), rx)
     }
 
     /// The lines that arrive, acknowledged: at least `at_least` (waiting up
@@ -555,7 +635,7 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"unfinished");
         let (ctx, rx) = context(&dir.path().join("data"));
-        let reader = spawn(ctx, path.clone(), "t".into(), Start::New).unwrap();
+        let reader = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
         // Well past the flush timeout: held, it is the file's first line.
         let mut got = lines(&rx, 0, FLUSH * 6);
         append(&path, b" and done\nnext\n");
@@ -579,7 +659,7 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"");
         let (ctx, rx) = context(&data);
-        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        let first = spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
         append(&path, b"one\ntwo\n");
         // Received, never acknowledged: lost on the way.
         let lost = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -588,7 +668,7 @@ mod tests {
         ctx.checkpoints.save().unwrap();
         drop((ctx, lost));
         let (ctx, rx) = context(&data);
-        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        let second = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present).unwrap();
         let want = vec![("one".to_string(), 0, Cut::Whole), ("two".to_string(), 4, Cut::Whole)];
         assert_eq!(lines(&rx, 2, FLUSH * 6), want);
         second.join();
@@ -604,14 +684,14 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"alone");
         let (ctx, rx) = context(&data);
-        let first = spawn(ctx.clone(), path.clone(), "t".into(), Start::New).unwrap();
+        let first = spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
         let mut got = lines(&rx, 0, FLUSH * 6);
         first.join();
         got.extend(lines(&rx, 0, Duration::from_millis(10)));
         ctx.checkpoints.save().unwrap();
         drop(ctx);
         let (ctx, rx) = context(&data);
-        let second = spawn(ctx, path.clone(), "t".into(), Start::Present).unwrap();
+        let second = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present).unwrap();
         got.extend(lines(&rx, 0, FLUSH * 6));
         // Deleted: it will never be completed, so it is flushed as it is.
         fs::remove_file(&path).unwrap();

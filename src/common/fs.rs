@@ -18,6 +18,18 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates, syncs and removes a file in `dir`: whether checkpoints and
+/// index segments can be written there.
+pub fn probe_writable(dir: &Path) -> io::Result<()> {
+    use std::io::Write;
+    let probe = dir.join(".write-probe");
+    let mut f = std::fs::File::create(&probe)?;
+    let written = f.write_all(b"probe\n").and_then(|()| f.sync_all());
+    drop(f);
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
 /// From now on, files and directories this process creates are its user's
 /// only (0600 / 0700), whatever the umask it was started with: the index,
 /// checkpoints, caches and dead letters are all written by libraries
@@ -44,5 +56,16 @@ mod tests {
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
         private_dir(&open).unwrap();
         assert_eq!(std::fs::metadata(&open).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn probes_tell_writable_dirs_from_others() {
+        let root = tempfile::tempdir().unwrap();
+        probe_writable(root.path()).unwrap();
+        assert!(!root.path().join(".write-probe").exists(), "the probe is removed");
+        // Works as root too: a file where the directory should be.
+        let file = root.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert!(probe_writable(&file).is_err());
     }
 }

@@ -11,3 +11,4 @@ pub mod shutdown;
 pub mod sync;
 pub mod text;
 pub mod totals;
+pub mod write_health;

@@ -18,11 +18,13 @@
 //! This module is a leaf: it imports nothing else of the crate. The stages
 //! import their settings types from here.
 
+pub mod allowed;
 pub mod index_pattern;
 mod raw;
 mod sections;
 mod values;
 
+pub use allowed::AllowedPaths;
 pub use index_pattern::{IndexPattern, PatternError};
 pub use values::{check_topic, parse_bytes, split_list, LongLines, NotOneOf, ReadFrom, Words};
 
@@ -61,6 +63,17 @@ impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError { key: key.into(), message: message.into() }
+}
+
+/// A collect entry's glob made absolute against the working directory, as
+/// discovery expands it (`./logs/*.log` from `/srv` is `/srv/./logs/*.log`
+/// without the `./`), for [`AllowedPaths::check_entry`].
+pub fn absolute_text(glob: &str) -> String {
+    let g = glob.strip_prefix("./").unwrap_or(glob);
+    match std::path::absolute(g) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(_) => glob.to_string(),
+    }
 }
 
 /// One collect entry: files matching `path` (a glob) go to `topic`.
@@ -108,6 +121,9 @@ pub struct EntryOptions {
     /// Records carry the header `json: 1`: the transfer merges the fields of
     /// JSON-object lines into the document (as `[es] parse_json` does per topic).
     pub parse_json: bool,
+    /// Overrides `[agent] follow_symlinks` (targets stay bound by
+    /// `allowed_paths`, which no entry can change).
+    pub follow_symlinks: Option<bool>,
 }
 
 /// `[kafka]` and its pass-through subsections.
@@ -207,6 +223,19 @@ pub struct AgentConfig {
     pub shutdown_timeout_ms: u64,
     /// Bytes one read asks for; also the chunk size of the line buffer.
     pub read_chunk_bytes: usize,
+    /// Follow symlinks found by the globs (off: a symlink is refused and
+    /// reported). On, the resolved target must also pass `exclude` and
+    /// `allowed_paths` (or, unset, match the entry's glob).
+    pub follow_symlinks: bool,
+    /// Where readers may read (local only: etcd cannot widen it); empty:
+    /// everywhere.
+    pub allowed_paths: AllowedPaths,
+    /// Most files read at once; more wait (counted, logged) until a reader
+    /// closes; 0: no cap.
+    pub max_open_files: usize,
+    /// Close a file after this long without new data, reopening it from its
+    /// checkpoint once it grows; 0: never.
+    pub close_inactive_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -225,6 +254,10 @@ impl Default for AgentConfig {
             checkpoint_interval_ms: 1_000,
             shutdown_timeout_ms: 5_000,
             read_chunk_bytes: 128 << 10,
+            follow_symlinks: false,
+            allowed_paths: AllowedPaths::default(),
+            max_open_files: 4096,
+            close_inactive_ms: 300_000,
         }
     }
 }
@@ -397,7 +430,7 @@ impl Config {
         s.check_unknown()?;
         let (kafka, chan_max_size) = kafka?;
         // Fields are evaluated in the order written: the first error wins.
-        Ok(Config {
+        let config = Config {
             kafka,
             chan_max_size,
             etcd: etcd?,
@@ -408,7 +441,13 @@ impl Config {
             index: index?,
             http: http?,
             metrics: metrics?,
-        })
+        };
+        // A static entry outside allowed_paths stops the start, naming it.
+        for e in &config.collect {
+            let at = || format!("collect.{}", e.topic);
+            config.agent.allowed_paths.check_entry(&absolute_text(&e.path)).map_err(|m| err(at(), m))?;
+        }
+        Ok(config)
     }
 }
 
@@ -487,6 +526,20 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(e.key, "es.index");
         let e = Config::from_ini_str("[es]\naddress = x\nusername = u\n").unwrap_err();
         assert_eq!(e.key, "es.username");
+    }
+
+    #[test]
+    fn allowed_paths_bound_the_static_list_and_symlinks_are_off() {
+        let c = Config::from_ini_str("[agent]\nallowed_paths = /var/log; /srv/*/logs/*.log\nfollow_symlinks = yes\n[collect]\nt = /var/log/*.log\n").unwrap();
+        assert!(c.agent.follow_symlinks && c.agent.allowed_paths.is_set());
+        assert!(!AgentConfig::default().follow_symlinks, "off by default");
+        let e =
+            Config::from_ini_str("[agent]\nallowed_paths = /var/log\n[collect]\nsecrets = /root/.ssh/*\n").unwrap_err();
+        assert_eq!(e.key, "collect.secrets");
+        assert!(e.message.contains("/root/.ssh/*") && e.message.contains("outside [agent] allowed_paths"), "{e}");
+        let e = Config::from_ini_str("[agent]\nallowed_paths = var/log\n").unwrap_err();
+        assert_eq!(e.key, "agent.allowed_paths");
+        assert!(e.message.contains("absolute"), "{e}");
     }
 
     #[test]

@@ -5,9 +5,10 @@
 
 use super::raw::{keys, Key, Sections};
 use super::{
-    check_topic, err, split_list, AgentConfig, CollectEntry, ConfigError, DeadLetter, EsConfig, EtcdConfig,
-    HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig, DEFAULT_CHAN_MAX_SIZE,
-    DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN, MAX_LINE_BYTES_LIMIT,
+    check_topic, err, split_list, AgentConfig, AllowedPaths, CollectEntry, ConfigError, DeadLetter, EsConfig,
+    EtcdConfig, HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig,
+    DEFAULT_CHAN_MAX_SIZE, DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN,
+    MAX_LINE_BYTES_LIMIT,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -91,6 +92,10 @@ pub(super) fn agent(s: &Sections<'_>) -> Result<AgentConfig, ConfigError> {
         checkpoint_interval_ms,
         shutdown_timeout_ms,
         read_chunk_bytes,
+        follow_symlinks,
+        allowed_paths,
+        max_open_files,
+        close_inactive_ms,
     );
     let d = AgentConfig::default();
     Ok(AgentConfig {
@@ -106,6 +111,10 @@ pub(super) fn agent(s: &Sections<'_>) -> Result<AgentConfig, ConfigError> {
         checkpoint_interval_ms: checkpoint_interval_ms.num(d.checkpoint_interval_ms, 10, 3_600_000)?,
         shutdown_timeout_ms: shutdown_timeout_ms.num(d.shutdown_timeout_ms, 0, 3_600_000)?,
         read_chunk_bytes: read_chunk_bytes.num(d.read_chunk_bytes, 16 << 10, 64 << 20)?,
+        follow_symlinks: follow_symlinks.flag(d.follow_symlinks)?,
+        allowed_paths: AllowedPaths::new(&allowed_paths.list()).map_err(|m| allowed_paths.err(m))?,
+        max_open_files: max_open_files.num(d.max_open_files, 0, 1 << 20)?,
+        close_inactive_ms: close_inactive_ms.num(d.close_inactive_ms, 0, 30 * 86_400_000)?,
     })
 }
 

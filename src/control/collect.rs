@@ -6,7 +6,7 @@
 //! [{"path": "/var/log/nginx/*.log", "topic": "web_log"},
 //!  {"path": "/var/log/app/*.log", "topic": "app", "read_from": "beginning",
 //!   "exclude": ["*.gz", "/var/log/app/debug-*"], "max_line_bytes": 65536,
-//!   "long_lines": "truncate", "parse_json": true}]
+//!   "long_lines": "truncate", "parse_json": true, "follow_symlinks": true}]
 //! ```
 //!
 //! `path` and `topic` are the seed's fields; the others are optional and
@@ -24,7 +24,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// The fields an entry may have.
-pub const FIELDS: &[&str] = &["path", "topic", "read_from", "exclude", "max_line_bytes", "long_lines", "parse_json"];
+pub const FIELDS: &[&str] =
+    &["path", "topic", "read_from", "exclude", "max_line_bytes", "long_lines", "parse_json", "follow_symlinks"];
 
 /// Problems shown in one message; the rest are counted.
 const SHOWN: usize = 5;
@@ -164,6 +165,10 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                 Some(b) => opts.parse_json = b,
                 None => bad(field, format!("expected true or false, got {}", kind_or_value(value))),
             },
+            "follow_symlinks" => match value.as_bool() {
+                Some(b) => opts.follow_symlinks = Some(b),
+                None => bad(field, format!("expected true or false, got {}", kind_or_value(value))),
+            },
             "exclude" => match value.as_array() {
                 Some(globs) => {
                     for (k, g) in globs.iter().enumerate() {
@@ -239,6 +244,8 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
         long_lines: Option<&'static str>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         parse_json: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        follow_symlinks: Option<bool>,
     }
     let out: Vec<Out<'_>> = entries
         .iter()
@@ -252,6 +259,7 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
                 max_line_bytes: o.max_line_bytes,
                 long_lines: o.long_lines.map(Words::word),
                 parse_json: o.parse_json,
+                follow_symlinks: o.follow_symlinks,
             }
         })
         .collect();
@@ -459,6 +467,7 @@ mod tests {
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"max_line_bytes\":\"4k\"}]", "[0].max_line_bytes", "got \"4k\""),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"max_line_bytes\":1073741825}]", "[0].max_line_bytes", "1..="),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"parse_json\":\"yes\"}]", "[0].parse_json", "true or false"),
+            ("[{\"path\":\"/a\",\"topic\":\"t\",\"follow_symlinks\":1}]", "[0].follow_symlinks", "true or false"),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"exclude\":\"*.gz\"}]", "[0].exclude", "array of globs, got a string"),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"exclude\":[1]}]", "[0].exclude[0]", "got a number"),
             ("[{\"path\":\"/a\",\"topic\":\"t\",\"exclude\":[\"\"]}]", "[0].exclude[0]", "must not be empty"),
@@ -521,7 +530,7 @@ mod tests {
     #[test]
     fn to_json_reads_back_the_same_entries() {
         let text = r#"[{"path":"/a/*","topic":"t","read_from":"end","exclude":["*.gz"],"max_line_bytes":10,
-            "long_lines":"split","parse_json":true},{"path":"/b","topic":"u"}]"#;
+            "long_lines":"split","parse_json":true,"follow_symlinks":false},{"path":"/b","topic":"u"}]"#;
         let entries = parse(text.as_bytes()).unwrap();
         let json = to_json(&entries);
         assert_eq!(parse(json.as_bytes()).unwrap(), entries);

@@ -137,7 +137,12 @@ fn commit(
         }
     }
     pending.clear();
-    w.commit(Some(checkpoints.snapshot()))?;
+    // The commit carries the checkpoints: its failures are theirs.
+    if let Err(e) = w.commit(Some(checkpoints.snapshot())) {
+        checkpoints.health().failed(e.to_string());
+        return Err(e);
+    }
+    checkpoints.health().ok();
     stats.lines_acked.fetch_add(lines, Ordering::Relaxed);
     Ok(())
 }

@@ -93,6 +93,9 @@ pub struct AgentView {
     pub files: FileRows,
     /// Batches waiting in the reader -> shipper channel, and its capacity.
     pub channel: Box<dyn Fn() -> (usize, usize) + Send + Sync>,
+    /// Whether the checkpoints can be written (the file, or the index
+    /// commits that carry them).
+    pub checkpoints: Arc<crate::common::write_health::WriteHealth>,
 }
 
 /// Everything one process shows. Created at start and shared; each stage
@@ -136,7 +139,18 @@ impl Observed {
         lock(&self.parts).clone()
     }
 
+    /// Exposes the agent's readers, and makes `/health/ready` fail while
+    /// their checkpoints cannot be written (a restart would read lines
+    /// again, or with `read_from = end` skip the ones written meanwhile).
     pub fn add_agent(&self, view: AgentView) {
+        let h = view.checkpoints.clone();
+        self.add_check(
+            "checkpoints",
+            Arc::new(move || match h.failing() {
+                Some(e) => Err(format!("cannot be written: {e}")),
+                None => Ok(()),
+            }),
+        );
         lock(&self.parts).agent = Some(Arc::new(view));
     }
 
@@ -174,9 +188,12 @@ impl Observed {
         lock(&self.parts).host = Some(host);
     }
 
-    /// Adds a readiness check.
+    /// Adds a readiness check, replacing one of the same name (a part
+    /// that restarts adds its checks again).
     pub fn add_check(&self, name: &str, check: Check) {
-        lock(&self.parts).checks.push((name.to_string(), check));
+        let mut p = lock(&self.parts);
+        p.checks.retain(|(n, _)| n != name);
+        p.checks.push((name.to_string(), check));
     }
 
     /// Lines (or documents) taken in, and acknowledged, so far.
@@ -306,6 +323,7 @@ pub fn agent_view<T: Send + 'static>(
     let rx = rx.clone();
     AgentView {
         stats,
+        checkpoints: checkpoints.health().clone(),
         files: Box::new(move || file_rows(&checkpoints.live())),
         channel: Box::new(move || (rx.len(), rx.capacity().unwrap_or(0))),
     }
@@ -380,6 +398,7 @@ pub(crate) mod tests {
                 }]
             }),
             channel: Box::new(|| (3, 195)),
+            checkpoints: Arc::default(),
         }
     }
 

@@ -169,6 +169,26 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
     out.counter("logcollect_rotations", "Files rotated away (renamed or deleted)", Stats::get(&s.rotations))?;
     out.counter("logcollect_truncations", "Files truncated and read again from the start", Stats::get(&s.truncations))?;
     out.gauge("logcollect_files_open", "Files being read now", Stats::get(&s.files_open) as f64)?;
+    out.gauge(
+        "logcollect_files_waiting",
+        "Files found that wait for a reader (max_open_files readers run)",
+        Stats::get(&s.files_waiting) as f64,
+    )?;
+    out.counter(
+        "logcollect_files_closed_idle",
+        "Files closed after close_inactive_ms without data, or to make room for a waiting one",
+        Stats::get(&s.files_closed_idle),
+    )?;
+    out.counter(
+        "logcollect_files_refused",
+        "Files found by a glob and refused (symlink, not a regular file, outside allowed_paths), as reported",
+        Stats::get(&s.files_refused),
+    )?;
+    out.counter(
+        "logcollect_checkpoint_write_errors",
+        "Failed checkpoint writes (the checkpoint file, or the index commits that carry them)",
+        a.checkpoints.errors_total(),
+    )?;
     let (depth, cap) = (a.channel)();
     out.gauge("logcollect_channel_depth_batches", "Batches waiting between readers and the sink", depth as f64)?;
     out.gauge("logcollect_channel_capacity_batches", "Capacity of the reader -> sink channel", cap as f64)?;

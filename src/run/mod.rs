@@ -22,7 +22,9 @@ use crate::agent::checkpoint::Checkpoints;
 use crate::agent::discovery::{self, Discovery};
 use crate::agent::stats::Stats;
 use crate::agent::tail::TailCtx;
+use crate::common::backoff::Backoff;
 use crate::common::shutdown;
+use crate::common::write_health::WriteHealth;
 use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
 use crate::elastic::client::EsClient;
 use crate::embedded::index::{IndexConfig, IndexError, Payload, Store, Writer};
@@ -132,41 +134,131 @@ fn open_index(cfg: &Config) -> Result<(Arc<Store>, Writer, Payload, IndexConfig)
 }
 
 /// No Kafka, no Elasticsearch: readers -> channel -> embedded index.
+///
+/// A failed commit (a full disk, an I/O error) does not end the process: the
+/// search page keeps serving the last commit while the readers and the
+/// writer are stopped, the uncommitted documents dropped with the writer,
+/// and after a backoff both start again from the last commit's checkpoints
+/// (so no line is lost or indexed twice). Meanwhile `/health/ready` fails
+/// and `logcollect_checkpoint_write_errors_total` counts the failures.
 fn embedded_direct(ctx: &Ctx<'_>) -> Result<(), RunError> {
     let cfg = ctx.cfg;
     let (store, writer, payload, icfg) = open_index(cfg)?;
-    // The index's last commit holds the checkpoints: it is the source of truth.
-    let checkpoints = Arc::new(Checkpoints::restore(&cfg.agent.data_dir, payload.checkpoints));
     let host: Arc<str> = crate::control::host::detect(cfg.agent.host.as_deref()).into();
     let stats = Arc::new(Stats::default());
+    let health: Arc<WriteHealth> = Arc::default();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    ctx.serving(Backend::Embedded(store.clone()), || {
+        let mut next = Some((writer, payload));
+        loop {
+            let (writer, payload) = match next.take() {
+                Some(w) => w,
+                None => match store.last_payload().and_then(|p| store.writer(&icfg, &p).map(|w| (w, p))) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        health.failed(e.to_string());
+                        tracing::error!("reopening the index writer: {e}; retrying in {:?}", backoff.peek());
+                        if wait_or_stop(ctx.stop, backoff.next_wait()) {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                },
+            };
+            match embedded_generation(ctx, &store, writer, payload, &icfg, &host, &stats, &health)? {
+                Generation::Stopped => return Ok(()),
+                Generation::Failed { error: e, ran } => {
+                    // A long run in between: the trouble is new, start the backoff over.
+                    if ran > Duration::from_secs(60) {
+                        backoff.reset();
+                    }
+                    tracing::error!(
+                        "the index cannot commit ({e}): readers stopped, the last commit stays searchable; \
+                         starting again from its checkpoints in {:?}",
+                        backoff.peek()
+                    );
+                    if wait_or_stop(ctx.stop, backoff.next_wait()) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// How one run of the readers and the writer ended.
+enum Generation {
+    /// Asked to stop; everything committed.
+    Stopped,
+    /// A commit (or an add) failed after running for `ran`.
+    Failed { error: IndexError, ran: Duration },
+}
+
+/// Readers and the writer from the last commit's checkpoints until `stop`
+/// or a commit fails.
+#[allow(clippy::too_many_arguments)]
+fn embedded_generation(
+    ctx: &Ctx<'_>,
+    store: &Arc<Store>,
+    writer: Writer,
+    payload: Payload,
+    icfg: &IndexConfig,
+    host: &Arc<str>,
+    stats: &Arc<Stats>,
+    health: &Arc<WriteHealth>,
+) -> Result<Generation, RunError> {
+    let cfg = ctx.cfg;
+    // The index's last commit holds the checkpoints: it is the source of truth.
+    let checkpoints =
+        Arc::new(Checkpoints::restore(&cfg.agent.data_dir, payload.checkpoints).with_health(health.clone()));
     let (tx, rx) = agent::batch_channel(cfg);
     // Lines count as acknowledged once a commit made them searchable.
     ctx.obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
-    ctx.serving(Backend::Embedded(store.clone()), || {
-        let indexer = {
-            let (checkpoints, stats, section) = (checkpoints.clone(), stats.clone(), cfg.index.clone());
-            thread::Builder::new()
-                .name("index".into())
-                .spawn(move || ingest::index_batches(rx, writer, checkpoints, host, &section, stats))?
-        };
-        let (disc, stop_discovery) = ctx.start_readers(checkpoints, tx, stats.clone())?;
-        tracing::info!(index = %icfg.dir.display(), docs = store.num_docs(), files = cfg.collect.len(), "run started: collecting into the embedded index");
-        shutdown::wait(ctx.stop, || indexer.is_finished(), || {});
-        tracing::info!("stopping: finishing reads, committing the index");
-        drop(stop_discovery);
-        let _ = disc.join();
-        let result = indexer.join().unwrap_or(Err(IndexError::Open {
-            dir: icfg.dir.display().to_string(),
-            message: "indexer panicked".into(),
-        }));
-        tracing::info!(
-            lines_read = Stats::get(&stats.lines_read),
-            lines_indexed = Stats::get(&stats.lines_acked),
-            docs = store.num_docs(),
-            "run totals"
-        );
-        Ok(result?)
+    let errors_before = health.errors_total();
+    let started = std::time::Instant::now();
+    let indexer = {
+        let (checkpoints, stats, section, host) = (checkpoints.clone(), stats.clone(), cfg.index.clone(), host.clone());
+        thread::Builder::new()
+            .name("index".into())
+            .spawn(move || ingest::index_batches(rx, writer, checkpoints, host, &section, stats))?
+    };
+    let (disc, stop_discovery) = ctx.start_readers(checkpoints, tx, stats.clone())?;
+    tracing::info!(index = %icfg.dir.display(), docs = store.num_docs(), files = cfg.collect.len(), "run started: collecting into the embedded index");
+    shutdown::wait(ctx.stop, || indexer.is_finished(), || {});
+    tracing::info!("stopping: finishing reads, committing the index");
+    drop(stop_discovery);
+    let _ = disc.join();
+    let result = indexer
+        .join()
+        .unwrap_or(Err(IndexError::Open { dir: icfg.dir.display().to_string(), message: "indexer panicked".into() }));
+    tracing::info!(
+        lines_read = Stats::get(&stats.lines_read),
+        lines_indexed = Stats::get(&stats.lines_acked),
+        docs = store.num_docs(),
+        "run totals"
+    );
+    Ok(match result {
+        Ok(()) => Generation::Stopped,
+        Err(e) => {
+            // An add or retention failing is the same disk trouble.
+            if health.errors_total() == errors_before {
+                health.failed(e.to_string());
+            }
+            Generation::Failed { error: e, ran: started.elapsed() }
+        }
     })
+}
+
+/// Sleeps `d` unless `stop` is set first; returns whether it was.
+fn wait_or_stop(stop: &AtomicBool, d: Duration) -> bool {
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until {
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// One part of the process, run on a thread of its own until its flag is set.

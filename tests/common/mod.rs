@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod es;
+pub mod files;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -48,7 +48,15 @@ impl Store {
             // Segments written with the FST term dictionary (before the
             // `quickwit` feature) fail here.
             .map_err(|e| open_err(format!("{e} (an index of another logcollect version? move it away)")))?;
-        let payload = match index.load_metas().map_err(|e| open_err(e.to_string()))?.payload {
+        let store = Store { index, reader, dir: dir.to_path_buf() };
+        let payload = store.last_payload()?;
+        Ok((store, payload))
+    }
+
+    /// The payload of the last commit (what a new writer continues from).
+    pub fn last_payload(&self) -> Result<Payload, IndexError> {
+        let open_err = |m: String| IndexError::Open { dir: self.dir.display().to_string(), message: m };
+        let payload = match self.index.load_metas().map_err(|e| open_err(e.to_string()))?.payload {
             None => Payload { version: PAYLOAD_VERSION, ..Payload::default() },
             Some(text) => {
                 let p: Payload = serde_json::from_str(&text).map_err(|e| open_err(format!("commit payload: {e}")))?;
@@ -61,7 +69,7 @@ impl Store {
                 p
             }
         };
-        Ok((Store { index, reader, dir: dir.to_path_buf() }, payload))
+        Ok(payload)
     }
 
     /// The writer; one per index (a second process gets an error naming the
