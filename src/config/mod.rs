@@ -21,11 +21,13 @@
 pub mod allowed;
 pub mod index_pattern;
 mod raw;
+mod secret;
 mod sections;
 mod values;
 
 pub use allowed::AllowedPaths;
 pub use index_pattern::{IndexPattern, PatternError};
+pub use secret::Secret;
 pub use values::{check_topic, parse_bytes, split_list, LongLines, NotOneOf, ReadFrom, Words};
 
 use raw::{parse_raw, Raw, Sections};
@@ -153,7 +155,7 @@ pub struct EtcdConfig {
     /// Both or neither (checked).
     pub username: Option<String>,
     /// Goes with `username`.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// TLS: the CA that signed the servers' certificates.
     pub ca_file: Option<PathBuf>,
     /// TLS client certificate and its key: both or neither (checked).
@@ -291,9 +293,9 @@ pub struct EsConfig {
     /// Basic auth; goes with `password`.
     pub username: Option<String>,
     /// Goes with `username`.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// `Authorization: ApiKey …`; wins over basic auth.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// A PEM CA to trust.
     pub ca_file: Option<PathBuf>,
     /// Where documents refused for good go.

@@ -6,7 +6,7 @@
 use super::raw::{keys, Key, Sections};
 use super::{
     check_topic, err, split_list, AgentConfig, AllowedPaths, CollectEntry, ConfigError, DeadLetter, EsConfig,
-    EtcdConfig, HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig,
+    EtcdConfig, HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig, Secret,
     DEFAULT_CHAN_MAX_SIZE, DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN,
     MAX_LINE_BYTES_LIMIT,
 };
@@ -59,7 +59,7 @@ pub(super) fn etcd(s: &Sections<'_>) -> Result<Option<EtcdConfig>, ConfigError> 
         timeout_secs: timeout.num(DEFAULT_ETCD_TIMEOUT_SECS, 1, 3600)?,
         collect_log_key: key,
         username,
-        password,
+        password: password.map(Secret::new),
         ca_file: ca_file.opt().map(PathBuf::from),
         cert_file: cert_file.map(PathBuf::from),
         key_file: key_file.map(PathBuf::from),
@@ -178,8 +178,8 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         bulk_max_docs: bulk_max_docs.num(5000, 1, 1_000_000)?,
         bulk_max_wait_ms: bulk_max_wait_ms.num(200, 0, 3_600_000)?,
         username,
-        password,
-        api_key: api_key.opt(),
+        password: password.map(Secret::new),
+        api_key: api_key.opt().map(Secret::new),
         ca_file: ca_file.opt().map(PathBuf::from),
         dead_letter,
         parse_json: parse_json.list(),

@@ -56,8 +56,8 @@ impl EsClient {
         }
         let http = b.build().map_err(|e| EsError::Client(e.to_string()))?;
         let auth = match (&cfg.api_key, &cfg.username, &cfg.password) {
-            (Some(key), _, _) => Auth::ApiKey(format!("ApiKey {key}")),
-            (None, Some(u), Some(p)) => Auth::Basic(u.clone(), p.clone()),
+            (Some(key), _, _) => Auth::ApiKey(format!("ApiKey {}", key.expose())),
+            (None, Some(u), Some(p)) => Auth::Basic(u.clone(), p.expose().to_string()),
             _ => Auth::None,
         };
         Ok(EsClient { http, nodes: cfg.nodes.clone(), next: AtomicUsize::new(0), auth })

@@ -73,7 +73,7 @@ pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EtcdError> {
         .with_keep_alive(KEEPALIVE, timeout)
         .with_keep_alive_while_idle(true);
     if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
-        opts = opts.with_user(user, password);
+        opts = opts.with_user(user, password.expose());
     }
     if cfg.ca_file.is_some() || cfg.cert_file.is_some() {
         let read = |key: &'static str, path: &Path| {
