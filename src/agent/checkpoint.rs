@@ -199,6 +199,14 @@ impl Checkpoints {
         (src, offset)
     }
 
+    /// The file `fid` still exists although no reader has it open (closed
+    /// while inactive): its saved position must not expire.
+    pub fn touch(&self, fid: FileId, topic: &Arc<str>) {
+        if let Some(s) = self.lock().saved.get_mut(&(fid, topic.clone())) {
+            s.seen_ms = now_ms();
+        }
+    }
+
     /// A reader stopped at `resume`. With `forget` (the file is gone, or was
     /// truncated and lives on as a new identity) the entry is dropped once
     /// everything read from it was acknowledged.
@@ -453,6 +461,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         cp.save().unwrap();
         assert_eq!(cp.lock().saved[&(fid(1), topic.clone())].seen_ms, seen);
+        // Unless discovery still finds the (closed) file: then it is fresh.
+        cp.touch(fid(1), &topic);
+        assert!(cp.lock().saved[&(fid(1), topic.clone())].seen_ms > seen);
+        cp.touch(fid(2), &topic); // nothing saved for it: nothing happens
         assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(10));
         // Opened again: continues from there, live again.
         let (again, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);

@@ -30,6 +30,7 @@
 //! [`EntryOptions`]: crate::config::EntryOptions
 
 use crate::agent::guard;
+use crate::agent::identity::FileId;
 use crate::agent::tail::{self, ReaderHandle, Start, TailCtx};
 use crate::config::allowed::fixed_prefix;
 use crate::config::{absolute_text, AllowedPaths, CollectEntry};
@@ -76,9 +77,10 @@ pub struct Discovery {
     /// every collect list, whatever etcd says.
     pinned: Vec<CollectEntry>,
     /// Files whose reader closed them (inactive, or evicted to make room),
-    /// with the offset read to: opened again only once their size differs.
-    /// Only files the last scan found are kept.
-    closed: HashMap<ReaderKey, u64>,
+    /// with the offset read to and the file's identity: opened again only
+    /// once their size differs; meanwhile each scan that finds one keeps its
+    /// checkpoint from expiring. Only files the last scan found are kept.
+    closed: HashMap<ReaderKey, (u64, Option<FileId>)>,
     /// Keys of the files found in the current scan (to prune `closed`).
     found: HashSet<ReaderKey>,
     /// Files of the current scan that found no free reader.
@@ -217,7 +219,7 @@ impl Discovery {
             if let Some(r) = self.readers.remove(&key) {
                 if let Some(at) = r.handle.closed_inactive_at() {
                     self.base.stats.files_closed_idle.fetch_add(1, Ordering::Relaxed);
-                    self.closed.insert(key, at);
+                    self.closed.insert(key, (at, r.handle.file_id()));
                 }
                 r.handle.join();
             }
@@ -266,9 +268,16 @@ impl Discovery {
         if self.readers.contains_key(&key) {
             return;
         }
-        // Closed while idle: not worth a reader until it changes.
-        if self.closed.get(&key) == Some(&found.size) {
-            return;
+        // Closed while idle: not worth a reader until it changes. Its
+        // position is a saved one now, which expires unless refreshed: the
+        // file is still here, so it must not be read again from the start.
+        if let Some(&(at, fid)) = self.closed.get(&key) {
+            if at == found.size {
+                if let Some(fid) = fid {
+                    self.base.checkpoints.touch(fid, &topic);
+                }
+                return;
+            }
         }
         let cap = self.base.max_open_files;
         if cap > 0 && self.readers.len() >= cap {

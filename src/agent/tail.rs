@@ -35,7 +35,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -140,6 +140,9 @@ pub struct ReaderHandle {
     /// Set when discovery closes the reader to make room: it then reports
     /// where it stopped in `inactive_at`, as an inactive one does.
     evicted: Arc<AtomicBool>,
+    /// The file's identity, set when the reader stops having read a line
+    /// of it: discovery keeps a closed file's checkpoint fresh with it.
+    fid: Arc<OnceLock<FileId>>,
     thread: JoinHandle<()>,
 }
 
@@ -173,6 +176,12 @@ impl ReaderHandle {
         self.inactive_at.load(Ordering::Acquire).checked_sub(1)
     }
 
+    /// The identity of the file, once the reader has stopped (`None` if it
+    /// never read a first line).
+    pub fn file_id(&self) -> Option<FileId> {
+        self.fid.get().copied()
+    }
+
     /// When data was last read (ms since the epoch; the start if never).
     pub fn last_data_ms(&self) -> i64 {
         self.last_data_ms.load(Ordering::Relaxed)
@@ -194,8 +203,10 @@ pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, star
     let inactive_at = Arc::new(AtomicU64::new(0));
     let last_data_ms = Arc::new(AtomicI64::new(now_ms()));
     let evicted = Arc::new(AtomicBool::new(false));
+    let fid = Arc::new(OnceLock::new());
     let mut reader = Reader {
         evicted: evicted.clone(),
+        fid: fid.clone(),
         inactive_at: inactive_at.clone(),
         last_data_ms: last_data_ms.clone(),
         lb: LineBuffer::new(0, ctx.cfg.split),
@@ -216,7 +227,7 @@ pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, star
     };
     reader.position(&meta, start)?;
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
-    Ok(ReaderHandle { path: path_text, stop, inactive_at, last_data_ms, evicted, thread })
+    Ok(ReaderHandle { path: path_text, stop, inactive_at, last_data_ms, evicted, fid, thread })
 }
 
 struct Reader {
@@ -225,6 +236,7 @@ struct Reader {
     inactive_at: Arc<AtomicU64>,
     last_data_ms: Arc<AtomicI64>,
     evicted: Arc<AtomicBool>,
+    fid: Arc<OnceLock<FileId>>,
     path: PathBuf,
     path_text: Arc<str>,
     topic: Arc<str>,
@@ -293,6 +305,7 @@ impl Reader {
             self.inactive_at.store(resume + 1, Ordering::Release);
         }
         if let Some(src) = &self.source {
+            let _ = self.fid.set(src.fid);
             self.ctx.checkpoints.release(src, resume, forget);
         }
         self.ctx.stats.files_open.fetch_sub(1, Ordering::Relaxed);
