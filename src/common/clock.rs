@@ -7,6 +7,24 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// How far before now a record's own timestamp may place it.
+pub const RECORD_MAX_PAST_MS: i64 = 30 * 86_400_000;
+/// How far after now a record's own timestamp may place it.
+pub const RECORD_MAX_FUTURE_MS: i64 = 86_400_000;
+
+/// A timestamp a producer chose (a Kafka record's), brought within
+/// [`RECORD_MAX_PAST_MS`] before and [`RECORD_MAX_FUTURE_MS`] after `now`:
+/// what picks a record's daily index and its place in the embedded index,
+/// so a producer spreading timestamps over years makes at most ~32 daily
+/// indices, and a far-future one neither stays "newest" nor escapes
+/// retention. Returns the timestamp and whether it was moved.
+pub fn clamp_record_ms(ts: i64, now: i64) -> (i64, bool) {
+    let lo = now.saturating_sub(RECORD_MAX_PAST_MS);
+    let hi = now.saturating_add(RECORD_MAX_FUTURE_MS);
+    let c = ts.clamp(lo, hi);
+    (c, c != ts)
+}
+
 /// `ms` since the epoch as RFC 3339 UTC with milliseconds
 /// (`2026-11-25T10:44:34.123Z`); empty outside years 0000–9999.
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -24,6 +42,15 @@ pub fn rfc3339_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_timestamps_are_kept_near_now() {
+        let now = 1_764_000_000_000;
+        assert_eq!(clamp_record_ms(now - 5_000, now), (now - 5_000, false));
+        assert_eq!(clamp_record_ms(i64::MIN, now), (now - RECORD_MAX_PAST_MS, true));
+        assert_eq!(clamp_record_ms(i64::MAX, now), (now + RECORD_MAX_FUTURE_MS, true));
+        assert_eq!(clamp_record_ms(0, i64::MAX).0, i64::MAX - RECORD_MAX_PAST_MS);
+    }
 
     #[test]
     fn rfc3339_with_milliseconds() {

@@ -101,8 +101,10 @@ impl IndexPattern {
         }
         match parts.first() {
             None => return Err(err("is empty".into())),
-            Some(Part::Lit(l)) if l.starts_with(['-', '_', '+']) => {
-                return Err(err("an index name cannot start with '-', '_' or '+'".into()))
+            Some(Part::Lit(l)) if l.starts_with(['-', '_', '+', '.']) => {
+                return Err(err(
+                    "an index name cannot start with '-', '_', '+' or '.' (hidden and system indices)".into()
+                ))
             }
             Some(Part::Lit(l)) if parts.len() == 1 && (&**l == "." || &**l == "..") => {
                 return Err(err("an index name cannot be '.' or '..'".into()))

@@ -56,7 +56,14 @@ pub struct Batcher<S> {
     max_docs: usize,
     max_wait: Duration,
     stats: Arc<TransferStats>,
+    /// Documents sent to [`UNROUTABLE_INDEX`] since the last warning, and
+    /// when that was: one warning per [`UNROUTABLE_LOG_EVERY`] at most.
+    unroutable: u64,
+    unroutable_logged: Option<Instant>,
 }
+
+/// The least time between two warnings about unroutable documents.
+const UNROUTABLE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl<S> Batcher<S> {
     /// Requests of at most `max_bytes` and `max_docs`, due `max_wait` after
@@ -78,6 +85,8 @@ impl<S> Batcher<S> {
             max_docs,
             max_wait,
             stats,
+            unroutable: 0,
+            unroutable_logged: None,
         }
     }
 
@@ -98,7 +107,14 @@ impl<S> Batcher<S> {
             let index = match self.names.name(rec.topic, index_ms) {
                 Ok(i) => i,
                 Err(e) => {
-                    tracing::error!("{e}: the document goes to index {UNROUTABLE_INDEX}");
+                    self.unroutable += 1;
+                    if !matches!(self.unroutable_logged, Some(t) if t.elapsed() < UNROUTABLE_LOG_EVERY) {
+                        let n = std::mem::take(&mut self.unroutable);
+                        tracing::error!(
+                            "{e}: the document goes to index {UNROUTABLE_INDEX} ({n} so since the last such warning)"
+                        );
+                        self.unroutable_logged = Some(Instant::now());
+                    }
                     UNROUTABLE_INDEX
                 }
             };

@@ -81,6 +81,10 @@ fn check_index_name(name: &str) -> Result<(), &'static str> {
         Err("cannot be '.' or '..'")
     } else if name.starts_with(['-', '_', '+']) {
         Err("cannot start with '-', '_' or '+'")
+    } else if name.starts_with('.') {
+        // Legal for Elasticsearch, but the names of hidden and system
+        // indices: a topic `.security` must not reach one.
+        Err("cannot start with '.' (hidden and system indices)")
     } else if name.chars().any(|c| c.is_uppercase()) {
         Err("must be lowercase")
     } else if name.chars().any(|c| INDEX_FORBIDDEN.contains(&c) || c.is_control()) {

@@ -23,6 +23,9 @@ pub struct TransferStats {
     pub docs_dead_lettered: AtomicU64,
     /// Documents with bytes that were not UTF-8 (replaced by U+FFFD).
     pub docs_lossy: AtomicU64,
+    /// Records whose own timestamp was outside now − 30 days … now + 1 day:
+    /// their index date comes from the nearest end of that window.
+    pub docs_time_clamped: AtomicU64,
     pub bulk_requests: AtomicU64,
     pub bulk_bytes: AtomicU64,
     /// Requests that got no answer or a 429/5xx/other error as a whole.
@@ -48,7 +51,7 @@ pub const ES_DOWN: u8 = 2;
 impl TransferStats {
     /// The monotonic counters by name, for `/api/status`, `/metrics`
     /// (`logcollect_<name>_total`) and the totals logged at exit.
-    pub fn totals(&self) -> [(&'static str, u64); 10] {
+    pub fn totals(&self) -> [(&'static str, u64); 11] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("records", g(&self.records)),
@@ -57,6 +60,7 @@ impl TransferStats {
             ("docs_retried", g(&self.docs_retried)),
             ("docs_dead_lettered", g(&self.docs_dead_lettered)),
             ("docs_lossy", g(&self.docs_lossy)),
+            ("docs_time_clamped", g(&self.docs_time_clamped)),
             ("bulk_requests", g(&self.bulk_requests)),
             ("bulk_bytes", g(&self.bulk_bytes)),
             ("es_errors", g(&self.es_errors)),

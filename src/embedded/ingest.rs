@@ -15,7 +15,7 @@ use crate::agent::batch::{Batch, Source};
 use crate::agent::checkpoint::Checkpoints;
 use crate::agent::stats::Stats;
 use crate::common::ack::BatchAck;
-use crate::common::clock::now_ms;
+use crate::common::clock::{clamp_record_ms, now_ms};
 use crate::config::{ConfigError, IndexSection, KafkaConfig};
 use crate::embedded::index::{IndexError, LineDoc, LineOrigin, Writer};
 use crate::error::RunError;
@@ -249,7 +249,12 @@ pub fn index_records(
                     topic: m.topic(),
                     partition: m.partition(),
                     offset: m.offset(),
-                    timestamp_ms: Some(m.timestamp().to_millis().unwrap_or_else(now_ms)),
+                    // The producer chose it: kept near now, so a forged far-future
+                    // line neither stays first in "newest" nor escapes retention.
+                    timestamp_ms: Some({
+                        let now = now_ms();
+                        clamp_record_ms(m.timestamp().to_millis().unwrap_or(now), now).0
+                    }),
                     origin,
                 };
                 let topic = topic_names.entry(m.topic().to_string()).or_insert_with(|| Arc::from(m.topic())).clone();

@@ -217,6 +217,10 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ("docs_retried", "Document sends repeated after a 429/5xx or no answer"),
         ("docs_dead_lettered", "Documents refused for good and written to the dead letter"),
         ("docs_lossy", "Documents whose bytes were not UTF-8 (replaced by U+FFFD)"),
+        (
+            "docs_time_clamped",
+            "Records timestamped over 30 days ago or over a day ahead: indexed by the window's nearest end",
+        ),
         ("bulk_requests", "_bulk requests sent"),
         ("bulk_bytes", "_bulk request bytes sent"),
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),

@@ -5,7 +5,7 @@
 use super::commit::{commit, Part, Trackers, TransferContext};
 use super::{CLOCK_EVERY, COMMIT_EVERY};
 use crate::common::ack::{BatchAck, Progress};
-use crate::common::clock::now_ms;
+use crate::common::clock::{clamp_record_ms, now_ms};
 use crate::common::shutdown;
 use crate::common::sync::lock;
 use crate::config::EsConfig;
@@ -47,6 +47,9 @@ pub(super) struct Transfer {
     pub(super) stats: Arc<TransferStats>,
     pub(super) topics: HashMap<String, (Arc<str>, MessageMode)>,
     pub(super) last_commit: Instant,
+    /// Wall clock (ms) read with the monotonic one, every [`CLOCK_EVERY`]
+    /// records: the window record timestamps are kept within.
+    pub(super) now_ms: i64,
 }
 
 impl Transfer {
@@ -77,6 +80,7 @@ impl Transfer {
             polled = polled.wrapping_add(1);
             if idle || polled % CLOCK_EVERY == 0 {
                 let now = Instant::now();
+                self.now_ms = now_ms();
                 if self.batcher.is_due(now) {
                     self.flush(stop);
                 }
@@ -133,7 +137,13 @@ impl Transfer {
         };
         let generation = self.track(&topic, m.partition(), m.offset());
         let (partition, offset) = (m.partition(), m.offset());
-        let index_ms = rec.timestamp_ms.unwrap_or_else(now_ms);
+        // The producer chose the timestamp: it may pick the day of the
+        // index only within a window around now (a bounded number of indices).
+        let now = self.now_ms;
+        let (index_ms, clamped) = clamp_record_ms(rec.timestamp_ms.unwrap_or(now), now);
+        if clamped {
+            self.stats.docs_time_clamped.fetch_add(1, Ordering::Relaxed);
+        }
         let read_ms = rec.timestamp_ms.unwrap_or(0);
         // A request that fills up on the way goes out first; `flush_request`
         // borrows everything but the builder.

@@ -118,6 +118,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
         stats: stats.clone(),
         topics: HashMap::new(),
         last_commit: Instant::now(),
+        now_ms: crate::common::clock::now_ms(),
     };
     t.consume_until(stop);
     tracing::info!("stopping: finishing requests in flight, committing offsets");

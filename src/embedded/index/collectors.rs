@@ -142,7 +142,9 @@ pub(super) struct BucketsSegment {
 /// Adds one to the bucket of `ts_ms`, if it has one.
 #[inline]
 fn count_in(counts: &mut [u64], start_ms: i64, interval_ms: i64, ts_ms: i64) {
-    let i = (ts_ms - start_ms).div_euclid(interval_ms);
+    // Saturating: a timestamp far from the range (either end of i64) must
+    // land outside it, not wrap into it.
+    let i = ts_ms.saturating_sub(start_ms).div_euclid(interval_ms);
     if let Some(c) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
         *c += 1;
     }

@@ -110,16 +110,17 @@ fn oldest_cutoff(searcher: &tantivy::Searcher, k: u64) -> Result<Option<i64>, In
         return Ok(None);
     }
     const N: usize = 1024;
-    let interval = ((hi - lo) / N as i64 + 1).max(1);
+    // Timestamps may span all of i64 (forged ones before clamping existed).
+    let interval = i64::try_from((i128::from(hi) - i128::from(lo)) / N as i128 + 1).unwrap_or(i64::MAX);
     let counts = searcher.search(&AllQuery, &Buckets { start_ms: lo, interval_ms: interval, n: N + 1 })?;
     let mut seen = 0u64;
     for (i, c) in counts.iter().enumerate() {
         seen += c;
         if seen >= k {
-            return Ok(Some(lo + (i as i64 + 1) * interval));
+            return Ok(Some(lo.saturating_add((i as i64 + 1).saturating_mul(interval))));
         }
     }
-    Ok(Some(hi + 1))
+    Ok(Some(hi.saturating_add(1)))
 }
 
 /// Bytes of the files directly in `dir`.
