@@ -177,6 +177,7 @@ mod tests {
             ("100%%-{topic}", "x", 0, Ok("100%-x")),
             ("fixed", "ignored", i64::MAX, Ok("fixed")),
             ("{topic}", "_private", 0, Err("cannot start with")),
+            ("{topic}", ".security", 0, Err("hidden and system")),
             ("{topic}-%Y", "app", i64::MAX, Err("out of range")),
         ];
         for &(pattern, topic, ms, want) in table {
