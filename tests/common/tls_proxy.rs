@@ -76,7 +76,8 @@ impl TlsProxy {
     /// Requests nginx answered with `status` so far (its access log).
     pub fn answered(&self, status: u16) -> usize {
         let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
-        log.lines().filter(|l| l.split(' ').nth(8) == Some(&status.to_string())).count()
+        let want = status.to_string();
+        log.lines().filter(|l| l.split(' ').nth(8) == Some(want.as_str())).count()
     }
 
     /// Rewrites the config with `auth` and reloads it (SIGHUP), as an
