@@ -290,14 +290,23 @@ pub struct EsConfig {
     pub bulk_max_docs: usize,
     /// Longest a document waits for its request to fill.
     pub bulk_max_wait_ms: u64,
-    /// Basic auth; goes with `password`.
-    pub username: Option<String>,
-    /// Goes with `username`.
-    pub password: Option<Secret>,
-    /// `Authorization: ApiKey …`; wins over basic auth.
-    pub api_key: Option<Secret>,
-    /// A PEM CA to trust.
+    /// How `_bulk` and template requests authenticate.
+    pub auth: EsAuth,
+    /// How searches (the page over Elasticsearch) authenticate; `None`:
+    /// with [`EsConfig::auth`].
+    pub search_auth: Option<EsAuth>,
+    /// A PEM CA bundle that replaces the built-in roots when set.
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain); always set together with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's PEM private key; set with `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// `[es] search_index`: the indices searched, overriding the ones
+    /// derived from the known topics; each entry validated (no bare `*`).
+    pub search_index: Vec<String>,
+    /// `*_file` keys that were read, `(key, path)`: their permissions are
+    /// checked at start ([`EsConfig::warnings`]).
+    pub secret_files: Vec<(String, PathBuf)>,
     /// Where documents refused for good go.
     pub dead_letter: DeadLetter,
     /// Topics whose JSON-object lines are merged into the document; `*`: all.
@@ -306,6 +315,55 @@ pub struct EsConfig {
     pub retry_max_backoff_ms: u64,
     /// Install an index template mapping our fields for each topic's indices.
     pub manage_template: bool,
+}
+
+/// How logcollect authenticates to Elasticsearch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EsAuth {
+    /// No credentials.
+    None,
+    /// `Authorization: Basic …`.
+    Basic {
+        /// `[es] username` (or `search_username`).
+        username: String,
+        /// From `password` or `password_file`.
+        password: Secret,
+    },
+    /// `Authorization: ApiKey …` (the base64 `id:key` Elasticsearch hands out).
+    ApiKey(Secret),
+}
+
+impl EsAuth {
+    /// Whether requests carry credentials.
+    pub fn is_set(&self) -> bool {
+        !matches!(self, EsAuth::None)
+    }
+}
+
+impl EsConfig {
+    /// What to warn about at start: credentials over plain `http://`, and
+    /// secret files that others may read. Pure, so it is tested; the
+    /// caller logs each line once.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let creds = self.auth.is_set() || self.search_auth.as_ref().is_some_and(EsAuth::is_set);
+        if creds {
+            for n in self.nodes.iter().filter(|n| n.starts_with("http://")) {
+                out.push(format!(
+                    "es.address: credentials are sent to {n} over plain http (anyone on the path can read them); use https://"
+                ));
+            }
+        }
+        for (key, path) in &self.secret_files {
+            if let Some(mode) = Secret::loose_mode(path) {
+                out.push(format!(
+                    "{key}: {} is readable by its group or others (mode {mode:03o}); chmod 600 it",
+                    path.display()
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// `[index]`: the embedded index of `logcollect run` (used when `[es]` has
@@ -531,6 +589,59 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
     }
 
     #[test]
+    fn es_credentials_and_tls() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let ini = format!(
+            "[es]\naddress = https://a:9200; http://b:9200\nusername = w\npassword_file = {}\n\
+             search_api_key = c2VhcmNo\nca_file = /ca.pem\ncert_file = /c.pem\nkey_file = /k.pem\n\
+             search_index = app-*, web-*\n",
+            pw.display()
+        );
+        let es = Config::from_ini_str(&ini).unwrap().es.unwrap();
+        assert_eq!(es.auth, EsAuth::Basic { username: "w".into(), password: Secret::new("s3cret") });
+        assert_eq!(es.search_auth, Some(EsAuth::ApiKey(Secret::new("c2VhcmNo"))));
+        assert_eq!(es.search_index, vec!["app-*", "web-*"]);
+        assert_eq!(es.cert_file.as_deref(), Some(Path::new("/c.pem")));
+        let w = es.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("es.address:") && w[0].contains("http://b:9200"), "{w:?}");
+        assert!(w[1].starts_with("es.password_file:") && w[1].contains("644"), "{w:?}");
+        assert!(!format!("{es:?}").contains("s3cret"), "Debug hides the password");
+        // Search credentials default to the write ones; no credentials, no http warning.
+        let es = Config::from_ini_str("[es]\naddress = e:9200\napi_key = k\n").unwrap().es.unwrap();
+        assert_eq!((es.auth, es.search_auth), (EsAuth::ApiKey(Secret::new("k")), None));
+        assert!(Config::from_ini_str("[es]\naddress = e:9200\n").unwrap().es.unwrap().warnings().is_empty());
+
+        // (config, key named in the error, words the message must contain, words it must not)
+        let table: &[(&str, &str, &str, &str)] = &[
+            ("address = https://u:hunter2@h:9200", "es.address", "credentials in its URL", "hunter2"),
+            ("address = https://u:hunter2@h:9200/p@x", "es.address", "https://h:9200", "hunter2"),
+            ("address = ftp://h", "es.address", "not http or https", ""),
+            ("address = h\nusername = u\npassword = p\napi_key = k", "es.username", "not both", ""),
+            ("address = h\npassword = p", "es.username", "goes with a password", ""),
+            ("address = h\npassword = p\npassword_file = /x\nusername = u", "es.password", "not both", ""),
+            ("address = h\napi_key_file = /nonexistent/k", "es.api_key_file", "/nonexistent/k", ""),
+            ("address = h\nsearch_username = r", "es.search_username", "search_password", ""),
+            ("address = h\ncert_file = /c.pem", "es.cert_file", "together", ""),
+            ("address = h\nsearch_index = *", "es.search_index", "every index", ""),
+            ("address = h\nsearch_index = app-*, .security*", "es.search_index", "hidden", ""),
+            ("address = h\nsearch_index = App", "es.search_index", "'A'", ""),
+            ("address = h\nsearch_index = a b", "es.search_index", "' '", ""),
+        ];
+        for &(body, key, words, never) in table {
+            let text = format!("[es]\n{body}\n");
+            let e = Config::from_ini_str(&text).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert!(e.to_string().contains(words), "{text:?}: {e}");
+            assert!(never.is_empty() || !e.to_string().contains(never), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
     fn allowed_paths_bound_the_static_list_and_symlinks_are_off() {
         let c = Config::from_ini_str("[agent]\nallowed_paths = /var/log; /srv/*/logs/*.log\nfollow_symlinks = yes\n[collect]\nt = /var/log/*.log\n").unwrap();
         assert!(c.agent.follow_symlinks && c.agent.allowed_paths.is_set());
@@ -602,8 +713,10 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
                 "[es]\nworker = 1\n",
                 "es.worker",
                 "unknown key (known in [es]: address, workers, chan_max_size, index, bulk_max_bytes, \
-                 bulk_max_docs, bulk_max_wait_ms, username, password, api_key, ca_file, dead_letter, \
-                 dead_letter_path, parse_json, retry_max_backoff_ms, manage_template)",
+                 bulk_max_docs, bulk_max_wait_ms, username, password, password_file, api_key, api_key_file, \
+                 search_username, search_password, search_password_file, search_api_key, search_api_key_file, \
+                 search_index, ca_file, cert_file, key_file, dead_letter, dead_letter_path, parse_json, \
+                 retry_max_backoff_ms, manage_template)",
             ),
             // An unknown key wins over a bad value anywhere in the file.
             ("[agent]\nmax_line_bytes = 0\n[index]\nretenton = 1\n", "index.retenton", "unknown key"),

@@ -141,6 +141,11 @@ impl<'a> Key<'a> {
         err(format!("{}.{}", self.section, self.name), message)
     }
 
+    /// `section.key`, for errors made elsewhere ([`super::Secret::from_file`]).
+    pub(super) fn full_name(&self) -> String {
+        format!("{}.{}", self.section, self.name)
+    }
+
     /// The value, `None` when missing or empty (an empty value means default).
     pub(super) fn str(&self) -> Option<&'a str> {
         self.value.map(str::trim).filter(|v| !v.is_empty())

@@ -3,9 +3,10 @@
 //! problem, naming `section.key`; [`super::Config::from_ini_str`] calls them
 //! all and checks for unknown keys before it returns any of their errors.
 
+use super::index_pattern::INDEX_FORBIDDEN;
 use super::raw::{keys, Key, Sections};
 use super::{
-    check_topic, err, split_list, AgentConfig, AllowedPaths, CollectEntry, ConfigError, DeadLetter, EsConfig,
+    check_topic, err, split_list, AgentConfig, AllowedPaths, CollectEntry, ConfigError, DeadLetter, EsAuth, EsConfig,
     EtcdConfig, HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig, Secret,
     DEFAULT_CHAN_MAX_SIZE, DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN,
     MAX_LINE_BYTES_LIMIT,
@@ -149,8 +150,18 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         bulk_max_wait_ms,
         username,
         password,
+        password_file,
         api_key,
+        api_key_file,
+        search_username,
+        search_password,
+        search_password_file,
+        search_api_key,
+        search_api_key_file,
+        search_index,
         ca_file,
+        cert_file,
+        key_file,
         dead_letter,
         dead_letter_path,
         parse_json,
@@ -165,10 +176,24 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         .into_iter()
         .map(|n| if n.contains("://") { n } else { format!("http://{n}") })
         .map(|n| n.trim_end_matches('/').to_string())
-        .collect();
+        .collect::<Vec<_>>();
+    for n in &nodes {
+        check_node(n).map_err(|m| address.err(m))?;
+    }
     let index = IndexPattern::parse(index.str().unwrap_or("{topic}")).map_err(|e| index.err(e.to_string()))?;
     let dead_letter = dead_letters(dead_letter, dead_letter_path, has_kafka, data_dir)?;
-    let (username, password) = both_or_neither(username, password, "")?;
+    let mut secret_files = Vec::new();
+    let auth = es_auth([username, password, password_file, api_key, api_key_file], &mut secret_files)?;
+    let search_auth = es_auth(
+        [search_username, search_password, search_password_file, search_api_key, search_api_key_file],
+        &mut secret_files,
+    )?;
+    let search_auth = search_auth.is_set().then_some(search_auth);
+    let (cert_file, key_file) = both_or_neither(cert_file, key_file, " (the client certificate)")?;
+    let search_indices = search_index.list();
+    for i in &search_indices {
+        check_search_index(i).map_err(|m| search_index.err(m))?;
+    }
     Ok(Some(EsConfig {
         nodes,
         workers: workers.num(4, 1, 256)?,
@@ -177,15 +202,95 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         bulk_max_bytes: bulk_max_bytes.num(5 << 20, 1 << 10, 100 << 20)?,
         bulk_max_docs: bulk_max_docs.num(5000, 1, 1_000_000)?,
         bulk_max_wait_ms: bulk_max_wait_ms.num(200, 0, 3_600_000)?,
-        username,
-        password: password.map(Secret::new),
-        api_key: api_key.opt().map(Secret::new),
+        auth,
+        search_auth,
         ca_file: ca_file.opt().map(PathBuf::from),
+        cert_file: cert_file.map(PathBuf::from),
+        key_file: key_file.map(PathBuf::from),
+        search_index: search_indices,
+        secret_files,
         dead_letter,
         parse_json: parse_json.list(),
         retry_max_backoff_ms: retry_max_backoff_ms.num(30_000, 10, 3_600_000)?,
         manage_template: manage_template.flag(true)?,
     }))
+}
+
+/// A node URL (`scheme://host:port[/path]`): http or https, and no userinfo.
+/// The message never repeats what stands before an `@`, as it may be a
+/// password.
+fn check_node(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        return Err(format!(
+            "the node {scheme}://{host} has credentials in its URL (user:password@); \
+             they would be logged and shown in errors: use es.username with es.password_file, or es.api_key_file"
+        ));
+    }
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{scheme:?} is not http or https (node {scheme}://{authority})"));
+    }
+    if authority.is_empty() {
+        return Err("a node has no host".into());
+    }
+    Ok(())
+}
+
+/// One set of Elasticsearch credentials from its five keys, in this order:
+/// `username`, `password`, `password_file`, `api_key`, `api_key_file`
+/// (or their `search_` twins). Basic auth or an API key, not both; a
+/// secret inline or in a file, not both. Files read are added to `files`.
+fn es_auth(k: [Key<'_>; 5], files: &mut Vec<(String, PathBuf)>) -> Result<EsAuth, ConfigError> {
+    let [username, password, password_file, api_key, api_key_file] = k;
+    let (password_key, api_key_key) = (password, api_key);
+    let password = secret(password, password_file, files)?;
+    let api_key = secret(api_key, api_key_file, files)?;
+    match (username.opt(), password, api_key) {
+        (Some(_), _, Some(_)) => {
+            Err(username
+                .err(format!("set {} (basic auth) or {} (an API key), not both", username.name, api_key_key.name)))
+        }
+        (None, Some(_), _) => Err(username.err(format!("{} goes with a password; set it too", username.name))),
+        (Some(_), None, None) => {
+            Err(username.err(format!("{} needs {} or {}", username.name, password_key.name, password_file.name)))
+        }
+        (Some(username), Some(password), None) => Ok(EsAuth::Basic { username, password }),
+        (None, None, Some(key)) => Ok(EsAuth::ApiKey(key)),
+        (None, None, None) => Ok(EsAuth::None),
+    }
+}
+
+/// A secret given inline (`value`) or in a file (`file`), not both.
+fn secret(value: Key<'_>, file: Key<'_>, files: &mut Vec<(String, PathBuf)>) -> Result<Option<Secret>, ConfigError> {
+    match (value.str(), file.str()) {
+        (Some(_), Some(_)) => Err(value.err(format!("set {} or {}, not both", value.name, file.name))),
+        (Some(v), None) => Ok(Some(Secret::new(v))),
+        (None, Some(path)) => {
+            let key = file.full_name();
+            let s = Secret::from_file(&key, Path::new(path))?;
+            files.push((key, PathBuf::from(path)));
+            Ok(Some(s))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// One `[es] search_index` entry: an index name or pattern that searches
+/// only logcollect's indices, so not `*` alone, nor hidden or system ones.
+fn check_search_index(i: &str) -> Result<(), String> {
+    if i.chars().all(|c| c == '*') {
+        return Err(format!("{i:?} would search every index; name logcollect's (e.g. app-*)"));
+    }
+    if i.starts_with(['-', '_', '+', '.']) {
+        return Err(format!("{i:?}: cannot start with '-', '_', '+' or '.' (exclusions, hidden and system indices)"));
+    }
+    if let Some(c) =
+        i.chars().find(|&c| c != '*' && (c.is_uppercase() || c.is_control() || INDEX_FORBIDDEN.contains(&c)))
+    {
+        return Err(format!("{i:?}: {c:?} is not allowed in an index name"));
+    }
+    Ok(())
 }
 
 /// `[es] dead_letter` and `dead_letter_path`. Without Kafka (one host

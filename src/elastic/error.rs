@@ -8,9 +8,10 @@ use std::path::PathBuf;
 /// Why the Elasticsearch side could not start, or a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
-    /// `[es] ca_file` cannot be read, or is not a PEM certificate.
+    /// `[es] ca_file`, `cert_file` or `key_file` (the key named) cannot be
+    /// read, or is not PEM of the right kind.
     #[error("{}: {message}", path.display())]
-    CaFile { path: PathBuf, message: String },
+    TlsFile { key: &'static str, path: PathBuf, message: String },
     /// The HTTP client cannot be built.
     #[error("HTTP client: {0}")]
     Client(String),
@@ -18,9 +19,9 @@ pub enum EsError {
     /// answer cut off.
     #[error("{node}: {message}")]
     Unreachable { node: String, message: String },
-    /// An answer other than 2xx.
-    #[error("{url}: {status} {body_excerpt}")]
-    Refused { url: String, status: u16, body_excerpt: String },
+    /// An answer other than 2xx from `node` to the request for `path`.
+    #[error("{node}{path}: {status} {body_excerpt}")]
+    Refused { node: String, path: String, status: u16, body_excerpt: String },
     /// Dead letters to Kafka, and no `[kafka]` to send them with.
     #[error("dead letters to Kafka need [kafka] address (or es.dead_letter_path)")]
     DeadLetterNeedsKafka,
@@ -45,7 +46,7 @@ impl EsError {
     /// The config key behind the failure.
     pub fn config_key(&self) -> &'static str {
         match self {
-            EsError::CaFile { .. } => "es.ca_file",
+            EsError::TlsFile { key, .. } => key,
             EsError::DeadLetterNeedsKafka | EsError::DeadLetterProducer(_) => "es.dead_letter",
             EsError::DeadLetterFile { .. } => "es.dead_letter_path",
             EsError::Client(_) | EsError::Unreachable { .. } | EsError::Refused { .. } => "es",
@@ -70,7 +71,11 @@ mod tests {
         // (error, config error as printed)
         let table = [
             (
-                EsError::CaFile { path: "/etc/ca.pem".into(), message: "No such file or directory".into() },
+                EsError::TlsFile {
+                    key: "es.ca_file",
+                    path: "/etc/ca.pem".into(),
+                    message: "No such file or directory".into(),
+                },
                 "config es.ca_file: /etc/ca.pem: No such file or directory",
             ),
             (EsError::Client("no TLS backend".into()), "config es: HTTP client: no TLS backend"),
@@ -94,7 +99,8 @@ mod tests {
 
     #[test]
     fn transient_errors() {
-        let refused = |status| EsError::Refused { url: "u".into(), status, body_excerpt: String::new() };
+        let refused =
+            |status| EsError::Refused { node: "n".into(), path: "/p".into(), status, body_excerpt: String::new() };
         assert!(EsError::Unreachable { node: "n".into(), message: "m".into() }.is_transient());
         for (status, transient) in [(429, true), (500, true), (503, true), (400, false), (404, false), (413, false)] {
             assert_eq!(refused(status).is_transient(), transient, "{status}");

@@ -41,17 +41,27 @@ pub struct TransferStats {
     /// acknowledging its document.
     pub e2e_latency: Histogram,
     /// Whether the last request got an answer from Elasticsearch:
-    /// 0 (none sent yet), [`ES_UP`] or [`ES_DOWN`].
+    /// 0 (none sent yet), [`ES_UP`], [`ES_DOWN`] or [`ES_DENIED`].
     pub es_state: std::sync::atomic::AtomicU8,
+    /// The status (401 or 403) of the last refusal of our credentials;
+    /// read when `es_state` is [`ES_DENIED`].
+    pub es_denied_status: std::sync::atomic::AtomicU16,
+    /// Documents resent without their merged JSON fields after
+    /// Elasticsearch refused them for their mapping (`parse_json`).
+    pub docs_unmerged: AtomicU64,
 }
 
+/// The last request was answered.
 pub const ES_UP: u8 = 1;
+/// The last request got no answer.
 pub const ES_DOWN: u8 = 2;
+/// The last request was refused for its credentials (401/403).
+pub const ES_DENIED: u8 = 3;
 
 impl TransferStats {
     /// The monotonic counters by name, for `/api/status`, `/metrics`
     /// (`logcollect_<name>_total`) and the totals logged at exit.
-    pub fn totals(&self) -> [(&'static str, u64); 11] {
+    pub fn totals(&self) -> [(&'static str, u64); 12] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("records", g(&self.records)),
@@ -61,6 +71,7 @@ impl TransferStats {
             ("docs_dead_lettered", g(&self.docs_dead_lettered)),
             ("docs_lossy", g(&self.docs_lossy)),
             ("docs_time_clamped", g(&self.docs_time_clamped)),
+            ("docs_unmerged", g(&self.docs_unmerged)),
             ("bulk_requests", g(&self.bulk_requests)),
             ("bulk_bytes", g(&self.bulk_bytes)),
             ("es_errors", g(&self.es_errors)),
@@ -73,11 +84,20 @@ impl TransferStats {
         self.es_state.store(if answered { ES_UP } else { ES_DOWN }, Ordering::Relaxed);
     }
 
-    /// `None` until a request was sent.
-    pub fn es_reachable(&self) -> Option<bool> {
+    /// Records that Elasticsearch refused our credentials (401 or 403).
+    pub fn es_denied(&self, status: u16) {
+        self.es_denied_status.store(status, Ordering::Relaxed);
+        self.es_state.store(ES_DENIED, Ordering::Relaxed);
+    }
+
+    /// Why `/health/ready` fails on Elasticsearch's side, if it does.
+    pub fn es_problem(&self) -> Option<String> {
         match self.es_state.load(Ordering::Relaxed) {
-            ES_UP => Some(true),
-            ES_DOWN => Some(false),
+            ES_DOWN => Some("no answer to the last request".into()),
+            ES_DENIED => Some(match self.es_denied_status.load(Ordering::Relaxed) {
+                401 => "authentication failed (401): check the es credentials".into(),
+                s => format!("forbidden ({s}): the es credentials may not write these indices"),
+            }),
             _ => None,
         }
     }

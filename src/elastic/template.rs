@@ -5,36 +5,66 @@ use crate::common::backoff::Backoff;
 use crate::common::shutdown;
 use crate::config::EsConfig;
 use crate::elastic::client::EsClient;
+use crate::elastic::error::EsError;
+use crate::elastic::stats::TransferStats;
+use crate::elastic::worker::{denied_words, Throttle, DENIED_LOG_EVERY_MS};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Installs one index template per topic (`logcollect-<topic>`, so
 /// transfers consuming other topics do not overwrite each other's) before
-/// anything is indexed. Waits while no node answers; a template refused for
-/// good is logged and indexing goes on with dynamic mapping. Returns false
-/// if `stop` was set while waiting.
-pub async fn install_templates(client: &EsClient, es: &EsConfig, topics: &[String], stop: &AtomicBool) -> bool {
+/// anything is indexed. Waits while no node answers or our credentials are
+/// refused (401/403: logged at most every 10 s, `/health/ready` 503 through
+/// `stats`); a template refused for good otherwise is logged and indexing
+/// goes on with dynamic mapping. Returns false if `stop` was set while
+/// waiting.
+pub async fn install_templates(
+    client: &EsClient,
+    es: &EsConfig,
+    topics: &[String],
+    stats: &TransferStats,
+    stop: &AtomicBool,
+) -> bool {
+    let denied_log = Throttle::default();
     for topic in topics {
         let name = format!("logcollect-{}", topic.to_ascii_lowercase());
         let body = index_template(&[es.index.wildcard(topic)], 100);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(es.retry_max_backoff_ms));
         loop {
-            match client.put_template(&name, body.clone()).await {
+            let wait = match client.put_template(&name, body.clone()).await {
                 Ok(()) => {
+                    stats.es_answered(true);
                     tracing::info!(template = %name, pattern = %es.index.wildcard(topic), "index template installed");
                     break;
                 }
+                Err(EsError::Refused { status: status @ (401 | 403), node, body_excerpt, .. }) => {
+                    stats.es_denied(status);
+                    let wait = backoff.next_wait();
+                    if let Some(held) = denied_log.allow(crate::common::clock::now_ms(), DENIED_LOG_EVERY_MS) {
+                        tracing::error!(
+                            node,
+                            status,
+                            template = %name,
+                            "Elasticsearch: {} installing the index template ({body_excerpt}); retrying in {wait:?}, nothing is indexed until it is installed ({held} more refusals since the last message)",
+                            denied_words(status)
+                        );
+                    }
+                    wait
+                }
                 Err(e) if !e.is_transient() => {
+                    stats.es_answered(true);
                     tracing::warn!(template = %name, "index template refused ({e}); indexing with dynamic mapping (set es.manage_template = false to skip)");
                     break;
                 }
-                Err(_) => {
+                Err(e) => {
+                    stats.es_answered(false);
                     let wait = backoff.next_wait();
-                    tracing::warn!(template = %name, "Elasticsearch unreachable; retrying the index template in {wait:?}");
-                    if shutdown::sleep_async(stop, wait).await {
-                        return false;
-                    }
+                    tracing::warn!(template = %name, "Elasticsearch unreachable or busy ({e}); retrying the index template in {wait:?}");
+                    wait
                 }
+            };
+            if shutdown::sleep_async(stop, wait).await {
+                return false;
             }
         }
     }

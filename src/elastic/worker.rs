@@ -12,7 +12,11 @@
 //! - refused for good (mapping errors…): written to the dead-letter
 //!   destination with the error, then acknowledged;
 //! - the whole request refused with 429 / 5xx, or no connection: sent again
-//!   whole; 413: split in halves.
+//!   whole; 413: split in halves;
+//! - 401 / 403 (our credentials refused): sent again whole with backoff,
+//!   never dead-lettered (a password being rotated must not lose lines),
+//!   logged at most every [`DENIED_LOG_EVERY_MS`], and `/health/ready` is
+//!   503 while it lasts.
 //!
 //! That policy is `next_step`, a pure function of the answer (its unit test
 //! is the table of it); [`Worker::process`] carries it out.
@@ -24,7 +28,7 @@ use crate::common::ack::BatchAck;
 use crate::common::backoff::Backoff;
 use crate::config::{EsConfig, KafkaConfig};
 use crate::elastic::classify::{classify, excerpt, ClassifyError, ItemError, ItemOutcome, Outcomes};
-use crate::elastic::client::{Answer, EsClient, ANSWER_EXCERPT};
+use crate::elastic::client::{Answer, EsClient, Purpose, ANSWER_EXCERPT};
 use crate::elastic::dead_letter::DeadLetterSink;
 use crate::elastic::stats::TransferStats;
 use bytes::Bytes;
@@ -36,6 +40,43 @@ use std::time::Duration;
 /// The first wait before a retry (of a request, or of a dead-letter
 /// write); it doubles up to `[es] retry_max_backoff_ms`.
 const FIRST_RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// How often a refusal of our credentials is logged while it lasts.
+pub(crate) const DENIED_LOG_EVERY_MS: i64 = 10_000;
+
+/// Lets a repeated message through at most once per period, counting the
+/// ones held back in between.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    /// When the message was last let through (ms since the epoch; 0: never).
+    last_ms: std::sync::atomic::AtomicI64,
+    /// Held back since then.
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// `Some(held back since the last one)` when the message may be logged
+    /// at `now_ms`, once per `every_ms`.
+    pub(crate) fn allow(&self, now_ms: i64, every_ms: i64) -> Option<u64> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < every_ms {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        // Another worker may log the same instant: one of them wins.
+        self.last_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).ok()?;
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// What a 401 or 403 means, for messages.
+pub(crate) fn denied_words(status: u16) -> &'static str {
+    if status == 401 {
+        "authentication failed"
+    } else {
+        "forbidden"
+    }
+}
 
 /// The partition a group of documents came from, and what they owe it.
 #[derive(Debug)]
@@ -63,6 +104,8 @@ pub struct Worker {
     pub dead_letter: DeadLetterSink,
     pub stats: Arc<TransferStats>,
     pub max_backoff: Duration,
+    /// Paces the log line of refused credentials.
+    pub denied_log: Throttle,
 }
 
 impl Worker {
@@ -87,7 +130,7 @@ impl Worker {
             self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
             self.stats.bulk_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             let started = std::time::Instant::now();
-            let answer = self.client.post_bulk(body).await;
+            let (node, answer) = self.client.post_bulk(body).await;
             self.stats.bulk_latency.observe(started.elapsed());
             // 0: no answer.
             let failed = match &answer {
@@ -118,6 +161,19 @@ impl Worker {
                             "Elasticsearch refused the request for now ({excerpt}); retrying {n} documents in {wait:?}"
                         ),
                         Resend::Unclassified(e) => tracing::warn!("{e}; retrying {n} documents"),
+                        Resend::Denied { status, excerpt } => {
+                            self.stats.es_denied(status);
+                            if let Some(held) =
+                                self.denied_log.allow(crate::common::clock::now_ms(), DENIED_LOG_EVERY_MS)
+                            {
+                                tracing::error!(
+                                    node,
+                                    status,
+                                    "Elasticsearch: {} for _bulk ({excerpt}); retrying {n} documents in {wait:?}, none dropped ({held} more refusals since the last message)",
+                                    denied_words(status)
+                                );
+                            }
+                        }
                     }
                     pending
                 }
@@ -241,6 +297,8 @@ enum Resend {
     Refused { status: u16, excerpt: String },
     /// A 2xx answer that does not match the request.
     Unclassified(ClassifyError),
+    /// 401 or 403: our credentials were refused; the start of the answer.
+    Denied { status: u16, excerpt: String },
 }
 
 /// The [`Step`] after `answer` to a request of `pending` documents. A 2xx
@@ -252,6 +310,12 @@ fn next_step(answer: Answer, pending: usize, outcomes: &mut Outcomes) -> Step {
         Answer::Status(413, _) if pending > 1 => Step::Split,
         Answer::Status(status, text) if status == 429 || status >= 500 => {
             Step::RetryAll(Resend::Refused { status, excerpt: excerpt(&text, ANSWER_EXCERPT) })
+        }
+        // Credentials refused: an operator's mistake or a rotation under
+        // way, never the documents' fault, so they wait rather than go to
+        // the dead letter.
+        Answer::Status(status @ (401 | 403), text) => {
+            Step::RetryAll(Resend::Denied { status, excerpt: excerpt(&text, ANSWER_EXCERPT) })
         }
         Answer::Status(status, text) if !(200..300).contains(&status) => Step::RejectAll(ItemError {
             status,
@@ -287,13 +351,17 @@ impl Workers {
         stats: Arc<TransferStats>,
         queue: usize,
     ) -> Result<Workers, crate::config::ConfigError> {
-        let client = EsClient::new(es)?;
+        for w in es.warnings() {
+            tracing::warn!("{w}");
+        }
+        let client = EsClient::new(es, Purpose::Write)?;
         let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, kafka))?;
         let worker = Arc::new(Worker {
             client,
             dead_letter,
             stats,
             max_backoff: Duration::from_millis(es.retry_max_backoff_ms),
+            denied_log: Throttle::default(),
         });
         let (tx, rx) = tokio::sync::mpsc::channel::<Request>(queue.max(1));
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -371,6 +439,16 @@ mod tests {
     }
 
     #[test]
+    fn throttle_lets_one_through_per_period_and_counts_the_rest() {
+        let t = Throttle::default();
+        assert_eq!(t.allow(1_000, 10_000), Some(0));
+        assert_eq!(t.allow(5_000, 10_000), None);
+        assert_eq!(t.allow(10_999, 10_000), None);
+        assert_eq!(t.allow(11_000, 10_000), Some(2));
+        assert_eq!(t.allow(11_001, 10_000), None);
+    }
+
+    #[test]
     fn next_step_table() {
         use Resend::{Refused, Unclassified, Unreachable};
         use Step::*;
@@ -428,7 +506,8 @@ mod tests {
             (599, &long, 4, busy(599, &cut)),
             // Anything else: refused for good, every document.
             (400, r#"{"error":"bad"}"#, 2, reject(400, r#"{"error":"bad"}"#)),
-            (401, "unauthorized", 2, reject(401, "unauthorized")),
+            (401, "unauthorized", 2, RetryAll(Resend::Denied { status: 401, excerpt: "unauthorized".into() })),
+            (403, "forbidden", 1, RetryAll(Resend::Denied { status: 403, excerpt: "forbidden".into() })),
             (404, &long, 1, reject(404, &cut)),
             (301, "", 1, reject(301, "")),
             (100, "", 1, reject(100, "")),

@@ -158,9 +158,9 @@ impl Observed {
         let s = stats.clone();
         self.add_check(
             "elasticsearch",
-            Arc::new(move || match s.es_reachable() {
-                Some(false) => Err("no answer to the last request".into()),
-                _ => Ok(()),
+            Arc::new(move || match s.es_problem() {
+                Some(why) => Err(why),
+                None => Ok(()),
             }),
         );
         lock(&self.parts).transfer = Some(stats);

@@ -221,6 +221,10 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
             "docs_time_clamped",
             "Records timestamped over 30 days ago or over a day ahead: indexed by the window's nearest end",
         ),
+        (
+            "docs_unmerged",
+            "parse_json documents Elasticsearch refused for their fields, resent as plain text (json.dropped)",
+        ),
         ("bulk_requests", "_bulk requests sent"),
         ("bulk_bytes", "_bulk request bytes sent"),
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),

@@ -31,10 +31,10 @@ pub(super) fn es_direct(ctx: &Ctx<'_>, es: &EsConfig) -> Result<(), RunError> {
     ctx.obs.add_agent(observe::agent_view(stats.clone(), checkpoints.clone(), &rx));
     let es_stats = Arc::new(TransferStats::default());
     ctx.obs.add_transfer(es_stats.clone());
-    ctx.serving(es_backend(es)?, || {
+    ctx.serving(es_backend(cfg, es, &collected_topics(cfg))?, || {
         let workers = Workers::start(rt, es, None, es_stats.clone(), es.workers)?;
         if es.manage_template {
-            rt.block_on(install_templates(&workers.worker.client, es, &collected_topics(cfg), ctx.stop));
+            rt.block_on(install_templates(&workers.worker.client, es, &collected_topics(cfg), &es_stats, ctx.stop));
         }
         let sink = EsSink { es: es.clone(), host, workers, stats: es_stats };
         let shutdown_timeout = Duration::from_millis(cfg.agent.shutdown_timeout_ms);

@@ -26,7 +26,7 @@ use crate::common::backoff::Backoff;
 use crate::common::shutdown;
 use crate::common::write_health::WriteHealth;
 use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
-use crate::elastic::client::EsClient;
+use crate::elastic::client::{EsClient, Purpose};
 use crate::embedded::index::{IndexConfig, IndexError, Payload, Store, Writer};
 use crate::embedded::ingest;
 use crate::error::RunError;
@@ -320,16 +320,44 @@ fn collected_topics(cfg: &Config) -> Vec<String> {
     topics
 }
 
-fn es_backend(es: &EsConfig) -> Result<Backend, RunError> {
-    let client = EsClient::new(es).map_err(ConfigError::from)?;
-    // Every topic's indices: the pattern with `*` for the topic.
-    Ok(Backend::Elasticsearch(EsSearch { client, indices: es.index.wildcard("*") }))
+/// The search page over Elasticsearch: the search credentials, and only
+/// logcollect's indices (`[es] search_index`, else those of `topics`).
+fn es_backend(cfg: &Config, es: &EsConfig, topics: &[String]) -> Result<Backend, RunError> {
+    // Without a page nothing is searched, so nothing needs to be known.
+    let indices = if cfg.http.listen.is_some() { search_indices(es, topics)? } else { String::new() };
+    let client = EsClient::new(es, Purpose::Search).map_err(ConfigError::from)?;
+    tracing::info!(indices = %indices, "search page: searching Elasticsearch");
+    Ok(Backend::Elasticsearch(EsSearch { client, indices }))
+}
+
+/// The indices the search page reads: `[es] search_index` when set, else
+/// the index pattern with `*` for the date of each known topic
+/// (`app-*,web-*`), never every index; with neither, an error naming both
+/// keys (a page that silently searched something else would mislead).
+fn search_indices(es: &EsConfig, topics: &[String]) -> Result<String, ConfigError> {
+    if !es.search_index.is_empty() {
+        return Ok(es.search_index.join(","));
+    }
+    if topics.is_empty() {
+        return Err(ConfigError {
+            key: "es.search_index".into(),
+            message: "the search page does not know which indices are logcollect's (no [kafka] topic, no \
+                      [collect] entry): set es.search_index (e.g. app-*,web-*), or [http] listen = off"
+                .into(),
+        });
+    }
+    let mut names: Vec<String> = topics.iter().map(|t| es.index.wildcard(t)).collect();
+    names.sort();
+    names.dedup();
+    Ok(names.join(","))
 }
 
 /// Kafka and Elasticsearch: the agent and the transfer in one process.
 fn agent_and_transfer(ctx: &Ctx<'_>, es: &EsConfig) -> Result<(), RunError> {
     let cfg = ctx.cfg;
-    ctx.serving(es_backend(es)?, || {
+    let mut topics = collected_topics(cfg);
+    topics.extend(cfg.kafka.iter().flat_map(|k| k.topics.iter().cloned()));
+    ctx.serving(es_backend(cfg, es, &topics)?, || {
         run_parts(
             ctx.stop,
             vec![

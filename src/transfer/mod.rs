@@ -78,7 +78,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let queue = (es.chan_max_size / es.bulk_max_docs).saturating_sub(es.workers).max(1);
     let workers = Workers::start(&rt, &es, Some(&kafka), stats.clone(), queue)?;
-    if es.manage_template && !rt.block_on(install_templates(&workers.worker.client, &es, &kafka.topics, stop)) {
+    if es.manage_template && !rt.block_on(install_templates(&workers.worker.client, &es, &kafka.topics, &stats, stop)) {
         return Ok(()); // stopped while waiting for Elasticsearch
     }
 

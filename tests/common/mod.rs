@@ -10,6 +10,7 @@
 
 pub mod es;
 pub mod files;
+pub mod tls_proxy;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

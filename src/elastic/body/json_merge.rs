@@ -11,6 +11,21 @@ use crate::record::Record;
 use simd_json::prelude::Writable;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
+/// Most top-level keys a line may merge (security review finding 12: each
+/// new key is a field of the index's dynamic mapping, and Elasticsearch's
+/// `index.mapping.total_fields.limit` is 1000); a line with more stays a
+/// plain `message`.
+pub(super) const MAX_MERGED_KEYS: usize = 100;
+
+/// Most keys a line may merge at all depths (depth is bounded by
+/// [`JSON_MAX_DEPTH`]); a line with more stays a plain `message`.
+pub(super) const MAX_MERGED_FIELDS: usize = 500;
+
+/// Keys of every object in `tape`: one pass, no allocation.
+fn total_keys(tape: &[Node<'_>]) -> usize {
+    tape.iter().map(|n| if let Node::Object { len, .. } = n { *len } else { 0 }).sum()
+}
+
 /// Cheap pre-check before copying a line for simd-json: first non-blank
 /// byte is `{`.
 pub(super) fn looks_like_object(line: &[u8]) -> bool {
@@ -68,7 +83,8 @@ fn write_merged(
     let Some(&Node::Object { len, .. }) = tape.first() else {
         return None;
     };
-    if !keys_acceptable(tape, 0, keys) {
+    // A line that would add many fields to the mapping is kept whole as text.
+    if len > MAX_MERGED_KEYS || total_keys(tape) > MAX_MERGED_FIELDS || !keys_acceptable(tape, 0, keys) {
         return None;
     }
     let doc_start = buf.len();
@@ -284,6 +300,29 @@ mod tests {
             }
             assert_eq!(doc, expected, "line {line}");
             assert_eq!(out, PushOutcome::Added { lossy: false, merged_json: want.is_some() }, "line {line}");
+        }
+    }
+
+    #[test]
+    fn json_key_limits() {
+        let flat = |n: usize| format!("{{{}}}", (0..n).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(","));
+        // (line, merged)
+        let nested_wide =
+            format!("{{{}}}", (0..6).map(|i| format!("\"o{i}\":{}", flat(90))).collect::<Vec<_>>().join(","));
+        let table = [
+            (flat(MAX_MERGED_KEYS), true),
+            (flat(MAX_MERGED_KEYS + 1), false),
+            (format!("{{\"a\":{}}}", flat(MAX_MERGED_FIELDS - 1)), true),
+            (format!("{{\"a\":{}}}", flat(MAX_MERGED_FIELDS)), false),
+            (nested_wide, false),
+        ];
+        for (line, merged) in table {
+            let (_, doc, _) = one(&rec(line.as_bytes()), MessageMode::ParseJson);
+            let first = doc.as_object().unwrap().keys().any(|k| k == "k0" || k == "a" || k == "o0");
+            assert_eq!(first, merged, "{} bytes", line.len());
+            if !merged {
+                assert_eq!(doc["message"], line.as_str(), "kept whole as text");
+            }
         }
     }
 
