@@ -120,7 +120,10 @@ impl<S> Batcher<S> {
             };
             match self.body.push(rec, index, mode) {
                 PushOutcome::Full => flush(self.take()),
-                PushOutcome::Added { lossy, .. } => {
+                PushOutcome::Added { lossy, merged_json } => {
+                    if mode == MessageMode::ParseJson && !merged_json {
+                        self.stats.docs_unmerged.fetch_add(1, Ordering::Relaxed);
+                    }
                     if lossy {
                         self.stats.docs_lossy.fetch_add(1, Ordering::Relaxed);
                     }

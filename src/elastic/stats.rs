@@ -46,8 +46,8 @@ pub struct TransferStats {
     /// The status (401 or 403) of the last refusal of our credentials;
     /// read when `es_state` is [`ES_DENIED`].
     pub es_denied_status: std::sync::atomic::AtomicU16,
-    /// Documents resent without their merged JSON fields after
-    /// Elasticsearch refused them for their mapping (`parse_json`).
+    /// Records of `parse_json` topics indexed as plain text: not a JSON
+    /// object, or more keys than a line may merge.
     pub docs_unmerged: AtomicU64,
 }
 

@@ -223,7 +223,7 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ),
         (
             "docs_unmerged",
-            "parse_json documents Elasticsearch refused for their fields, resent as plain text (json.dropped)",
+            "parse_json records indexed as plain text: not a JSON object, or past the key limits",
         ),
         ("bulk_requests", "_bulk requests sent"),
         ("bulk_bytes", "_bulk request bytes sent"),
