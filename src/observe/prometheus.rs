@@ -113,6 +113,20 @@ impl prometheus_client::collector::Collector for Exposition {
         for (client, stats) in &p.kafka {
             kafka_metrics(client, stats, &parts, &mut out)?;
         }
+        if !p.kafka.is_empty() {
+            let e = &crate::kafka::CLIENT_ERRORS;
+            let g = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let rows: Vec<(Labels<'_>, u64)> = vec![
+                (vec![("kind", "authentication".into())], g(&e.authentication)),
+                (vec![("kind", "tls".into())], g(&e.tls)),
+                (vec![("kind", "other".into())], g(&e.other)),
+            ];
+            out.counters(
+                "logcollect_kafka_client_errors",
+                "librdkafka client errors (SASL, TLS, other) of every Kafka client",
+                &rows,
+            )?;
+        }
         if let Some(h) = &p.host {
             for f in h.families() {
                 if f.counter {
