@@ -388,8 +388,11 @@ impl Default for AgentConfig {
 /// Where documents Elasticsearch refuses for good go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetter {
-    /// A Kafka topic per source topic: `<topic>.dlq`, the error in a header.
-    Kafka,
+    /// A Kafka topic per source topic: `<topic>.dlq`, the error in a header;
+    /// a document Kafka does not take within a bounded time goes to the
+    /// file (`dead_letter_path`) instead, so a refused dead letter never
+    /// stalls the transfer.
+    Kafka(PathBuf),
     /// One NDJSON file: `{"topic":…,"error":…,"doc":…}` per line.
     File(PathBuf),
 }
@@ -421,6 +424,9 @@ pub struct EsConfig {
     pub ca_file: Option<PathBuf>,
     /// Where documents refused for good go.
     pub dead_letter: DeadLetter,
+    /// `dead_letter_max_bytes`: the dead-letter file is rotated to `.1`
+    /// past this size (the older `.1` dropped).
+    pub dead_letter_max_bytes: u64,
     /// Topics whose JSON-object lines are merged into the document; `*`: all.
     pub parse_json: Vec<String>,
     /// Longest pause between retries while Elasticsearch refuses.
@@ -633,7 +639,7 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let es = c.es.unwrap();
         assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
         assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));
-        assert_eq!(es.dead_letter, DeadLetter::Kafka);
+        assert!(matches!(es.dead_letter, DeadLetter::Kafka(_)));
         // Without Kafka the dead letter is a file under data_dir.
         let es = Config::from_ini_str("[es]\naddress = e:9200\n").unwrap().es.unwrap();
         assert_eq!(es.dead_letter, DeadLetter::File(PathBuf::from("./data/dead_letter.ndjson")));
@@ -726,7 +732,7 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
                 "es.worker",
                 "unknown key (known in [es]: address, workers, chan_max_size, index, bulk_max_bytes, \
                  bulk_max_docs, bulk_max_wait_ms, username, password, api_key, ca_file, dead_letter, \
-                 dead_letter_path, parse_json, retry_max_backoff_ms, manage_template)",
+                 dead_letter_path, dead_letter_max_bytes, parse_json, retry_max_backoff_ms, manage_template)",
             ),
             // An unknown key wins over a bad value anywhere in the file.
             ("[agent]\nmax_line_bytes = 0\n[index]\nretenton = 1\n", "index.retenton", "unknown key"),

@@ -295,6 +295,7 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         ca_file,
         dead_letter,
         dead_letter_path,
+        dead_letter_max_bytes,
         parse_json,
         retry_max_backoff_ms,
         manage_template,
@@ -324,6 +325,7 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         api_key: api_key.opt().map(Secret::new),
         ca_file: ca_file.opt().map(PathBuf::from),
         dead_letter,
+        dead_letter_max_bytes: dead_letter_max_bytes.bytes(256 << 20)?.max(1 << 10),
         parse_json: parse_json.list(),
         retry_max_backoff_ms: retry_max_backoff_ms.num(30_000, 10, 3_600_000)?,
         manage_template: manage_template.flag(true)?,
@@ -333,10 +335,11 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
 /// `[es] dead_letter` and `dead_letter_path`. Without Kafka (one host
 /// writing straight to Elasticsearch) the default is a file.
 fn dead_letters(kind: Key<'_>, path: Key<'_>, has_kafka: bool, data_dir: &Path) -> Result<DeadLetter, ConfigError> {
+    let file = path.str().map_or_else(|| data_dir.join("dead_letter.ndjson"), PathBuf::from);
     match kind.str().unwrap_or(if has_kafka { "kafka" } else { "file" }) {
         "kafka" if !has_kafka => Err(kind.err("kafka needs a [kafka] address; use dead_letter = file")),
-        "kafka" => Ok(DeadLetter::Kafka),
-        "file" => Ok(DeadLetter::File(path.str().map_or_else(|| data_dir.join("dead_letter.ndjson"), PathBuf::from))),
+        "kafka" => Ok(DeadLetter::Kafka(file)),
+        "file" => Ok(DeadLetter::File(file)),
         other => Err(kind.err(format!("{other:?} is not one of: kafka, file"))),
     }
 }

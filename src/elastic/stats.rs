@@ -21,6 +21,9 @@ pub struct TransferStats {
     pub docs_retried: AtomicU64,
     /// Documents refused for good and written to the dead letter.
     pub docs_dead_lettered: AtomicU64,
+    /// Of those, documents the dead-letter topic did not take in time,
+    /// written to the dead-letter file instead.
+    pub docs_dead_letter_fallback: AtomicU64,
     /// Documents with bytes that were not UTF-8 (replaced by U+FFFD).
     pub docs_lossy: AtomicU64,
     /// Records whose own timestamp was outside now − 30 days … now + 1 day:
@@ -51,7 +54,7 @@ pub const ES_DOWN: u8 = 2;
 impl TransferStats {
     /// The monotonic counters by name, for `/api/status`, `/metrics`
     /// (`logcollect_<name>_total`) and the totals logged at exit.
-    pub fn totals(&self) -> [(&'static str, u64); 11] {
+    pub fn totals(&self) -> [(&'static str, u64); 12] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("records", g(&self.records)),
@@ -59,6 +62,7 @@ impl TransferStats {
             ("docs_duplicate", g(&self.docs_duplicate)),
             ("docs_retried", g(&self.docs_retried)),
             ("docs_dead_lettered", g(&self.docs_dead_lettered)),
+            ("docs_dead_letter_fallback", g(&self.docs_dead_letter_fallback)),
             ("docs_lossy", g(&self.docs_lossy)),
             ("docs_time_clamped", g(&self.docs_time_clamped)),
             ("bulk_requests", g(&self.bulk_requests)),

@@ -230,6 +230,10 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ("docs_duplicate", "Documents already there (409 on create: a redelivery)"),
         ("docs_retried", "Document sends repeated after a 429/5xx or no answer"),
         ("docs_dead_lettered", "Documents refused for good and written to the dead letter"),
+        (
+            "docs_dead_letter_fallback",
+            "Dead letters the Kafka dead-letter topic did not take in time, written to the dead-letter file",
+        ),
         ("docs_lossy", "Documents whose bytes were not UTF-8 (replaced by U+FFFD)"),
         (
             "docs_time_clamped",
