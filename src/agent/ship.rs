@@ -66,7 +66,7 @@ pub struct ShipContext {
 
 impl ClientContext for ShipContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        crate::kafka::log_client_error(&error, reason);
+        crate::kafka::log_client_error("producer", &error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -125,7 +125,10 @@ fn record_origin(h: Option<&rdkafka::message::BorrowedHeaders>) -> (String, Stri
     (path, offset)
 }
 
-/// Errors no retry can fix: the record itself is refused.
+/// Errors no retry can fix: the record itself is refused. Authorization
+/// and authentication refusals are not among them (review finding 9): an
+/// ACL or a password being fixed must let the same records through, so
+/// they are retried like a broker that is down.
 fn is_permanent(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
@@ -135,8 +138,6 @@ fn is_permanent(e: &KafkaError) -> bool {
                 | InvalidMessageSize
                 | InvalidMessage
                 | InvalidRecord
-                | TopicAuthorizationFailed
-                | ClusterAuthorizationFailed
                 | InvalidTopic
                 | MessageBatchTooLarge
                 | UnsupportedForMessageFormat
@@ -305,6 +306,30 @@ impl Ship {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_and_authentication_refusals_are_retried() {
+        use RDKafkaErrorCode::*;
+        // (code, permanent)
+        let table = [
+            (TopicAuthorizationFailed, false),
+            (ClusterAuthorizationFailed, false),
+            (SaslAuthenticationFailed, false),
+            (Authentication, false),
+            (MessageTimedOut, false),
+            (BrokerTransportFailure, false),
+            (InvalidRecord, true),
+            (InvalidTopic, true),
+        ];
+        for (code, permanent) in table {
+            assert_eq!(is_permanent(&KafkaError::MessageProduction(code)), permanent, "{code:?}");
         }
     }
 }

@@ -128,8 +128,9 @@ pub struct EntryOptions {
     pub follow_symlinks: Option<bool>,
 }
 
-/// `[kafka]` and its pass-through subsections.
-#[derive(Clone, Debug, PartialEq)]
+/// `[kafka]` and its pass-through subsections. `Debug` redacts passwords,
+/// also those written as raw properties (see [`redact_property`]).
+#[derive(Clone, PartialEq)]
 pub struct KafkaConfig {
     /// Brokers, `host:port`, at least one.
     pub brokers: Vec<String>,
@@ -141,6 +142,126 @@ pub struct KafkaConfig {
     pub producer: Vec<(String, String)>,
     /// librdkafka consumer properties, as written.
     pub consumer: Vec<(String, String)>,
+    /// TLS and SASL for every Kafka client of the process.
+    pub security: KafkaSecurity,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let props = |p: &[(String, String)]| -> Vec<(String, String)> {
+            p.iter().map(|(k, v)| (k.clone(), redact_property(k, v).to_string())).collect()
+        };
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("group_id", &self.group_id)
+            .field("producer", &props(&self.producer))
+            .field("consumer", &props(&self.consumer))
+            .field("security", &self.security)
+            .finish()
+    }
+}
+
+/// `value`, or `<redacted>` when the librdkafka property `key` holds a
+/// secret (`sasl.password`, `ssl.key.password`, `ssl.keystore.password`,
+/// `sasl.oauthbearer.client.secret`, PEM key material...): for every place
+/// raw properties are printed.
+pub fn redact_property<'a>(key: &str, value: &'a str) -> &'a str {
+    let k = key.to_ascii_lowercase();
+    let secret = k.contains("password") || k.contains("secret") || k == "ssl.key.pem" || k.ends_with("private.key");
+    if secret {
+        "<redacted>"
+    } else {
+        value
+    }
+}
+
+/// `[kafka] security_protocol`: librdkafka's `security.protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    /// No TLS, no SASL (librdkafka's default).
+    #[default]
+    Plaintext,
+    /// TLS, no SASL.
+    Ssl,
+    /// SASL over plain TCP.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The librdkafka value.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether the protocol authenticates with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether the protocol uses TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// `[kafka]` TLS and SASL keys, applied to every Kafka client (producers
+/// and consumers alike), below the raw `[kafka.producer]`/`[kafka.consumer]`
+/// properties, which override them. Validated: a SASL protocol has a
+/// mechanism, a username and a password; every file named can be read.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct KafkaSecurity {
+    /// `security_protocol`; `None` when not set (librdkafka's default,
+    /// or what the raw properties say).
+    pub protocol: Option<SecurityProtocol>,
+    /// `sasl_mechanism`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`
+    /// (librdkafka's spelling); set exactly when the protocol is SASL.
+    pub sasl_mechanism: Option<String>,
+    /// `sasl_username`; set exactly when the protocol is SASL.
+    pub sasl_username: Option<String>,
+    /// `sasl_password` or the first line of `sasl_password_file`.
+    pub sasl_password: Option<Secret>,
+    /// `ssl_ca_file`: PEM CA bundle that verifies the brokers (replaces the
+    /// system roots for librdkafka).
+    pub ssl_ca_file: Option<PathBuf>,
+    /// `ssl_cert_file`: the client certificate (PEM), with `ssl_key_file`.
+    pub ssl_cert_file: Option<PathBuf>,
+    /// `ssl_key_file`: the client key (PEM), with `ssl_cert_file`.
+    pub ssl_key_file: Option<PathBuf>,
+    /// `ssl_key_password` or `ssl_key_password_file`: the key's passphrase.
+    pub ssl_key_password: Option<Secret>,
+}
+
+impl KafkaSecurity {
+    /// The librdkafka properties these settings stand for (secrets
+    /// exposed: only for the client library, never for a log).
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(p) = self.protocol {
+            out.push(("security.protocol", p.as_librdkafka().to_string()));
+        }
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((k, v));
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        put("sasl.mechanism", self.sasl_mechanism.clone());
+        put("sasl.username", self.sasl_username.clone());
+        put("sasl.password", self.sasl_password.as_ref().map(|s| s.expose().to_string()));
+        put("ssl.ca.location", path(&self.ssl_ca_file));
+        put("ssl.certificate.location", path(&self.ssl_cert_file));
+        put("ssl.key.location", path(&self.ssl_key_file));
+        put("ssl.key.password", self.ssl_key_password.as_ref().map(|s| s.expose().to_string()));
+        out
+    }
 }
 
 /// `[etcd]`.
@@ -267,8 +388,11 @@ impl Default for AgentConfig {
 /// Where documents Elasticsearch refuses for good go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetter {
-    /// A Kafka topic per source topic: `<topic>.dlq`, the error in a header.
-    Kafka,
+    /// A Kafka topic per source topic: `<topic>.dlq`, the error in a header;
+    /// a document Kafka does not take within a bounded time goes to the
+    /// file (`dead_letter_path`) instead, so a refused dead letter never
+    /// stalls the transfer.
+    Kafka(PathBuf),
     /// One NDJSON file: `{"topic":…,"error":…,"doc":…}` per line.
     File(PathBuf),
 }
@@ -309,6 +433,9 @@ pub struct EsConfig {
     pub secret_files: Vec<(String, PathBuf)>,
     /// Where documents refused for good go.
     pub dead_letter: DeadLetter,
+    /// `dead_letter_max_bytes`: the dead-letter file is rotated to `.1`
+    /// past this size (the older `.1` dropped).
+    pub dead_letter_max_bytes: u64,
     /// Topics whose JSON-object lines are merged into the document; `*`: all.
     pub parse_json: Vec<String>,
     /// Longest pause between retries while Elasticsearch refuses.
@@ -570,7 +697,7 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         let es = c.es.unwrap();
         assert_eq!(es.nodes, vec!["http://127.0.0.1:9200", "https://b:9200"]);
         assert_eq!((es.workers, es.bulk_max_docs, es.bulk_max_bytes), (4, 5000, 5 << 20));
-        assert_eq!(es.dead_letter, DeadLetter::Kafka);
+        assert!(matches!(es.dead_letter, DeadLetter::Kafka(_)));
         // Without Kafka the dead letter is a file under data_dir.
         let es = Config::from_ini_str("[es]\naddress = e:9200\n").unwrap().es.unwrap();
         assert_eq!(es.dead_letter, DeadLetter::File(PathBuf::from("./data/dead_letter.ndjson")));
@@ -704,7 +831,9 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
             (
                 "[kafka]\nadress = x\n",
                 "kafka.adress",
-                "unknown key (known in [kafka]: address, chan_max_size, topic, group_id)",
+                "unknown key (known in [kafka]: address, chan_max_size, topic, group_id, security_protocol, \
+                 sasl_mechanism, sasl_username, sasl_password, sasl_password_file, ssl_ca_file, ssl_cert_file, \
+                 ssl_key_file, ssl_key_password, ssl_key_password_file)",
             ),
             ("[metrics]\nx = \n", "metrics.x", "unknown key (known in [metrics]: interval_ms, topic, enabled)"),
             // Keys of a section that is not used ([es] without an address)
@@ -715,8 +844,8 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
                 "unknown key (known in [es]: address, workers, chan_max_size, index, bulk_max_bytes, \
                  bulk_max_docs, bulk_max_wait_ms, username, password, password_file, api_key, api_key_file, \
                  search_username, search_password, search_password_file, search_api_key, search_api_key_file, \
-                 search_index, ca_file, cert_file, key_file, dead_letter, dead_letter_path, parse_json, \
-                 retry_max_backoff_ms, manage_template)",
+                 search_index, ca_file, cert_file, key_file, dead_letter, dead_letter_path, dead_letter_max_bytes, \
+                 parse_json, retry_max_backoff_ms, manage_template)",
             ),
             // An unknown key wins over a bad value anywhere in the file.
             ("[agent]\nmax_line_bytes = 0\n[index]\nretenton = 1\n", "index.retenton", "unknown key"),
@@ -814,5 +943,75 @@ web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
         assert_eq!(c.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
         assert!(c.collect.iter().any(|e| e.path == "./logs/*.log"));
         assert!(c.index.retention_days > 0 && c.index.retention_bytes > 0);
+    }
+
+    #[test]
+    fn kafka_security_keys_are_validated_and_secrets_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let text = format!(
+            "[kafka]\naddress = k:9093\nsecurity_protocol = SASL_SSL\nsasl_mechanism = scram-sha-512\n\
+             sasl_username = alice\nsasl_password_file = {}\nssl_ca_file = {}\n\
+             [kafka.producer]\nsasl.password = raw-secret\n",
+            pw.display(),
+            ca.display()
+        );
+        let k = Config::from_ini_str(&text).unwrap().kafka.unwrap();
+        let s = &k.security;
+        assert_eq!(s.protocol, Some(SecurityProtocol::SaslSsl));
+        assert_eq!(s.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(s.sasl_password.as_ref().unwrap().expose(), "from-file");
+        let props = s.properties();
+        assert!(props.contains(&("security.protocol", "sasl_ssl".into())));
+        assert!(props.contains(&("sasl.password", "from-file".into())));
+        assert!(props.contains(&("ssl.ca.location", ca.display().to_string())));
+        let debug = format!("{k:?}");
+        assert!(!debug.contains("from-file") && !debug.contains("raw-secret"), "{debug}");
+        assert_eq!(redact_property("ssl.key.password", "x"), "<redacted>");
+        assert_eq!(redact_property("linger.ms", "5"), "5");
+
+        let missing = dir.path().join("missing.pem");
+        // (keys after `address`, key named in the error, words the message must contain)
+        let table: Vec<(String, &str, &str)> = vec![
+            ("security_protocol = tls".into(), "kafka.security_protocol", "not one of"),
+            ("security_protocol = sasl_plaintext".into(), "kafka.sasl_mechanism", "set PLAIN"),
+            ("security_protocol = sasl_plaintext\nsasl_mechanism = GSSAPI".into(), "kafka.sasl_mechanism", "not one of"),
+            (
+                "security_protocol = sasl_plaintext\nsasl_mechanism = PLAIN".into(),
+                "kafka.sasl_username",
+                "user name",
+            ),
+            (
+                "security_protocol = sasl_plaintext\nsasl_mechanism = PLAIN\nsasl_username = u".into(),
+                "kafka.sasl_password",
+                "sasl_password_file",
+            ),
+            ("sasl_username = u".into(), "kafka.sasl_username", "security_protocol is not"),
+            ("ssl_ca_file = /x".into(), "kafka.ssl_ca_file", "security_protocol is not"),
+            (format!("security_protocol = ssl\nssl_ca_file = {}", missing.display()), "kafka.ssl_ca_file", "missing.pem"),
+            (format!("security_protocol = ssl\nssl_cert_file = {}", ca.display()), "kafka.ssl_cert_file", "go together"),
+            (
+                format!("security_protocol = ssl\nssl_ca_file = {}", dir.path().display()),
+                "kafka.ssl_ca_file",
+                "not a regular file",
+            ),
+            (
+                format!(
+                    "security_protocol = sasl_ssl\nsasl_mechanism = PLAIN\nsasl_username = u\nsasl_password = p\nsasl_password_file = {}",
+                    pw.display()
+                ),
+                "kafka.sasl_password",
+                "not both",
+            ),
+        ];
+        for (keys, key, words) in table {
+            let text = format!("[kafka]\naddress = k:1\n{keys}\n");
+            let e = Config::from_ini_str(&text).unwrap_err();
+            assert_eq!(e.key, key, "{keys:?}: {e}");
+            assert!(e.to_string().contains(words), "{keys:?}: {e}");
+        }
     }
 }

@@ -7,9 +7,9 @@ use super::index_pattern::INDEX_FORBIDDEN;
 use super::raw::{keys, Key, Sections};
 use super::{
     check_topic, err, split_list, AgentConfig, AllowedPaths, CollectEntry, ConfigError, DeadLetter, EsAuth, EsConfig,
-    EtcdConfig, HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, LogConfig, Secret,
-    DEFAULT_CHAN_MAX_SIZE, DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS, DEFAULT_HTTP_LISTEN,
-    MAX_LINE_BYTES_LIMIT,
+    EtcdConfig, HostMetricsConfig, HttpSection, IndexPattern, IndexSection, KafkaConfig, KafkaSecurity, LogConfig,
+    Secret, SecurityProtocol, DEFAULT_CHAN_MAX_SIZE, DEFAULT_COLLECT_LOG_KEY, DEFAULT_ETCD_TIMEOUT_SECS,
+    DEFAULT_HTTP_LISTEN, MAX_LINE_BYTES_LIMIT,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +18,24 @@ use std::time::Duration;
 /// (`None` without an address), and `chan_max_size`, which `[kafka]` holds
 /// for the seed's sake although every mode uses it.
 pub(super) fn kafka(s: &Sections<'_>) -> Result<(Option<KafkaConfig>, usize), ConfigError> {
-    keys!(s, "kafka", address, chan_max_size, topic, group_id);
+    keys!(
+        s,
+        "kafka",
+        address,
+        chan_max_size,
+        topic,
+        group_id,
+        security_protocol,
+        sasl_mechanism,
+        sasl_username,
+        sasl_password,
+        sasl_password_file,
+        ssl_ca_file,
+        ssl_cert_file,
+        ssl_key_file,
+        ssl_key_password,
+        ssl_key_password_file,
+    );
     let (producer, consumer) = (s.open("kafka.producer"), s.open("kafka.consumer"));
     let chan_max_size = chan_max_size.num(DEFAULT_CHAN_MAX_SIZE, 1, usize::MAX >> 8)?;
     let topics = topic.list();
@@ -26,14 +43,139 @@ pub(super) fn kafka(s: &Sections<'_>) -> Result<(Option<KafkaConfig>, usize), Co
         check_topic(t).map_err(|m| topic.err(m))?;
     }
     let brokers = address.list();
+    let security = KafkaSecurityKeys {
+        protocol: security_protocol,
+        mechanism: sasl_mechanism,
+        username: sasl_username,
+        password: sasl_password,
+        password_file: sasl_password_file,
+        ca_file: ssl_ca_file,
+        cert_file: ssl_cert_file,
+        key_file: ssl_key_file,
+        key_password: ssl_key_password,
+        key_password_file: ssl_key_password_file,
+    }
+    .validate()?;
     let kafka = (!brokers.is_empty()).then(|| KafkaConfig {
         brokers,
         topics,
         group_id: group_id.str().unwrap_or("logtransfer").to_string(),
         producer,
         consumer,
+        security,
     });
     Ok((kafka, chan_max_size))
+}
+
+/// The `[kafka]` TLS and SASL keys, before validation.
+struct KafkaSecurityKeys<'a> {
+    protocol: Key<'a>,
+    mechanism: Key<'a>,
+    username: Key<'a>,
+    password: Key<'a>,
+    password_file: Key<'a>,
+    ca_file: Key<'a>,
+    cert_file: Key<'a>,
+    key_file: Key<'a>,
+    key_password: Key<'a>,
+    key_password_file: Key<'a>,
+}
+
+impl KafkaSecurityKeys<'_> {
+    fn validate(self) -> Result<KafkaSecurity, ConfigError> {
+        let protocol = match self.protocol.str().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("plaintext") => Some(SecurityProtocol::Plaintext),
+            Some("ssl") => Some(SecurityProtocol::Ssl),
+            Some("sasl_plaintext") => Some(SecurityProtocol::SaslPlaintext),
+            Some("sasl_ssl") => Some(SecurityProtocol::SaslSsl),
+            Some(other) => {
+                return Err(self
+                    .protocol
+                    .err(format!("{other:?} is not one of: plaintext, ssl, sasl_plaintext, sasl_ssl")))
+            }
+        };
+        let sasl = protocol.is_some_and(SecurityProtocol::sasl);
+        let mechanism = match self.mechanism.str().map(str::to_ascii_uppercase) {
+            None => None,
+            Some(m) if ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) => Some(m),
+            Some(m) => {
+                return Err(self.mechanism.err(format!("{m:?} is not one of: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")))
+            }
+        };
+        let password = secret_or_file(&self.password, &self.password_file)?;
+        let key_password = secret_or_file(&self.key_password, &self.key_password_file)?;
+        let username = self.username.opt();
+        if sasl {
+            if mechanism.is_none() {
+                return Err(self.mechanism.err("security_protocol is SASL: set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
+            }
+            if username.is_none() {
+                return Err(self.username.err("security_protocol is SASL: set the user name"));
+            }
+            if password.is_none() {
+                return Err(self.password.err("security_protocol is SASL: set sasl_password or sasl_password_file"));
+            }
+        } else if let Some(k) = [&self.mechanism, &self.username, &self.password, &self.password_file]
+            .into_iter()
+            .find(|k| k.str().is_some())
+        {
+            return Err(k.err("set, but security_protocol is not sasl_plaintext or sasl_ssl"));
+        }
+        let tls = protocol.is_some_and(SecurityProtocol::tls);
+        if !tls {
+            if let Some(k) =
+                [&self.ca_file, &self.cert_file, &self.key_file, &self.key_password, &self.key_password_file]
+                    .into_iter()
+                    .find(|k| k.str().is_some())
+            {
+                return Err(k.err("set, but security_protocol is not ssl or sasl_ssl"));
+            }
+        }
+        let (cert_file, key_file) = both_or_neither(self.cert_file, self.key_file, " (the client certificate)")?;
+        if key_password.is_some() && key_file.is_none() {
+            return Err(self.key_password.err("set, but ssl_key_file is not"));
+        }
+        Ok(KafkaSecurity {
+            protocol,
+            sasl_mechanism: mechanism,
+            sasl_username: username,
+            sasl_password: password,
+            ssl_ca_file: readable(&self.ca_file)?,
+            ssl_cert_file: cert_file.map(|_| readable(&self.cert_file)).transpose()?.flatten(),
+            ssl_key_file: key_file.map(|_| readable(&self.key_file)).transpose()?.flatten(),
+            ssl_key_password: key_password,
+        })
+    }
+}
+
+/// `value` or the first line of `file` (not both); `None` when neither.
+fn secret_or_file(value: &Key<'_>, file: &Key<'_>) -> Result<Option<Secret>, ConfigError> {
+    match (value.opt(), file.opt()) {
+        (Some(_), Some(_)) => Err(value.err(format!("set {} or {}, not both", value.name, file.name))),
+        (Some(v), None) => Ok(Some(Secret::new(v))),
+        (None, Some(p)) => {
+            let path = PathBuf::from(p);
+            let key = format!("kafka.{}", file.name);
+            if let Some(mode) = Secret::loose_mode(&path) {
+                tracing::warn!("{key}: {} has mode {mode:o}: others may read the password", path.display());
+            }
+            Secret::from_file(&key, &path).map(Some)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The path in `key`, once it opens for reading as a regular file.
+fn readable(key: &Key<'_>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(p) = key.opt() else { return Ok(None) };
+    let path = PathBuf::from(p);
+    let file = std::fs::File::open(&path).map_err(|e| key.err(format!("{}: {e}", path.display())))?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(Some(path)),
+        Ok(_) => Err(key.err(format!("{}: not a regular file", path.display()))),
+        Err(e) => Err(key.err(format!("{}: {e}", path.display()))),
+    }
 }
 
 /// `[etcd]`; `None` without an address.
@@ -164,6 +306,7 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         key_file,
         dead_letter,
         dead_letter_path,
+        dead_letter_max_bytes,
         parse_json,
         retry_max_backoff_ms,
         manage_template,
@@ -210,6 +353,7 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         search_index: search_indices,
         secret_files,
         dead_letter,
+        dead_letter_max_bytes: dead_letter_max_bytes.bytes(256 << 20)?.max(1 << 10),
         parse_json: parse_json.list(),
         retry_max_backoff_ms: retry_max_backoff_ms.num(30_000, 10, 3_600_000)?,
         manage_template: manage_template.flag(true)?,
@@ -296,10 +440,11 @@ fn check_search_index(i: &str) -> Result<(), String> {
 /// `[es] dead_letter` and `dead_letter_path`. Without Kafka (one host
 /// writing straight to Elasticsearch) the default is a file.
 fn dead_letters(kind: Key<'_>, path: Key<'_>, has_kafka: bool, data_dir: &Path) -> Result<DeadLetter, ConfigError> {
+    let file = path.str().map_or_else(|| data_dir.join("dead_letter.ndjson"), PathBuf::from);
     match kind.str().unwrap_or(if has_kafka { "kafka" } else { "file" }) {
         "kafka" if !has_kafka => Err(kind.err("kafka needs a [kafka] address; use dead_letter = file")),
-        "kafka" => Ok(DeadLetter::Kafka),
-        "file" => Ok(DeadLetter::File(path.str().map_or_else(|| data_dir.join("dead_letter.ndjson"), PathBuf::from))),
+        "kafka" => Ok(DeadLetter::Kafka(file)),
+        "file" => Ok(DeadLetter::File(file)),
         other => Err(kind.err(format!("{other:?} is not one of: kafka, file"))),
     }
 }

@@ -21,6 +21,9 @@ pub struct TransferStats {
     pub docs_retried: AtomicU64,
     /// Documents refused for good and written to the dead letter.
     pub docs_dead_lettered: AtomicU64,
+    /// Of those, documents the dead-letter topic did not take in time,
+    /// written to the dead-letter file instead.
+    pub docs_dead_letter_fallback: AtomicU64,
     /// Documents with bytes that were not UTF-8 (replaced by U+FFFD).
     pub docs_lossy: AtomicU64,
     /// Records whose own timestamp was outside now − 30 days … now + 1 day:
@@ -61,7 +64,7 @@ pub const ES_DENIED: u8 = 3;
 impl TransferStats {
     /// The monotonic counters by name, for `/api/status`, `/metrics`
     /// (`logcollect_<name>_total`) and the totals logged at exit.
-    pub fn totals(&self) -> [(&'static str, u64); 12] {
+    pub fn totals(&self) -> [(&'static str, u64); 13] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("records", g(&self.records)),
@@ -69,6 +72,7 @@ impl TransferStats {
             ("docs_duplicate", g(&self.docs_duplicate)),
             ("docs_retried", g(&self.docs_retried)),
             ("docs_dead_lettered", g(&self.docs_dead_lettered)),
+            ("docs_dead_letter_fallback", g(&self.docs_dead_letter_fallback)),
             ("docs_lossy", g(&self.docs_lossy)),
             ("docs_time_clamped", g(&self.docs_time_clamped)),
             ("docs_unmerged", g(&self.docs_unmerged)),

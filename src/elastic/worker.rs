@@ -265,7 +265,9 @@ impl Worker {
             let nl = memchr::memchr(b'\n', pair).map(|p| p + 1).unwrap_or(0);
             let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
             tracing::debug!(topic = %slot.topic, partition = slot.partition, "document refused for good: {err}");
-            self.dead_letter.put(&slot.topic, doc, err, self.backoff()).await;
+            if self.dead_letter.put(&slot.topic, doc, err, self.backoff()).await {
+                self.stats.docs_dead_letter_fallback.fetch_add(1, Ordering::Relaxed);
+            }
             self.stats.docs_dead_lettered.fetch_add(1, Ordering::Relaxed);
             self.acked(req, *i, crate::common::clock::now_ms());
         }
@@ -355,7 +357,7 @@ impl Workers {
             tracing::warn!("{w}");
         }
         let client = EsClient::new(es, Purpose::Write)?;
-        let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, kafka))?;
+        let dead_letter = rt.block_on(DeadLetterSink::open(&es.dead_letter, es.dead_letter_max_bytes, kafka))?;
         let worker = Arc::new(Worker {
             client,
             dead_letter,

@@ -160,7 +160,7 @@ struct IngestContext {
 
 impl ClientContext for IngestContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::kafka::log_client_error(&error, reason);
+        crate::kafka::log_client_error("consumer", &error, reason);
     }
 }
 

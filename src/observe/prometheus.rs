@@ -113,6 +113,20 @@ impl prometheus_client::collector::Collector for Exposition {
         for (client, stats) in &p.kafka {
             kafka_metrics(client, stats, &parts, &mut out)?;
         }
+        if !p.kafka.is_empty() {
+            let e = &crate::kafka::CLIENT_ERRORS;
+            let g = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let rows: Vec<(Labels<'_>, u64)> = vec![
+                (vec![("kind", "authentication".into())], g(&e.authentication)),
+                (vec![("kind", "tls".into())], g(&e.tls)),
+                (vec![("kind", "other".into())], g(&e.other)),
+            ];
+            out.counters(
+                "logcollect_kafka_client_errors",
+                "librdkafka client errors (SASL, TLS, other) of every Kafka client",
+                &rows,
+            )?;
+        }
         if let Some(h) = &p.host {
             for f in h.families() {
                 if f.counter {
@@ -216,15 +230,16 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ("docs_duplicate", "Documents already there (409 on create: a redelivery)"),
         ("docs_retried", "Document sends repeated after a 429/5xx or no answer"),
         ("docs_dead_lettered", "Documents refused for good and written to the dead letter"),
+        (
+            "docs_dead_letter_fallback",
+            "Dead letters the Kafka dead-letter topic did not take in time, written to the dead-letter file",
+        ),
         ("docs_lossy", "Documents whose bytes were not UTF-8 (replaced by U+FFFD)"),
         (
             "docs_time_clamped",
             "Records timestamped over 30 days ago or over a day ahead: indexed by the window's nearest end",
         ),
-        (
-            "docs_unmerged",
-            "parse_json records indexed as plain text: not a JSON object, or past the key limits",
-        ),
+        ("docs_unmerged", "parse_json records indexed as plain text: not a JSON object, or past the key limits"),
         ("bulk_requests", "_bulk requests sent"),
         ("bulk_bytes", "_bulk request bytes sent"),
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),

@@ -57,7 +57,7 @@ pub(super) struct TransferContext {
 
 impl ClientContext for TransferContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::kafka::log_client_error(&error, reason);
+        crate::kafka::log_client_error("consumer", &error, reason);
     }
 
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {

@@ -10,6 +10,7 @@
 
 pub mod es;
 pub mod files;
+pub mod kafka_tls;
 pub mod tls_proxy;
 
 use rdkafka::config::ClientConfig;
@@ -56,7 +57,7 @@ pub fn tansu_bin() -> PathBuf {
     p
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not open port {port}");
