@@ -85,7 +85,7 @@ impl Ctx<'_> {
                 let state = AppState { backend: Arc::new(backend), live_interval };
                 let router = http::router(state).merge(observe::router(self.obs.clone()));
                 tracing::info!("search page: http://{addr}/");
-                Some(Server::spawn(self.rt.handle(), listener, router))
+                Some(Server::spawn(self.rt.handle(), listener, router, &self.cfg.http))
             }
             None => None,
         };
