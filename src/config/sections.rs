@@ -269,9 +269,11 @@ pub(super) fn http(s: &Sections<'_>) -> Result<HttpSection, ConfigError> {
         }
         match argon2::PasswordHash::new(phc) {
             Ok(h) if h.algorithm.as_str() == "argon2id" => {}
-            _ => return Err(key.err(format!(
+            _ => {
+                return Err(key.err(format!(
                 "user {name:?}: not an argon2id PHC string ($argon2id$...; make one with `logcollect hash-password`)"
-            ))),
+            )))
+            }
         }
         user_list.push((name.to_string(), phc.to_string()));
         Ok(())

@@ -100,6 +100,12 @@ async fn serve(
         Some((c, k)) => Some(tls_acceptor(c, k)?),
         None => None,
     };
+    if !loopback && !cfg.has_auth() {
+        tracing::warn!(
+            "http.insecure = true: serving {} WITHOUT AUTHENTICATION to everyone who can reach it",
+            listener.local_addr()?
+        );
+    }
     let shared = Arc::new(Shared {
         check_host: loopback || !cfg.allowed_hosts.is_empty(),
         allowed_hosts: cfg.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
