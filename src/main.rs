@@ -42,6 +42,9 @@ enum Command {
     },
     /// Read and write the per-host collect lists in etcd.
     Config(ConfigArgs),
+    /// Read a password from stdin (its first line) and print its argon2id
+    /// PHC string, for `[http] users` (`name:<that string>`).
+    HashPassword,
     /// A live table of a running process (agent, transfer or run): one row
     /// per file or partition with throughput and lag, refreshed in place.
     Status {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Agent { config } => (config, logcollect::cli::agent),
         Command::Transfer { config } => (config, logcollect::cli::transfer),
         Command::Config(args) => return config_command(args),
+        Command::HashPassword => return hash_password(),
         Command::Status { addr, interval, once } => {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
             return match logcollect::cli::status(&addr, interval, once) {
@@ -177,6 +181,29 @@ fn config_command(args: ConfigArgs) -> ExitCode {
 }
 
 /// Config errors exit with status 2 and a one-line reason.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("logcollect hash-password: stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("logcollect hash-password: the password (first line of stdin) is empty");
+        return ExitCode::from(2);
+    }
+    match logcollect::cli::hash_password(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("logcollect hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("logcollect: {e}");
     ExitCode::from(2)

@@ -108,7 +108,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 /// Runs the agent until `stop` is set, serving its metrics on `[http] listen`.
 pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
     let observed = Arc::new(Observed::new("agent"));
-    let _server = crate::observe::serve(cfg.http.listen, observed.clone());
+    let _server = crate::observe::serve(&cfg.http, observed.clone());
     run_observed(cfg, stop, &observed)
 }
 

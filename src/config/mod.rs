@@ -530,6 +530,60 @@ impl Default for IndexSection {
 pub struct HttpSection {
     /// Where to listen; `None`: `listen = off`.
     pub listen: Option<std::net::SocketAddr>,
+    /// `users` / `users_file`: name and argon2id PHC string (checked to parse).
+    pub users: Vec<(String, String)>,
+    /// `tokens` / `tokens_file`: SHA-256 of each accepted bearer token.
+    pub tokens: Vec<[u8; 32]>,
+    /// `auth_health`: `/health/*` asks for credentials too.
+    pub auth_health: bool,
+    /// `insecure`: serve beyond loopback without authentication.
+    pub insecure: bool,
+    /// `header_timeout_ms`: a request's headers must arrive within this.
+    pub header_timeout: std::time::Duration,
+    /// `idle_timeout_ms`: a connection with no bytes either way this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// `request_timeout_ms`: an `/api/` request answering later gets a 503.
+    pub request_timeout: std::time::Duration,
+    /// `max_connections`: connections served at once (≥ 1); the next ones wait in the backlog.
+    pub max_connections: usize,
+    /// `tls_cert` and `tls_key` (PEM), both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `allowed_hosts`: `Host` names accepted besides the loopback ones.
+    pub allowed_hosts: Vec<String>,
+    /// `max_searches`: searches (and histograms) running at once.
+    pub max_searches: usize,
+    /// `max_live`: live views open at once.
+    pub max_live: usize,
+    /// `message_max_bytes`: longer messages are cut in answers (`"truncated": true`).
+    pub message_max_bytes: usize,
+}
+
+impl HttpSection {
+    /// Whether any credential is configured.
+    pub fn has_auth(&self) -> bool {
+        !self.users.is_empty() || !self.tokens.is_empty()
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: Some(DEFAULT_HTTP_LISTEN.parse().expect("default listen")),
+            users: Vec::new(),
+            tokens: Vec::new(),
+            auth_health: false,
+            insecure: false,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            request_timeout: std::time::Duration::from_secs(30),
+            max_connections: 256,
+            tls: None,
+            allowed_hosts: Vec::new(),
+            max_searches: 4,
+            max_live: 8,
+            message_max_bytes: 64 << 10,
+        }
+    }
 }
 
 /// `[http] listen` when not set.

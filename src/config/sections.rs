@@ -484,12 +484,123 @@ pub(super) fn index(s: &Sections<'_>) -> Result<IndexSection, ConfigError> {
 
 /// `[http]`.
 pub(super) fn http(s: &Sections<'_>) -> Result<HttpSection, ConfigError> {
-    keys!(s, "http", listen);
-    let addr = match listen.str().unwrap_or(DEFAULT_HTTP_LISTEN) {
+    keys!(
+        s,
+        "http",
+        listen,
+        users,
+        users_file,
+        tokens,
+        tokens_file,
+        auth_health,
+        insecure,
+        header_timeout_ms,
+        idle_timeout_ms,
+        request_timeout_ms,
+        max_connections,
+        tls_cert,
+        tls_key,
+        allowed_hosts,
+        max_searches,
+        max_live,
+        message_max_bytes
+    );
+    let d = HttpSection::default();
+    let addr: Option<std::net::SocketAddr> = match listen.str().unwrap_or(DEFAULT_HTTP_LISTEN) {
         "off" => None,
         v => Some(v.parse().map_err(|_| listen.err(format!("{v:?} is not an address like 127.0.0.1:8080 (or off)")))?),
     };
-    Ok(HttpSection { listen: addr })
+    let mut user_list = Vec::new();
+    let mut add_user = |key: &Key<'_>, entry: &str| -> Result<(), ConfigError> {
+        let (name, phc) = entry.split_once(':').ok_or_else(|| key.err("an entry is not name:<argon2id PHC string>"))?;
+        let (name, phc) = (name.trim(), phc.trim());
+        if name.is_empty() {
+            return Err(key.err("an entry has an empty user name"));
+        }
+        match argon2::PasswordHash::new(phc) {
+            Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+            _ => {
+                return Err(key.err(format!(
+                "user {name:?}: not an argon2id PHC string ($argon2id$...; make one with `logcollect hash-password`)"
+            )))
+            }
+        }
+        user_list.push((name.to_string(), phc.to_string()));
+        Ok(())
+    };
+    for entry in users.list() {
+        add_user(&users, &entry)?;
+    }
+    for line in private_lines(&users_file)? {
+        add_user(&users_file, &line)?;
+    }
+    let mut token_list = Vec::new();
+    let mut add_token = |key: &Key<'_>, hex: &str| -> Result<(), ConfigError> {
+        token_list
+            .push(sha256_hex(hex).ok_or_else(|| key.err("an entry is not 64 hex digits (the SHA-256 of a token)"))?);
+        Ok(())
+    };
+    for t in tokens.list() {
+        add_token(&tokens, &t)?;
+    }
+    for line in private_lines(&tokens_file)? {
+        add_token(&tokens_file, &line)?;
+    }
+    let (cert, key) = both_or_neither(tls_cert, tls_key, " (the server's certificate)")?;
+    let ms = |k: &Key<'_>, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
+        Ok(Duration::from_millis(k.num(default.as_millis() as u64, 100, 86_400_000)?))
+    };
+    let section = HttpSection {
+        listen: addr,
+        users: user_list,
+        tokens: token_list,
+        auth_health: auth_health.flag(false)?,
+        insecure: insecure.flag(false)?,
+        header_timeout: ms(&header_timeout_ms, d.header_timeout)?,
+        idle_timeout: ms(&idle_timeout_ms, d.idle_timeout)?,
+        request_timeout: ms(&request_timeout_ms, d.request_timeout)?,
+        max_connections: max_connections.num(d.max_connections, 1, 1 << 20)?,
+        tls: cert.zip(key).map(|(c, k)| (PathBuf::from(c), PathBuf::from(k))),
+        allowed_hosts: allowed_hosts.list(),
+        max_searches: max_searches.num(d.max_searches, 1, 1024)?,
+        max_live: max_live.num(d.max_live, 1, 1 << 16)?,
+        message_max_bytes: message_max_bytes.bytes(d.message_max_bytes as u64)?.clamp(1024, 1 << 30) as usize,
+    };
+    if let Some(a) = addr {
+        if !a.ip().is_loopback() && !section.has_auth() && !section.insecure {
+            return Err(listen.err(format!(
+                "{a} is not a loopback address and no authentication is configured: set [http] users or tokens \
+                 (or insecure = true to serve everyone who can reach it)"
+            )));
+        }
+    }
+    Ok(section)
+}
+
+/// The non-empty, non-comment lines of the file a `*_file` key names;
+/// refused when its group or others may read it.
+fn private_lines(key: &Key<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(path) = key.opt() else { return Ok(Vec::new()) };
+    let path = Path::new(&path);
+    let text = std::fs::read_to_string(path).map_err(|e| key.err(format!("{}: {e}", path.display())))?;
+    if let Some(mode) = Secret::loose_mode(path) {
+        return Err(key.err(format!("{}: mode {mode:o} lets others read it; chmod 600 it", path.display())));
+    }
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect())
+}
+
+/// 64 hex digits to 32 bytes.
+fn sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// `[metrics]`: host metrics; `None` unless enabled.

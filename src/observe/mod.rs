@@ -16,6 +16,7 @@
 //! the name (`_seconds`, `_bytes`), counters end in `_total`. The process
 //! metrics use the standard `process_` names.
 
+pub mod auth;
 pub mod host_metrics;
 mod prometheus;
 pub mod server;
@@ -332,8 +333,8 @@ pub fn agent_view<T: Send + 'static>(
 /// The metrics and health server of a process whose data path needs no
 /// HTTP (the agent, the transfer), on a thread of its own. An address that
 /// cannot be bound is logged, not fatal: the lines keep moving either way.
-pub fn serve(addr: Option<std::net::SocketAddr>, observed: Arc<Observed>) -> Option<Server> {
-    let addr = addr?;
+pub fn serve(http: &crate::config::HttpSection, observed: Arc<Observed>) -> Option<Server> {
+    let addr = http.listen?;
     let listener = match server::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -341,7 +342,7 @@ pub fn serve(addr: Option<std::net::SocketAddr>, observed: Arc<Observed>) -> Opt
             return None;
         }
     };
-    match Server::spawn_thread(listener, router(observed)) {
+    match Server::spawn_thread(listener, router(observed), http) {
         Ok(s) => {
             tracing::info!("metrics and health: http://{addr}/metrics, /health/ready, /api/status");
             Some(s)

@@ -82,10 +82,10 @@ impl Ctx<'_> {
                     Backend::Embedded(_) => Duration::from_millis(500),
                     Backend::Elasticsearch(_) => Duration::from_secs(1),
                 };
-                let state = AppState { backend: Arc::new(backend), live_interval };
+                let state = AppState::new(backend, live_interval, &self.cfg.http);
                 let router = http::router(state).merge(observe::router(self.obs.clone()));
                 tracing::info!("search page: http://{addr}/");
-                Some(Server::spawn(self.rt.handle(), listener, router))
+                Some(Server::spawn(self.rt.handle(), listener, router, &self.cfg.http))
             }
             None => None,
         };

@@ -47,6 +47,25 @@ pub struct Hit {
     pub topic: String,
     /// Character ranges `[start, end)` of `message` the query matched.
     pub highlights: Vec<[usize; 2]>,
+    /// `message` was cut ([`truncate`]); `GET /api/line?id=` has it whole.
+    pub truncated: bool,
+}
+
+/// Cuts `h.message` to at most `max_bytes` (at a UTF-8 boundary), marking
+/// it `truncated` and dropping the highlights past the cut.
+pub fn truncate(h: &mut Hit, max_bytes: usize) {
+    if h.message.len() <= max_bytes {
+        return;
+    }
+    let mut cut = max_bytes;
+    while !h.message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    h.message.truncate(cut);
+    h.message.shrink_to_fit();
+    let chars = h.message.chars().count();
+    h.highlights.retain(|r| r[1] <= chars);
+    h.truncated = true;
 }
 
 /// A page of results.
@@ -160,9 +179,10 @@ impl Backend {
     /// Matches in `[from_ms, to_ms)` per bucket, about `want` buckets.
     pub async fn histogram(&self, q: &Node, from_ms: i64, to_ms: i64, want: usize) -> Result<Histogram, SearchError> {
         let started = std::time::Instant::now();
-        let interval = interval_for(to_ms - from_ms, want.clamp(1, MAX_BUCKETS));
-        let start = from_ms.div_euclid(interval) * interval;
-        let n = ((to_ms - start + interval - 1) / interval).clamp(1, MAX_BUCKETS as i64 * 2) as usize;
+        let interval = interval_for(to_ms.saturating_sub(from_ms), want.clamp(1, MAX_BUCKETS));
+        let start = from_ms.div_euclid(interval).saturating_mul(interval);
+        let n = (to_ms.saturating_sub(start).saturating_add(interval - 1) / interval).clamp(1, MAX_BUCKETS as i64 * 2)
+            as usize;
         let counts = match self {
             Backend::Embedded(store) => {
                 let (store, q2) = (store.clone(), q.clone());
@@ -174,7 +194,7 @@ impl Backend {
         let buckets = counts
             .into_iter()
             .enumerate()
-            .map(|(i, count)| Bucket { key_ms: start + i as i64 * interval, count })
+            .map(|(i, count)| Bucket { key_ms: start.saturating_add((i as i64).saturating_mul(interval)), count })
             .collect();
         Ok(Histogram {
             from_ms,
@@ -184,6 +204,17 @@ impl Backend {
             buckets,
             took_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The whole line whose id is `id` (`None` when there is none).
+    pub async fn line(&self, id: &str) -> Result<Option<Hit>, SearchError> {
+        match self {
+            Backend::Embedded(store) => {
+                let (store, id) = (store.clone(), id.to_string());
+                Ok(blocking(move || store.by_id(&id)).await?.map(hit_of))
+            }
+            Backend::Elasticsearch(es) => es.line(id).await,
+        }
     }
 
     /// Where a live view starts: only lines that become searchable after now.
@@ -267,6 +298,7 @@ fn hit_of(h: StoredHit) -> Hit {
         offset: h.offset,
         topic: h.topic,
         highlights: Vec::new(),
+        truncated: false,
     }
 }
 
@@ -306,9 +338,9 @@ const NICE_MS: &[i64] = &[
 pub fn interval_for(span_ms: i64, want: usize) -> i64 {
     let span = span_ms.max(1);
     let want = want.max(1) as i64;
-    NICE_MS.iter().copied().find(|&i| (span + i - 1) / i <= want).unwrap_or_else(|| {
+    NICE_MS.iter().copied().find(|&i| span.saturating_add(i - 1) / i <= want).unwrap_or_else(|| {
         let week = 604_800_000;
-        (span / want / week + 1) * week
+        (span / want / week).saturating_add(1).saturating_mul(week)
     })
 }
 
@@ -363,6 +395,17 @@ impl EsSearch {
         }
     }
 
+    async fn line(&self, id: &str) -> Result<Option<Hit>, SearchError> {
+        let body = json!({
+            "size": 1,
+            "query": {"ids": {"values": [id]}},
+            "sort": es_sort(),
+            "_source": ["message", "host.name", "log.file.path", "log.offset", "topic"],
+        });
+        let v = self.post(&body).await?;
+        Ok(Self::hits_of(&v).into_iter().next())
+    }
+
     async fn search(&self, p: PageQuery<'_>) -> Result<(u64, Vec<Hit>, Option<String>), SearchError> {
         let PageQuery { q, from_ms, to_ms, size, cursor } = p;
         let mut body = json!({
@@ -386,8 +429,14 @@ impl EsSearch {
         let total = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
         let raw = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
         let next = (raw.len() == size).then(|| raw.last().map(|h| format!("es:{}", h["sort"]))).flatten();
-        let hits = raw
-            .iter()
+        Ok((total, Self::hits_of(&v), next))
+    }
+
+    fn hits_of(v: &Value) -> Vec<Hit> {
+        v["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
             .map(|h| {
                 let s = &h["_source"];
                 let ts_ms = h["sort"][0].as_i64().unwrap_or(0);
@@ -402,10 +451,10 @@ impl EsSearch {
                     offset: s["log"]["offset"].as_u64(),
                     topic: text(&s["topic"]).unwrap_or_default(),
                     highlights: Vec::new(),
+                    truncated: false,
                 }
             })
-            .collect();
-        Ok((total, hits, next))
+            .collect()
     }
 
     async fn histogram(

@@ -46,6 +46,30 @@ pub struct AppState {
     pub backend: Arc<Backend>,
     /// How often a live view polls the backend.
     pub live_interval: Duration,
+    /// Searches and histograms running at once (`[http] max_searches`).
+    pub searches: Arc<tokio::sync::Semaphore>,
+    /// Live views open at once (`[http] max_live`).
+    pub lives: Arc<tokio::sync::Semaphore>,
+    /// Messages longer than this are cut in answers (`[http] message_max_bytes`).
+    pub message_max_bytes: usize,
+}
+
+impl AppState {
+    /// The state for `backend` with the limits of `[http]`.
+    pub fn new(backend: Backend, live_interval: Duration, http: &crate::config::HttpSection) -> AppState {
+        AppState {
+            backend: Arc::new(backend),
+            live_interval,
+            searches: Arc::new(tokio::sync::Semaphore::new(http.max_searches)),
+            lives: Arc::new(tokio::sync::Semaphore::new(http.max_live)),
+            message_max_bytes: http.message_max_bytes,
+        }
+    }
+}
+
+/// 503 with `Retry-After: 1`: a limit of `[http]` is reached.
+fn busy(what: &str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], Json(json!({"error": what}))).into_response()
 }
 
 /// The page and the API.
@@ -58,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/histogram", get(histogram))
         .route("/api/live", get(live))
         .route("/api/info", get(info))
+        .route("/api/line", get(line))
         .with_state(state)
 }
 
@@ -71,6 +96,7 @@ struct Params {
     size: Option<String>,
     cursor: Option<String>,
     buckets: Option<String>,
+    id: Option<String>,
 }
 
 /// A failure as the API answers it.
@@ -140,15 +166,38 @@ async fn search(State(st): State<AppState>, Query(p): Query<Params>) -> Result<R
     let a = common(&p)?;
     let size = number("size", p.size.as_deref(), DEFAULT_SIZE, crate::search::backend::MAX_PAGE)?;
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
-    let page = st.backend.search(PageQuery { q: &a.q, from_ms: a.from_ms, to_ms: a.to_ms, size, cursor }).await?;
+    let Ok(_permit) = st.searches.clone().try_acquire_owned() else {
+        return Ok(busy("too many searches at once (http.max_searches)"));
+    };
+    let mut page = st.backend.search(PageQuery { q: &a.q, from_ms: a.from_ms, to_ms: a.to_ms, size, cursor }).await?;
+    for h in &mut page.hits {
+        crate::search::backend::truncate(h, st.message_max_bytes);
+    }
     Ok(Json(page).into_response())
 }
 
 async fn histogram(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
     let a = common(&p)?;
     let buckets = number("buckets", p.buckets.as_deref(), DEFAULT_BUCKETS, crate::search::backend::MAX_BUCKETS)?;
+    let Ok(_permit) = st.searches.clone().try_acquire_owned() else {
+        return Ok(busy("too many searches at once (http.max_searches)"));
+    };
     let h = st.backend.histogram(&a.q, a.from_ms, a.to_ms, buckets).await?;
     Ok(Json(h).into_response())
+}
+
+/// The whole line `id` (a hit whose message was `truncated`).
+async fn line(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
+    let id = p.id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("id", "missing".into()))?;
+    let Ok(_permit) = st.searches.clone().try_acquire_owned() else {
+        return Ok(busy("too many searches at once (http.max_searches)"));
+    };
+    match st.backend.line(id).await? {
+        Some(h) => Ok(Json(h).into_response()),
+        None => {
+            Ok((StatusCode::NOT_FOUND, Json(json!({"error": "no line with this id", "param": "id"}))).into_response())
+        }
+    }
 }
 
 async fn info(State(st): State<AppState>) -> Response {
@@ -159,11 +208,16 @@ async fn info(State(st): State<AppState>) -> Response {
 /// (oldest first), `error` if the backend fails (the stream then ends).
 async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
     let q = query::parse(p.q.as_deref().unwrap_or("")).map_err(SearchError::from)?;
+    let Ok(permit) = st.lives.clone().try_acquire_owned() else {
+        return Ok(busy("too many live views at once (http.max_live)"));
+    };
     let mut cursor = st.backend.live_start(&q, now_ms()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     let backend = st.backend.clone();
     let every = st.live_interval;
+    let max_bytes = st.message_max_bytes;
     tokio::spawn(async move {
+        let _permit = permit;
         if tx.send(Event::default().event("ready").data("{}")).await.is_err() {
             return;
         }
@@ -171,10 +225,13 @@ async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
             tokio::time::sleep(every).await;
             match backend.live_poll(&q, &mut cursor, now_ms()).await {
                 Ok(hits) => {
-                    for h in hits {
+                    for mut h in hits {
+                        crate::search::backend::truncate(&mut h, max_bytes);
                         let ev = Event::default().event("hit").data(serde_json::to_string(&h).expect("json"));
-                        if tx.send(ev).await.is_err() {
-                            return; // the client went away
+                        // A client whose queue stays full for a poll interval is dropped.
+                        match tokio::time::timeout(every, tx.send(ev)).await {
+                            Ok(Ok(())) => {}
+                            _ => return, // the client went away or stopped reading
                         }
                     }
                 }

@@ -59,6 +59,8 @@ pub const MAX_PREFIX_BYTES: usize = 512;
 pub const HIGHLIGHT_MAX_BYTES: usize = 64 << 10;
 /// Most ranges [`Node::highlights`] returns for one message.
 pub const HIGHLIGHT_MAX_RANGES: usize = 200;
+/// Shortest word prefix (`ti*`) accepted, in characters.
+pub const MIN_PREFIX_CHARS: usize = 2;
 /// Longest word the index keeps, in bytes; longer ones are not searchable
 /// (the embedded index drops them, and so does [`words`]).
 pub const MAX_WORD_BYTES: usize = 255;
@@ -492,6 +494,14 @@ impl Parser<'_> {
         }
         if prefix && ws.len() > 1 {
             return Err(ParseError { expected: "a single word before * (a prefix matches one word)".into(), ..here });
+        }
+        if prefix && ws[0].text.chars().count() < MIN_PREFIX_CHARS {
+            return Err(ParseError {
+                expected: format!(
+                    "at least {MIN_PREFIX_CHARS} characters before * (a shorter prefix matches too much)"
+                ),
+                ..here
+            });
         }
         Ok(Node::Text { text: text.to_string(), words: ws, prefix })
     }

@@ -57,7 +57,7 @@ pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
         }
         crate::observe::host_metrics::start(&cfg, &crate::control::host::detect(cfg.agent.host.as_deref()), &observed);
     }
-    let _server = crate::observe::serve(cfg.http.listen, observed.clone());
+    let _server = crate::observe::serve(&cfg.http, observed.clone());
     run_observed(cfg, stop, &observed)
 }
 

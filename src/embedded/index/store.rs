@@ -143,6 +143,19 @@ impl Store {
         top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect()
     }
 
+    /// The line whose `_id` is `id`, if it is indexed (`GET /api/line`).
+    pub fn by_id(&self, id: &str) -> Result<Option<StoredHit>, IndexError> {
+        let searcher = self.reader.searcher();
+        let q =
+            tantivy::query::TermQuery::new(Term::from_field_text(F_ID, id), tantivy::schema::IndexRecordOption::Basic);
+        let found = searcher.search(&q, &tantivy::collector::DocSetCollector)?;
+        let Some(&addr) = found.iter().next() else { return Ok(None) };
+        let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
+        let ts = ff.i64(super::TS)?.first(addr.doc_id).unwrap_or(0);
+        let seq = ff.u64(SEQ)?.first(addr.doc_id).unwrap_or(0);
+        Ok(Some(stored_hit(&searcher, (ts, seq), addr)?))
+    }
+
     /// The highest `_seq` in the last commit (0 when empty).
     pub fn last_seq(&self) -> u64 {
         let searcher = self.reader.searcher();
