@@ -528,8 +528,9 @@ pub(super) fn http(s: &Sections<'_>) -> Result<HttpSection, ConfigError> {
         user_list.push((name.to_string(), phc.to_string()));
         Ok(())
     };
-    for entry in users.list() {
-        add_user(&users, &entry)?;
+    // `;` only: PHC strings hold commas (`m=19456,t=2,p=1`).
+    for entry in users.str().unwrap_or("").split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        add_user(&users, entry)?;
     }
     for line in private_lines(&users_file)? {
         add_user(&users_file, &line)?;
