@@ -734,10 +734,22 @@ pub fn es_query_in_range(node: &Node, from_ms: i64, to_ms: i64) -> Value {
 // Time
 // ---------------------------------------------------------------------------
 
+/// The latest time [`parse_time`] accepts (exclusive): year 10000, in ms.
+pub const TIME_MAX_MS: i64 = 253_402_300_800_000;
+
 /// A point in time, in ms since the epoch: `now`, `now-15m` (units s, m, h,
 /// d, w), a whole number of ms since the epoch, or RFC 3339
-/// (`2026-11-25T10:00:00Z`).
+/// (`2026-11-25T10:00:00Z`); within years 1970–9999, so the arithmetic on
+/// ranges and buckets that follows cannot overflow.
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let ms = parse_time_any(text, now_ms)?;
+    if !(0..TIME_MAX_MS).contains(&ms) {
+        return Err(format!("{:?}: outside years 1970 to 9999", text.trim()));
+    }
+    Ok(ms)
+}
+
+fn parse_time_any(text: &str, now_ms: i64) -> Result<i64, String> {
     let t = text.trim();
     if t == "now" {
         return Ok(now_ms);
@@ -754,7 +766,10 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
             "w" => 7 * 86_400_000,
             _ => return Err(format!("{t:?}: the unit must be one of s, m, h, d, w")),
         };
-        return n.checked_mul(unit_ms).map(|d| now_ms - d).ok_or_else(|| format!("{t:?}: too far back"));
+        return n
+            .checked_mul(unit_ms)
+            .and_then(|d| now_ms.checked_sub(d))
+            .ok_or_else(|| format!("{t:?}: too far back"));
     }
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return t.parse().map_err(|_| format!("{t:?}: too large for ms since the epoch"));
@@ -971,7 +986,21 @@ mod tests {
         assert_eq!(parse_time("now-2d", now), Ok(now - 2 * 86_400_000));
         assert_eq!(parse_time("1700000000123", now), Ok(1_700_000_000_123));
         assert_eq!(parse_time("2026-11-25T10:00:00.5Z", now), Ok(1_795_600_800_500));
-        for bad in ["", "yesterday", "now-15", "now-x m", "now-5y", "2026-13-01T00:00:00Z", "99999999999999999999999"] {
+        assert_eq!(parse_time("253402300799999", now), Ok(TIME_MAX_MS - 1));
+        for bad in [
+            "",
+            "yesterday",
+            "now-15",
+            "now-x m",
+            "now-5y",
+            "2026-13-01T00:00:00Z",
+            "99999999999999999999999",
+            "9223372036854775807",
+            "253402300800000",
+            "now-9223372036854775s",
+            "now-100000w",
+            "1969-12-31T23:59:59Z",
+        ] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
         }
     }

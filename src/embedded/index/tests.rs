@@ -95,7 +95,7 @@ fn queries_find_what_the_model_finds() {
         "(error OR ok) -topic:db",
         "été",
         "message:items host:web-2",
-        "x*",
+        "xy*",
         "disk -full",
     ];
     for q in queries {
