@@ -184,45 +184,19 @@ impl Checkpoints {
     /// The source for a file, continuing where this process or a previous
     /// one left it; `start` is used when there is no record of the file.
     /// Returns the source and the offset to read from.
-    ///
-    /// A position belongs to the file, not to the topic it was shipped
-    /// under: a file with no position under `topic` takes over the one it
-    /// has under another topic that no reader holds any more (its entry's
-    /// topic changed, or the file moved to another entry), and that one is
-    /// dropped, so the file continues exactly where it was acknowledged.
-    /// While such a position still has lines in flight, the answer is
-    /// `Err(that topic)`: ask again once they are acknowledged, or lines
-    /// would be lost (started past them) or repeated (started before).
-    /// A position under another topic that a reader holds is another
-    /// entry reading the same file on purpose: not taken; `start` applies.
-    pub fn acquire(
-        &self,
-        fid: FileId,
-        topic: &Arc<str>,
-        path: &Arc<str>,
-        start: u64,
-    ) -> Result<(Arc<Source>, u64), Arc<str>> {
+    pub fn acquire(&self, fid: FileId, topic: &Arc<str>, path: &Arc<str>, start: u64) -> (Arc<Source>, u64) {
         let mut st = self.lock();
         let key = (fid, topic.clone());
         if let Some(src) = st.live.get(&key).cloned() {
             st.released.retain(|r| !Arc::ptr_eq(r, &src));
             st.forget.retain(|r| !Arc::ptr_eq(r, &src));
             let resume = src.progress.resume();
-            return Ok((src, resume));
+            return (src, resume);
         }
-        let offset = match st.saved.get(&key) {
-            Some(s) => s.offset,
-            None => match take_over(&mut st, fid, topic)? {
-                Some((from, offset)) => {
-                    tracing::info!(%path, %topic, previous_topic = %from, offset, "the file continues under a new topic from where it was acknowledged");
-                    offset
-                }
-                None => start,
-            },
-        };
+        let offset = st.saved.get(&key).map(|s| s.offset).unwrap_or(start);
         let src = Arc::new(Source::new(topic.clone(), path.clone(), fid, offset));
         st.live.insert(key, src.clone());
-        Ok((src, offset))
+        (src, offset)
     }
 
     /// The file `fid` still exists although no reader has it open (closed
@@ -306,35 +280,6 @@ impl Checkpoints {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The position `fid` has under a topic other than `topic` that no reader
-/// holds (see [`Checkpoints::acquire`]), removed from the registry:
-/// `Ok(Some((its topic, offset)))`; `Ok(None)` if there is none;
-/// `Err(its topic)` while a released one still has lines in flight.
-/// Among several, the one confirmed live most recently. Scans the registry:
-/// only for a file that has no position under `topic`.
-fn take_over(st: &mut State, fid: FileId, topic: &Arc<str>) -> Result<Option<(Arc<str>, u64)>, Arc<str>> {
-    let released = st.released.iter().find(|r| r.fid == fid && r.topic != *topic).cloned();
-    if let Some(src) = released {
-        let offset = src.progress.advance();
-        if src.progress.in_flight() > 0 {
-            return Err(src.topic.clone());
-        }
-        st.released.retain(|r| !Arc::ptr_eq(r, &src));
-        st.live.remove(&(fid, src.topic.clone()));
-        return Ok(Some((src.topic.clone(), offset)));
-    }
-    let newest = st
-        .saved
-        .iter()
-        .filter(|((f, t), _)| *f == fid && t != topic && !st.live.contains_key(&(*f, t.clone())))
-        .max_by_key(|(_, s)| (s.seen_ms, s.offset))
-        .map(|((_, t), s)| (t.clone(), s.offset));
-    if let Some((t, _)) = &newest {
-        st.saved.remove(&(fid, t.clone()));
-    }
-    Ok(newest)
 }
 
 /// Advances every source, drops drained forgotten ones and stale entries,
@@ -423,45 +368,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let topic: Arc<str> = "t".into();
         let cp = Checkpoints::open(dir.path()).unwrap();
-        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0).unwrap();
+        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
         let a = Arc::new(BatchAck::new(1));
         src.progress.push(a.clone(), 10);
         (dir, topic, cp, src, a)
-    }
-
-    #[test]
-    fn a_position_follows_its_file_to_a_new_topic_once_drained() {
-        let (dir, old, cp, src, a) = one_batch_in_flight();
-        let new: Arc<str> = "t2".into();
-        let p: Arc<str> = "/p".into();
-        // Held by a reader: another entry reading the same file on purpose.
-        let (both, off) = cp.acquire(fid(1), &new, &p, 0).unwrap();
-        assert_eq!(off, 0, "a second topic on purpose starts from the start policy");
-        cp.release(&both, 0, true);
-        cp.save().unwrap();
-        // The topic changed: the old reader stopped with a line in flight.
-        cp.release(&src, 10, false);
-        let third: Arc<str> = "t3".into();
-        assert_eq!(cp.acquire(fid(1), &third, &p, 0).unwrap_err(), old, "wait: a line is in flight");
-        a.ack();
-        let (moved, off) = cp.acquire(fid(1), &third, &p, 0).unwrap();
-        assert_eq!(off, 10, "continues right after the acknowledged line");
-        assert_eq!(moved.topic, third);
-        cp.save().unwrap();
-        assert_eq!(cp.lookup(fid(1), &old), None, "the old topic's position went with the file");
-        // Across a restart too: saved under t3 only; moved again from disk.
-        moved.progress.push(Arc::new(BatchAck::new(0)), 25);
-        cp.release(&moved, 25, false);
-        cp.save().unwrap();
-        cp.save().unwrap();
-        let cp = Checkpoints::open(dir.path()).unwrap();
-        assert_eq!(cp.lookup(fid(1), &third), Some(25));
-        let (_, off) = cp.acquire(fid(1), &old, &p, 0).unwrap();
-        assert_eq!(off, 25, "back to the first topic: from where the file is");
-        assert_eq!(cp.lookup(fid(1), &third), None);
-        // Another file is not affected.
-        let (_, off) = cp.acquire(fid(2), &old, &p, 7).unwrap();
-        assert_eq!(off, 7);
     }
 
     #[test]
@@ -472,7 +382,7 @@ mod tests {
         {
             let cp = Checkpoints::open(dir.path()).unwrap();
             assert_eq!(cp.previous_saved_ms(), None);
-            let (src, off) = cp.acquire(fid(1), &topic, &path, 0).unwrap();
+            let (src, off) = cp.acquire(fid(1), &topic, &path, 0);
             assert_eq!(off, 0);
             let a = Arc::new(BatchAck::new(1));
             let b = Arc::new(BatchAck::new(1));
@@ -488,7 +398,7 @@ mod tests {
         assert!(cp.previous_saved_ms().is_some());
         assert_eq!(cp.lookup(fid(1), &topic), Some(20));
         assert_eq!(cp.lookup(fid(2), &topic), None);
-        let (_, off) = cp.acquire(fid(1), &topic, &path, 0).unwrap();
+        let (_, off) = cp.acquire(fid(1), &topic, &path, 0);
         assert_eq!(off, 20);
     }
 
@@ -497,7 +407,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let topic: Arc<str> = "t".into();
         let cp = Checkpoints::open(dir.path()).unwrap();
-        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 5).unwrap();
+        let (src, _) = cp.acquire(fid(1), &topic, &"/p".into(), 5);
         src.progress.advance();
         cp.save().unwrap();
         fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"saved").unwrap();
@@ -557,14 +467,14 @@ mod tests {
         cp.touch(fid(2), &topic); // nothing saved for it: nothing happens
         assert_eq!(Checkpoints::open(dir.path()).unwrap().lookup(fid(1), &topic), Some(10));
         // Opened again: continues from there, live again.
-        let (again, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0).unwrap();
+        let (again, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
         assert_eq!(off, 10);
         assert_eq!(cp.live().len(), 1);
         // Released and re-acquired before it drained: stays the one live source.
         let b = Arc::new(BatchAck::new(1));
         again.progress.push(b.clone(), 20);
         cp.release(&again, 20, false);
-        let (same, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0).unwrap();
+        let (same, off) = cp.acquire(fid(1), &topic, &"/p".into(), 0);
         assert!(Arc::ptr_eq(&same, &again) && off == 20);
         b.ack();
         cp.save().unwrap();

@@ -12,10 +12,7 @@
 //! entry back resumes where it stopped); one whose options changed restarts
 //! its readers from where they were with the new options. An entry that did
 //! not change keeps its readers untouched: no line of its files is lost or
-//! read twice by any change of the list. Readers of entries that go are
-//! stopped before readers of new entries start, so a file whose topic
-//! changed (or that moved to another entry) finds its old position released
-//! and continues from it ([`crate::agent::checkpoint::Checkpoints::acquire`]).
+//! read twice by any change of the list.
 //!
 //! Per-entry options ([`EntryOptions`]) give each entry's readers their own
 //! settings (a [`TailCtx`] per entry): `read_from`, `max_line_bytes`,

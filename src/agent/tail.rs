@@ -44,9 +44,6 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 pub const WATCHED_IDLE: Duration = Duration::from_secs(5);
 /// An idle reader gives its chunk memory back after this long without data.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(10);
-/// How often a reader waiting for its file's position under a previous
-/// topic to drain asks again.
-const SETTLE_POLL: Duration = Duration::from_millis(20);
 
 /// Reader settings, shared by every reader.
 #[derive(Clone, Debug)]
@@ -227,7 +224,6 @@ pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, star
         moved_since: None,
         watch: None,
         unaccounted: 0,
-        unsettled: None,
     };
     reader.position(&meta, start)?;
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
@@ -261,9 +257,6 @@ struct Reader {
     watch: Option<Registration>,
     /// Bytes read not yet added to the source's stats.
     unaccounted: u64,
-    /// The file's identity, where an unknown file starts, and its size,
-    /// until [`Reader::settle`] takes its checkpoint.
-    unsettled: Option<(FileId, u64, u64)>,
 }
 
 enum Next {
@@ -276,8 +269,7 @@ enum Next {
 }
 
 impl Reader {
-    /// Chooses where an unknown file starts (the start policy), for
-    /// [`Reader::settle`] to look up its checkpoint with.
+    /// Chooses the starting offset: the checkpoint, else the start policy.
     fn position(&mut self, meta: &fs::Metadata, start: Start) -> io::Result<()> {
         let Some(fid) = FileId::of(&self.file)? else {
             // No complete first line yet: nothing was ever shipped from it.
@@ -292,19 +284,7 @@ impl Reader {
             },
         };
         let default = if from_start { 0 } else { line_start_before(&self.file, size)? };
-        self.unsettled = Some((fid, default, size));
-        Ok(())
-    }
-
-    /// Takes the file's checkpoint (on the reader's own thread: it may have
-    /// to wait, see [`Checkpoints::acquire`]). False if asked to stop first.
-    fn settle(&mut self) -> bool {
-        let Some((fid, default, size)) = self.unsettled.take() else {
-            return true;
-        };
-        let Some((src, mut offset)) = self.acquire_waiting(fid, default) else {
-            return false;
-        };
+        let (src, mut offset) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, default);
         if offset > size {
             tracing::warn!(path = %self.path_text, checkpoint = offset, size, "file is shorter than its checkpoint (truncated while the agent was down): reading from the start");
             offset = 0;
@@ -312,34 +292,14 @@ impl Reader {
         tracing::info!(path = %self.path_text, topic = %self.topic, offset, fid = %src.fid_text, "following file");
         self.source = Some(src);
         self.lb = LineBuffer::new(offset, self.ctx.cfg.split);
-        true
-    }
-
-    /// [`Checkpoints::acquire`], waiting while the file's position under
-    /// another topic still has lines in flight. `None` if asked to stop.
-    fn acquire_waiting(&mut self, fid: FileId, start: u64) -> Option<(Arc<Source>, u64)> {
-        let mut told = false;
-        loop {
-            match self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, start) {
-                Ok(got) => return Some(got),
-                Err(previous) if !told => {
-                    tracing::info!(path = %self.path_text, topic = %self.topic, previous_topic = %previous, "waiting for the lines shipped under the previous topic to be acknowledged, to continue right after them");
-                    told = true;
-                }
-                Err(_) => {}
-            }
-            if self.stop.load(Ordering::Acquire) {
-                return None;
-            }
-            thread::park_timeout(SETTLE_POLL);
-        }
+        Ok(())
     }
 
     fn run(mut self) {
         self.ctx.stats.files_open.fetch_add(1, Ordering::Relaxed);
         // Registered from this thread: it is the one events unpark.
         self.watch = self.ctx.wake.as_ref().and_then(|w| w.register(&self.file));
-        let forget = self.settle() && self.follow();
+        let forget = self.follow();
         let resume = self.lb.offset();
         if self.evicted.load(Ordering::Acquire) && !forget {
             self.inactive_at.store(resume + 1, Ordering::Release);
@@ -534,19 +494,18 @@ impl Reader {
     /// The source lines are shipped under, identifying the file on first use;
     /// `start` is where the first block to ship begins (every byte before it
     /// was shipped or skipped: what the new source counts as committed).
-    /// `None` if asked to stop while waiting for it.
-    fn source(&mut self, start: u64) -> Option<Arc<Source>> {
+    fn source(&mut self, start: u64) -> Arc<Source> {
         if let Some(src) = &self.source {
-            return Some(src.clone());
+            return src.clone();
         }
         let fid = match FileId::of(&self.file) {
             Ok(Some(fid)) => fid,
             _ => FileId::of_partial(&self.file).unwrap_or(FileId { dev: self.dev, ino: self.ino, head: 0 }),
         };
-        let (src, _) = self.acquire_waiting(fid, start)?;
+        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, start);
         tracing::info!(path = %self.path_text, topic = %self.topic, fid = %src.fid_text, "following file");
         self.source = Some(src.clone());
-        Some(src)
+        src
     }
 
     /// Hands a block to the channel, waiting while it is full (backpressure).
@@ -554,9 +513,7 @@ impl Reader {
     /// then dropped unregistered and will be read again.
     fn send(&mut self, block: Block) -> bool {
         // Not the buffer's offset: it is already past the block.
-        let Some(src) = self.source(block.offset) else {
-            return false;
-        };
+        let src = self.source(block.offset);
         let n = self.spans.len();
         let end = block.end_offset();
         let cut = self.spans.iter().filter(|s| s.cut != crate::record::Cut::Whole).count();
