@@ -73,13 +73,7 @@ impl SecureTansu {
 
     /// Creates a topic through Tansu's plaintext listener.
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let st = Command::new(tansu_bin())
-            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.inner_port)])
-            .args(["--partitions", &partitions.to_string(), name])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "tansu topic create {name}");
+        super::create_topic_at(self.inner_port, name, partitions);
     }
 }
 

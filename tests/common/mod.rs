@@ -49,6 +49,17 @@ fn python_package_file(package: &str, rel: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(rel)
 }
 
+/// `tansu topic create` against the plaintext listener on `port`.
+pub fn create_topic_at(port: u16, name: &str, partitions: u32) {
+    let st = Command::new(tansu_bin())
+        .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{port}")])
+        .args(["--partitions", &partitions.to_string(), name])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "tansu topic create {name}");
+}
+
 pub fn tansu_bin() -> PathBuf {
     let p = std::env::var_os("TANSU_BIN")
         .map(PathBuf::from)
@@ -92,13 +103,7 @@ impl Tansu {
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let st = Command::new(tansu_bin())
-            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--partitions", &partitions.to_string(), name])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "tansu topic create {name}");
+        create_topic_at(self.port, name, partitions);
     }
 
     /// SIGSTOP: the broker stalls, sockets stay open.
