@@ -214,7 +214,9 @@ fn bad_input_ships_as_bytes_and_long_lines_are_split_and_marked() {
         agent_config(&kafka.brokers(), dir.path(), "partial_line_flush_ms = 500", &format!("raw = {}", path.display()));
     let _agent = Agent::start(dir.path(), &cfg);
     thread::sleep(Duration::from_millis(500));
-    let big = vec![b'z'; 5 << 20];
+    // The default max_line_bytes: 960 KiB.
+    const PART: usize = 960 << 10;
+    let big = vec![b'z'; 5 * PART];
     let mut content = Vec::new();
     content.extend_from_slice(b"crlf line\r\n");
     content.extend_from_slice(b"bad utf8 \xff\xfe \xc3\x28 end\n");
@@ -231,13 +233,60 @@ fn bad_input_ships_as_bytes_and_long_lines_are_split_and_marked() {
     assert_eq!(values[1], b"bad utf8 \xff\xfe \xc3\x28 end");
     assert_eq!(values[2], b"nul\0inside\0");
     for k in 0..5 {
-        assert_eq!(values[3 + k], &big[..1 << 20], "part {k}");
+        assert_eq!(values[3 + k], &big[..PART], "part {k}");
         assert_eq!(recs[3 + k].header("split"), (k + 1).to_string());
     }
     assert_eq!(values[8], b"after the big one");
     assert_eq!(recs[8].header("split"), "");
     assert_eq!(values[9], b"no newline at the end");
     assert_eq!(recs[9].header("partial"), "1");
+}
+
+#[test]
+fn a_record_refused_for_its_size_is_cut_until_it_fits_and_the_checkpoint_moves_on() {
+    // librdkafka's message.max.bytes lowered to 20,000: a 99,999-byte line
+    // is refused for its size and must go through as halves of halves
+    // (8 records of 12,499-12,500 bytes), each cut at a character boundary,
+    // with the offset of its first byte.
+    let kafka = Tansu::start();
+    kafka.create_topic("big", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.log");
+    let cfg = format!(
+        "{}\n[kafka.producer]\nmessage.max.bytes = 20000\n",
+        agent_config(&kafka.brokers(), dir.path(), "", &format!("big = {}", path.display()))
+    );
+    let mut agent = Agent::start(dir.path(), &cfg);
+    // 33,333 three-byte characters: halves must not split one.
+    let wide = "\u{20ac}".repeat(33_333);
+    let content = format!("before\n{wide}\nafter\n");
+    std::fs::write(&path, &content).unwrap();
+    let recs = consume(&kafka.brokers(), "big", 10, Duration::from_secs(3), Duration::from_secs(60));
+    let values: Vec<&[u8]> = recs.iter().map(|r| &r.value[..]).collect();
+    assert_eq!(values.len(), 10, "records: {:?}", values.iter().map(|v| v.len()).collect::<Vec<_>>());
+    assert_eq!(values[0], b"before");
+    assert_eq!(values[9], b"after");
+    let mut joined = Vec::new();
+    let mut at = 7u64;
+    for r in &recs[1..9] {
+        assert!(r.value.len() <= 20_000 && std::str::from_utf8(&r.value).is_ok(), "a half of {} bytes", r.value.len());
+        assert_eq!(r.header("offset"), at.to_string(), "each half carries the offset of its first byte");
+        assert!(!r.header("split").is_empty(), "halves of a whole line are marked as parts");
+        at += r.value.len() as u64;
+        joined.extend_from_slice(&r.value);
+    }
+    assert_eq!(joined, wide.as_bytes(), "the halves put together are the line");
+    let size = content.len() as u64;
+    assert!(wait_until(Duration::from_secs(10), || checkpoint_of(&dir.path().join("data"), &path) == Some(size)));
+    assert!(agent.log_text().contains("refused the record for its size"), "the cut is logged");
+    let (_, metrics) = agent.get("/metrics");
+    assert!(metrics.contains("logcollect_records_recut_total 7"), "7 cuts for 8 records:\n{metrics}");
+    // Nothing is sent again after a kill -9 and a restart: the checkpoint passed it.
+    agent.kill9();
+    agent.restart();
+    thread::sleep(Duration::from_secs(3));
+    let again = consume(&kafka.brokers(), "big", 11, Duration::from_secs(2), Duration::from_secs(6));
+    assert_eq!(again.len(), 10, "nothing sent twice");
 }
 
 #[test]

@@ -12,9 +12,13 @@
 //! full the thread polls and retries, so backpressure reaches the readers
 //! through the bounded channel. Delivery never times out by default
 //! (`message.timeout.ms = 0`): while Kafka is down, records wait. Failures
-//! librdkafka gives up on anyway are retried when they are transient; a
-//! record rejected for good is logged with its file and offset, counted, and
-//! pins the file's checkpoint before it.
+//! librdkafka gives up on anyway are retried when they are transient. A
+//! record refused for its size (by librdkafka's or the broker's
+//! `message.max.bytes`) is cut in two halves, each sent again with the
+//! offset of its first byte, until it fits (review finding 9): a line the
+//! broker cannot take never pins the file. A record rejected for good is
+//! logged with its file and offset, counted, and pins the file's checkpoint
+//! before it.
 
 use crate::agent::batch::Batch;
 use crate::agent::stats::Stats;
@@ -87,6 +91,19 @@ impl ProducerContext for ShipContext {
                 self.stats.lines_acked.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
+                if is_size_refusal(e) {
+                    let payload = msg.payload().unwrap_or_default();
+                    let headers = msg.headers().map(|h| h.detach());
+                    let rec = Refused {
+                        topic: msg.topic(),
+                        key: msg.key(),
+                        payload,
+                        headers,
+                        timestamp: msg.timestamp().to_millis(),
+                    };
+                    self.recut(rec, e, ack);
+                    return;
+                }
                 let (path, offset) = record_origin(msg.headers());
                 if is_permanent(e) {
                     tracing::error!(topic = msg.topic(), %path, %offset, "Kafka rejected the record for good: {e}; the file's checkpoint stays before it");
@@ -108,8 +125,93 @@ impl ProducerContext for ShipContext {
     }
 }
 
+/// A record refused for its size, as it was sent.
+struct Refused<'a> {
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    headers: Option<OwnedHeaders>,
+    timestamp: Option<i64>,
+}
+
+impl ShipContext {
+    /// Cuts a record refused for its size in two and queues both halves
+    /// for sending (the batch now waits for one record more). One too
+    /// short to cut any more is rejected for good.
+    fn recut(&self, rec: Refused<'_>, e: &KafkaError, ack: Arc<BatchAck>) {
+        let (path, offset) = record_origin(rec.headers.as_ref());
+        let Some(mid) = cut_in_two(rec.payload) else {
+            tracing::error!(topic = rec.topic, %path, %offset, bytes = rec.payload.len(), "Kafka refused the record for its size even cut to {MIN_RECUT_BYTES} bytes: {e}; the file's checkpoint stays before it");
+            self.stats.lines_failed.fetch_add(1, Ordering::Relaxed);
+            ack.fail();
+            return;
+        };
+        let start: u64 = offset.parse().unwrap_or(0);
+        tracing::warn!(topic = rec.topic, %path, %offset, bytes = rec.payload.len(), "Kafka refused the record for its size ({e}): sending it again in two halves");
+        ack.grow(1);
+        self.stats.records_recut.fetch_add(1, Ordering::Relaxed);
+        self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
+        let mut q = lock(&self.retry);
+        for (n, range) in [(1, 0..mid), (2, mid..rec.payload.len())] {
+            q.push(Retry {
+                topic: rec.topic.to_string(),
+                key: rec.key.map(<[u8]>::to_vec),
+                payload: rec.payload[range.clone()].to_vec(),
+                headers: Some(half_headers(rec.headers.as_ref(), start + range.start as u64, n)),
+                timestamp: rec.timestamp,
+                ack: ack.clone(),
+            });
+        }
+    }
+}
+
+/// Records shorter than this are not cut any more: a broker that refuses
+/// them is configured for something else than log lines.
+const MIN_RECUT_BYTES: usize = 1024;
+
+/// Where to cut a refused record in two: its middle, moved back to the
+/// start of a UTF-8 character when one is within 3 bytes (so valid text
+/// stays valid in both halves). None when it is too short to cut.
+fn cut_in_two(payload: &[u8]) -> Option<usize> {
+    if payload.len() < MIN_RECUT_BYTES {
+        return None;
+    }
+    let mid = payload.len() / 2;
+    let boundary = (0..4).map(|back| mid - back).find(|&i| payload[i] & 0xC0 != 0x80);
+    Some(boundary.unwrap_or(mid))
+}
+
+/// The headers of one half of a cut record: the original's, with `offset`
+/// moved to the half's first byte, and `split` = 1 or 2 when the record was
+/// a whole line (a part, truncated or partial line keeps its own mark).
+fn half_headers(orig: Option<&OwnedHeaders>, offset: u64, n: u32) -> OwnedHeaders {
+    let mut num = itoa::Buffer::new();
+    let mut part = itoa::Buffer::new();
+    let mut out = OwnedHeaders::new_with_capacity(7);
+    let mut marked = false;
+    for h in orig.into_iter().flat_map(|h| h.iter()) {
+        match h.key {
+            "offset" => out = out.insert(Header { key: "offset", value: Some(num.format(offset)) }),
+            k => {
+                marked |= matches!(k, "split" | "truncated" | "partial");
+                out = out.insert(Header { key: k, value: h.value });
+            }
+        }
+    }
+    if !marked {
+        out = out.insert(Header { key: "split", value: Some(part.format(n)) });
+    }
+    out
+}
+
+/// Refusals of a record's size: the same bytes in smaller records go through.
+fn is_size_refusal(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(e.rdkafka_error_code(), Some(MessageSizeTooLarge | MessageBatchTooLarge))
+}
+
 /// `path` and `offset` headers of a record, for error messages.
-fn record_origin(h: Option<&rdkafka::message::BorrowedHeaders>) -> (String, String) {
+fn record_origin<H: Headers>(h: Option<&H>) -> (String, String) {
     let mut path = String::new();
     let mut offset = String::new();
     if let Some(h) = h {
@@ -252,9 +354,24 @@ impl Ship {
             if let Some(ts) = r.timestamp {
                 rec = rec.timestamp(ts);
             }
-            if self.producer.send(rec).is_err() {
-                all = false;
-                left.push(r);
+            let sent = self.producer.send(rec).map_err(|(e, _)| e);
+            match sent {
+                Ok(()) => {}
+                Err(e) if is_size_refusal(&e) => {
+                    let ctx = self.producer.context();
+                    let refused = Refused {
+                        topic: &r.topic,
+                        key: r.key.as_deref(),
+                        payload: &r.payload,
+                        headers: r.headers.clone(),
+                        timestamp: r.timestamp,
+                    };
+                    ctx.recut(refused, &e, r.ack.clone());
+                }
+                Err(_) => {
+                    all = false;
+                    left.push(r);
+                }
             }
         }
         if !left.is_empty() {
@@ -298,6 +415,17 @@ impl Ship {
                             return;
                         }
                     }
+                    Err((e, r)) if is_size_refusal(&e) => {
+                        let refused = Refused {
+                            topic: &src.topic,
+                            key: Some(src.fid_text.as_bytes()),
+                            payload: line.bytes,
+                            headers: r.headers.clone(),
+                            timestamp: Some(batch.read_ms),
+                        };
+                        self.producer.context().recut(refused, &e, r.delivery_opaque);
+                        break;
+                    }
                     Err((e, r)) => {
                         tracing::error!(topic = %src.topic, path = %src.path, offset = line.offset, "Kafka refused the record: {e}; the file's checkpoint stays before it");
                         self.producer.context().stats.lines_failed.fetch_add(1, Ordering::Relaxed);
@@ -313,6 +441,44 @@ impl Ship {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_record_is_cut_at_a_character_boundary_near_its_middle() {
+        assert_eq!(cut_in_two(&[b'a'; MIN_RECUT_BYTES - 1]), None, "too short to cut");
+        assert_eq!(cut_in_two(&[b'a'; 2000]), Some(1000));
+        // Three-byte characters: the middle (1500) is a character's first byte.
+        let wide = "\u{20ac}".repeat(1000);
+        assert_eq!(cut_in_two(wide.as_bytes()), Some(1500));
+        let odd = format!("x{wide}");
+        let mid = cut_in_two(odd.as_bytes()).unwrap();
+        assert!(odd.is_char_boundary(mid) && (1498..=1500).contains(&mid), "{mid}");
+        // Not UTF-8 at all: the middle, whatever it is.
+        assert_eq!(cut_in_two(&[0x80; 2000]), Some(1000));
+    }
+
+    #[test]
+    fn halves_carry_their_own_offset_and_a_part_number_unless_already_cut() {
+        let orig = OwnedHeaders::new()
+            .insert(Header { key: "host", value: Some("h") })
+            .insert(Header { key: "offset", value: Some("100") });
+        let half = half_headers(Some(&orig), 612, 2);
+        let pairs: Vec<(&str, &[u8])> = half.iter().map(|h| (h.key, h.value.unwrap())).collect();
+        assert_eq!(pairs, vec![("host", &b"h"[..]), ("offset", b"612"), ("split", b"2")]);
+        let part = orig.insert(Header { key: "split", value: Some("3") });
+        let half = half_headers(Some(&part), 700, 1);
+        let pairs: Vec<(&str, &[u8])> = half.iter().map(|h| (h.key, h.value.unwrap())).collect();
+        assert_eq!(pairs, vec![("host", &b"h"[..]), ("offset", b"700"), ("split", b"3")]);
+    }
+
+    #[test]
+    fn size_refusals_are_told_apart() {
+        use RDKafkaErrorCode::*;
+        for (code, size) in
+            [(MessageSizeTooLarge, true), (MessageBatchTooLarge, true), (InvalidRecord, false), (QueueFull, false)]
+        {
+            assert_eq!(is_size_refusal(&KafkaError::MessageProduction(code)), size, "{code:?}");
+        }
+    }
 
     #[test]
     fn authorization_and_authentication_refusals_are_retried() {

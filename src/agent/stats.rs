@@ -17,6 +17,9 @@ pub struct Stats {
     pub lines_failed: AtomicU64,
     /// Parts of lines longer than `max_line_bytes` (split or truncated).
     pub lines_cut: AtomicU64,
+    /// Records the broker refused for their size and that were cut in two
+    /// (each half then counts in `lines_read`).
+    pub records_recut: AtomicU64,
     /// Unfinished last lines shipped after the idle timeout.
     pub lines_partial: AtomicU64,
     pub rotations: AtomicU64,

@@ -49,6 +49,11 @@ impl BatchAck {
         n > 0 && self.remaining.fetch_sub(n, Ordering::AcqRel) == n
     }
 
+    /// `n` more records to wait for: a record was cut into `n + 1`.
+    pub fn grow(&self, n: u32) {
+        self.remaining.fetch_add(n, Ordering::AcqRel);
+    }
+
     pub fn lines(&self) -> u32 {
         self.lines
     }

@@ -37,8 +37,10 @@ use std::time::Duration;
 
 /// `[kafka] chan_max_size` and `[es] chan_max_size` when not set: lines in flight.
 pub const DEFAULT_CHAN_MAX_SIZE: usize = 100_000;
-/// `max_line_bytes` when not set.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// `max_line_bytes` when not set: 960 KiB, so a part of a long line with
+/// its key and headers fits under Kafka's default `message.max.bytes`
+/// (1,048,588) even when lz4 cannot shrink it (review finding 9).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 960 << 10;
 /// `[etcd] collect_log_key` when not set; `%s` is the host.
 pub const DEFAULT_COLLECT_LOG_KEY: &str = "/logagent/%s/collect_config";
 /// `[etcd] timeout` when not set.

@@ -17,7 +17,7 @@ collect_log_key = /logagent/%s/collect_config
 data_dir = ./data
 host =                          ; empty: detect the outbound IP as the seed does
 read_from = end                 ; or beginning
-max_line_bytes = 1048576
+max_line_bytes = 983040
 [collect]                       ; static collect list, used when no etcd is configured
 web_log = ./logs/*.log          ; topic = path or glob, several separated by ';'
 "#;
@@ -32,7 +32,7 @@ fn the_seed_layout_parses() {
     assert_eq!(c.chan_max_size, 100_000);
     assert_eq!(c.agent.host, None);
     assert_eq!(c.agent.read_from, ReadFrom::End);
-    assert_eq!(c.agent.max_line_bytes, 1 << 20);
+    assert_eq!(c.agent.max_line_bytes, 960 << 10);
     assert_eq!(c.collect, vec![CollectEntry::new("./logs/*.log", "web_log")]);
     let e = c.etcd.unwrap();
     assert_eq!(e.endpoints, vec!["127.0.0.1:2379"]);
