@@ -289,32 +289,43 @@ fn elasticsearch_down_for_15_s_loses_nothing_and_memory_stays_bounded() {
 }
 
 #[test]
-fn a_document_elasticsearch_refuses_goes_to_the_dead_letter_topic_with_its_error() {
+fn a_document_refused_over_its_merged_fields_is_stored_plain_and_one_refused_for_good_is_dead_lettered() {
     let topics = ["app"];
     let p = Pipeline::start(&topics);
     p.kafka.create_topic("app.dlq", 1);
-    let _transfer = p.transfer("transfer", &topics, "parse_json = app");
-    // `level` is mapped as a number by the first line; the bad line's text
-    // cannot be indexed into it.
+    // Bodies over 20 kB get a 413: a single document that large is refused
+    // for good and goes to the dead letter with its error.
+    let proxy = FaultProxy::start(p.es.port);
+    proxy.set(Fault::MaxBody(20_000));
+    let cfg = p.transfer_config(&topics, &proxy.url(), "parse_json = app\nbulk_max_bytes = 16000");
+    let transfer = Agent::transfer(p.dir.path(), "transfer", &cfg);
+    // `level` is mapped as a number by the first line; line 500's text
+    // cannot be indexed into it (review finding 12): it is stored with its
+    // line in `message` only, marked, instead of being refused.
     let path = p.file("app", 0);
     let mut text = String::new();
     for i in 0..1000 {
-        if i == 500 {
-            text.push_str("{\"level\": \"not a number\", \"seq\": 500}\n");
-        } else {
-            text.push_str(&format!("{{\"level\": {}, \"seq\": {i}, \"msg\": \"ok\"}}\n", i % 7));
+        match i {
+            500 => text.push_str("{\"level\": \"not a number\", \"seq\": 500}\n"),
+            700 => text.push_str(&format!("{{\"level\": 1, \"seq\": 700, \"msg\": \"{}\"}}\n", "y".repeat(30_000))),
+            _ => text.push_str(&format!("{{\"level\": {}, \"seq\": {i}, \"msg\": \"ok\"}}\n", i % 7)),
         }
     }
     std::fs::write(&path, &text).unwrap();
-    let n = p.es.wait_count("app", 999, Duration::from_secs(3), Duration::from_secs(60));
-    assert_eq!(n, 999);
+    let n = p.es.wait_count("app", 999, Duration::from_secs(3), Duration::from_secs(90));
+    assert_eq!(n, 999, "every document but the one too large");
     let dlq = consume(&p.kafka.brokers(), "app.dlq", 1, Duration::from_secs(1), Duration::from_secs(30));
     assert_eq!(dlq.len(), 1, "one dead letter");
     let doc: Value = serde_json::from_slice(&dlq[0].value).unwrap();
-    assert_eq!(doc["seq"], 500, "{doc}");
-    assert_eq!(doc["message"], "{\"level\": \"not a number\", \"seq\": 500}");
-    assert_eq!(dlq[0].header("status"), "400");
-    assert!(dlq[0].header("error").contains("level"), "error header: {}", dlq[0].header("error"));
+    assert_eq!(doc["seq"], 700, "{}", &doc.to_string()[..200]);
+    assert_eq!(dlq[0].header("status"), "413");
+    // The conflicting line: whole in `message`, no `level`, marked.
+    let v = p.es.search("app", json!({"query": {"term": {"log.offset": text.find("{\"level\": \"not").unwrap()}}}));
+    let plain = &v["hits"]["hits"][0]["_source"];
+    assert_eq!(plain["message"], "{\"level\": \"not a number\", \"seq\": 500}", "{v}");
+    assert!(plain.get("level").is_none() && plain.get("seq").is_none(), "{plain}");
+    assert_eq!(plain["log"]["flags"], json!(["json_unmerged"]), "{plain}");
+    assert!(log_has(&transfer, "refused over a field merged from its JSON line"), "the retry is logged");
     // Merged fields are searchable.
     let v = p.es.search("app", json!({"query": {"term": {"seq": 42}}}));
     assert_eq!(v["hits"]["hits"][0]["_source"]["level"], 0, "{v}");

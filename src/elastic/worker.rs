@@ -9,6 +9,11 @@
 //! - stored or 409 (a redelivery of a document already there): acknowledged;
 //! - 429 / 5xx items: sent again, only those, with exponential backoff and
 //!   jitter, for as long as it takes (backpressure, not loss);
+//! - refused over its fields (a mapping conflict, the field limit) when it
+//!   carries fields merged from a JSON line (`parse_json`): sent once more
+//!   with only our fields, the whole line in `message` and `log.flags`
+//!   `json_unmerged` (review finding 12: one line fixing a field's type
+//!   must not send every later line to the dead letter);
 //! - refused for good (mapping errors…): written to the dead-letter
 //!   destination with the error, then acknowledged;
 //! - the whole request refused with 429 / 5xx, or no connection: sent again
@@ -32,6 +37,7 @@ use crate::elastic::client::{Answer, EsClient, Purpose, ANSWER_EXCERPT};
 use crate::elastic::dead_letter::DeadLetterSink;
 use crate::elastic::stats::TransferStats;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,9 +130,14 @@ impl Worker {
         let mut outcomes = Outcomes::new();
         let mut work: Vec<Vec<usize>> = vec![(0..pairs.len()).collect()];
         let mut backoff = self.backoff();
+        // Documents sent again without their merged fields: index → pair.
+        let mut plain: HashMap<usize, Bytes> = HashMap::new();
         while let Some(pending) = work.pop() {
-            let body =
-                if pending.len() == pairs.len() { req.body.clone() } else { subset(&req.body, &pairs, &pending) };
+            let body = if pending.len() == pairs.len() && plain.is_empty() {
+                req.body.clone()
+            } else {
+                subset(&req.body, &pairs, &pending, &plain)
+            };
             self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
             self.stats.bulk_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             let started = std::time::Instant::now();
@@ -180,10 +191,10 @@ impl Worker {
                 Step::RejectAll(err) => {
                     self.stats.es_errors.fetch_add(1, Ordering::Relaxed);
                     let rejected: Vec<_> = pending.iter().map(|&i| (i, err.clone())).collect();
-                    self.reject_all(&req, &pairs, &rejected).await;
+                    self.reject_all(&req, &pairs, &plain, &rejected).await;
                     Vec::new()
                 }
-                Step::PerItem => self.per_item(&req, &pairs, &pending, &outcomes, backoff.peek()).await,
+                Step::PerItem => self.per_item(&req, &pairs, &mut plain, &pending, &outcomes, backoff.peek()).await,
             };
             if retry.is_empty() {
                 backoff.reset();
@@ -196,12 +207,14 @@ impl Worker {
     }
 
     /// Acts on each item of a classified answer for the documents `pending`:
-    /// stored ones are acknowledged, the ones refused for good go to the dead
+    /// stored ones are acknowledged, merged ones refused over their fields
+    /// get a `plain` version, the ones refused for good go to the dead
     /// letter; returns the ones to send again (in `wait`, for the log).
     async fn per_item(
         &self,
         req: &Request,
         pairs: &[Range<usize>],
+        plain: &mut HashMap<usize, Bytes>,
         pending: &[usize],
         outcomes: &Outcomes,
         wait: Duration,
@@ -228,7 +241,19 @@ impl Worker {
                 }
                 ItemOutcome::Reject(err) => {
                     self.stats.es_error(err.status, 1);
-                    rejected.push((i, err.clone()));
+                    let unmerged = (is_mapping_refusal(err) && !plain.contains_key(&i))
+                        .then(|| unmerged_pair(&req.body[pairs[i].clone()]))
+                        .flatten();
+                    match unmerged {
+                        Some(p) => {
+                            let slot = &req.slots[req.docs[i] as usize];
+                            tracing::warn!(topic = %slot.topic, partition = slot.partition, "document refused over a field merged from its JSON line ({err}); sending it again with the line in message only");
+                            self.stats.docs_unmerged.fetch_add(1, Ordering::Relaxed);
+                            plain.insert(i, p);
+                            retry.push(i);
+                        }
+                        None => rejected.push((i, err.clone())),
+                    }
                 }
             }
         }
@@ -236,7 +261,7 @@ impl Worker {
             tracing::warn!("{} documents refused for now (first: {err}); retrying them in {wait:?}", retry.len());
         }
         if !rejected.is_empty() {
-            self.reject_all(req, pairs, &rejected).await;
+            self.reject_all(req, pairs, plain, &rejected).await;
         }
         retry
     }
@@ -253,14 +278,20 @@ impl Worker {
     /// Sends refused documents to the dead letter, then acknowledges them.
     /// One log line per request (the first error stands for the rest; each
     /// document's error is at debug level and in the dead letter itself).
-    async fn reject_all(&self, req: &Request, pairs: &[Range<usize>], rejected: &[(usize, ItemError)]) {
+    async fn reject_all(
+        &self,
+        req: &Request,
+        pairs: &[Range<usize>],
+        plain: &HashMap<usize, Bytes>,
+        rejected: &[(usize, ItemError)],
+    ) {
         if let Some((i, err)) = rejected.first() {
             let slot = &req.slots[req.docs[*i] as usize];
             tracing::error!(topic = %slot.topic, partition = slot.partition, "{} documents refused for good, sent to the dead letter; first: {err}", rejected.len());
         }
         for (i, err) in rejected {
             let slot = &req.slots[req.docs[*i] as usize];
-            let pair = &req.body[pairs[*i].clone()];
+            let pair = pair_of(&req.body, pairs, plain, *i);
             // The source line: the second line of the pair, without its newline.
             let nl = memchr::memchr(b'\n', pair).map(|p| p + 1).unwrap_or(0);
             let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
@@ -417,13 +448,45 @@ pub fn doc_ranges(body: &[u8]) -> Vec<Range<usize>> {
     out
 }
 
-/// A body of only the documents `pick` (indices into `pairs`).
-fn subset(body: &[u8], pairs: &[Range<usize>], pick: &[usize]) -> Bytes {
-    let mut out = Vec::with_capacity(pick.iter().map(|&i| pairs[i].len()).sum());
+/// Document `i`'s action+source pair: its `plain` version if it has one,
+/// else its bytes in `body`.
+fn pair_of<'a>(body: &'a [u8], pairs: &[Range<usize>], plain: &'a HashMap<usize, Bytes>, i: usize) -> &'a [u8] {
+    plain.get(&i).map_or(&body[pairs[i].clone()], |p| &p[..])
+}
+
+/// A body of only the documents `pick` (indices into `pairs`), each in its
+/// `plain` version where it has one.
+fn subset(body: &[u8], pairs: &[Range<usize>], pick: &[usize], plain: &HashMap<usize, Bytes>) -> Bytes {
+    let mut out = Vec::with_capacity(pick.iter().map(|&i| pair_of(body, pairs, plain, i).len()).sum());
     for &i in pick {
-        out.extend_from_slice(&body[pairs[i].clone()]);
+        out.extend_from_slice(pair_of(body, pairs, plain, i));
     }
     Bytes::from(out)
+}
+
+/// A refusal over a document's fields rather than the request: a field's
+/// type conflicting with the mapping, a strict mapping, or the index's
+/// field limit.
+fn is_mapping_refusal(err: &ItemError) -> bool {
+    err.status == 400
+        && (matches!(
+            err.kind.as_str(),
+            "mapper_parsing_exception" | "document_parsing_exception" | "strict_dynamic_mapping_exception"
+        ) || (err.kind == "illegal_argument_exception" && err.reason.contains("field")))
+}
+
+/// The action+source pair of a merged document with only our fields
+/// (see [`crate::elastic::body::without_merged_fields`]); `None` when it
+/// has none merged.
+fn unmerged_pair(pair: &[u8]) -> Option<Bytes> {
+    let nl = memchr::memchr(b'\n', pair)? + 1;
+    let doc = pair[nl..].strip_suffix(b"\n").unwrap_or(&pair[nl..]);
+    let plain = crate::elastic::body::without_merged_fields(doc)?;
+    let mut out = Vec::with_capacity(nl + plain.len() + 1);
+    out.extend_from_slice(&pair[..nl]);
+    out.extend_from_slice(&plain);
+    out.push(b'\n');
+    Some(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -436,8 +499,33 @@ mod tests {
         let r = doc_ranges(body);
         assert_eq!(r.len(), 3);
         assert_eq!(&body[r[1].clone()], b"{\"create\":{}}\n{\"m\":2}\n");
-        assert_eq!(&subset(body, &r, &[2, 0])[..], b"{\"create\":{}}\n{\"m\":3}\n{\"create\":{}}\n{\"m\":1}\n");
+        let none = HashMap::new();
+        assert_eq!(&subset(body, &r, &[2, 0], &none)[..], b"{\"create\":{}}\n{\"m\":3}\n{\"create\":{}}\n{\"m\":1}\n");
         assert!(doc_ranges(b"").is_empty());
+        let plain = HashMap::from([(0, Bytes::from_static(b"{\"create\":{}}\n{\"p\":1}\n"))]);
+        assert_eq!(&subset(body, &r, &[2, 0], &plain)[..], b"{\"create\":{}}\n{\"m\":3}\n{\"create\":{}}\n{\"p\":1}\n");
+    }
+
+    #[test]
+    fn a_merged_document_refused_over_a_field_gets_a_plain_pair() {
+        let e = |status, kind: &str, reason: &str| ItemError { status, kind: kind.into(), reason: reason.into() };
+        assert!(is_mapping_refusal(&e(400, "mapper_parsing_exception", "failed to parse field [status]")));
+        assert!(is_mapping_refusal(&e(400, "document_parsing_exception", "[1:2] object mapping for [status]")));
+        assert!(is_mapping_refusal(&e(
+            400,
+            "illegal_argument_exception",
+            "Limit of total fields [1000] has been exceeded"
+        )));
+        assert!(!is_mapping_refusal(&e(400, "illegal_argument_exception", "something else")));
+        assert!(!is_mapping_refusal(&e(413, "mapper_parsing_exception", "")));
+        let pair = b"{\"create\":{\"_id\":\"x\"}}\n{\"message\":\"m\",\"status\":1}\n";
+        let unmerged = unmerged_pair(pair).unwrap();
+        let (action, doc) = unmerged.split_at(memchr::memchr(b'\n', &unmerged).unwrap() + 1);
+        assert_eq!(action, b"{\"create\":{\"_id\":\"x\"}}\n");
+        assert!(doc.ends_with(b"}\n") && doc.iter().filter(|&&b| b == b'\n').count() == 1);
+        let doc: serde_json::Value = serde_json::from_slice(doc).unwrap();
+        assert_eq!(doc, serde_json::json!({"message": "m", "log": {"flags": ["json_unmerged"]}}));
+        assert_eq!(unmerged_pair(b"{\"create\":{}}\n{\"message\":\"m\"}\n"), None, "nothing merged");
     }
 
     #[test]

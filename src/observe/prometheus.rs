@@ -176,6 +176,11 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
         Stats::get(&s.lines_cut),
     )?;
     out.counter(
+        "logcollect_records_recut",
+        "Records Kafka refused for their size, cut in two and sent again",
+        Stats::get(&s.records_recut),
+    )?;
+    out.counter(
         "logcollect_lines_partial",
         "Unfinished last lines shipped after the idle timeout",
         Stats::get(&s.lines_partial),
@@ -239,7 +244,7 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
             "docs_time_clamped",
             "Records timestamped over 30 days ago or over a day ahead: indexed by the window's nearest end",
         ),
-        ("docs_unmerged", "parse_json records indexed as plain text: not a JSON object, or past the key limits"),
+        ("docs_unmerged", "parse_json records indexed as plain text: not a JSON object, past the key limits, or refused over a merged field"),
         ("bulk_requests", "_bulk requests sent"),
         ("bulk_bytes", "_bulk request bytes sent"),
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),

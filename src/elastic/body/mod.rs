@@ -333,6 +333,36 @@ fn write_head(buf: &mut Vec<u8>, fixed: &mut Fixed, rec: &Record<'_>) -> bool {
     lossy
 }
 
+/// The `log.flags` mark of a document stored without the fields its JSON
+/// line would have merged.
+pub const UNMERGED_FLAG: &str = "json_unmerged";
+
+/// A merged document (see [`MessageMode::ParseJson`]) with only our own
+/// fields ([`OWN_FIELDS`]; `message` holds the whole line) and
+/// [`UNMERGED_FLAG`] added to `log.flags`: what the workers send instead
+/// when Elasticsearch refuses a document over a merged field (a type that
+/// conflicts with an earlier line's, the index's field limit; review
+/// finding 12). `None` when `doc` has no field but ours (nothing to take
+/// out) or is not a JSON object.
+pub fn without_merged_fields(doc: &[u8]) -> Option<Vec<u8>> {
+    let serde_json::Value::Object(mut fields) = serde_json::from_slice(doc).ok()? else {
+        return None;
+    };
+    let before = fields.len();
+    fields.retain(|k, _| OWN_FIELDS.contains(&k.as_str()));
+    if fields.len() == before {
+        return None;
+    }
+    let log = fields.entry("log").or_insert_with(|| serde_json::json!({}));
+    if let serde_json::Value::Object(log) = log {
+        let flags = log.entry("flags").or_insert_with(|| serde_json::json!([]));
+        if let serde_json::Value::Array(flags) = flags {
+            flags.push(UNMERGED_FLAG.into());
+        }
+    }
+    serde_json::to_vec(&fields).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::testutil::{nasty_bytes, one, parse_body};
@@ -341,6 +371,28 @@ mod tests {
     use crate::record::{doc_id, Origin};
     use proptest::prelude::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_merged_document_loses_the_line_fields_and_is_marked() {
+        let doc = br#"{"@timestamp":"2026-11-25T10:00:00.000Z","message":"{\"status\":{\"x\":1}}","log":{"offset":7},"topic":"t","status":{"x":1},"json_host":"h"}"#;
+        let plain: serde_json::Value = serde_json::from_slice(&without_merged_fields(doc).unwrap()).unwrap();
+        assert_eq!(
+            plain,
+            json!({"@timestamp":"2026-11-25T10:00:00.000Z","message":"{\"status\":{\"x\":1}}",
+                   "log":{"offset":7,"flags":["json_unmerged"]},"topic":"t"})
+        );
+        // A cut line keeps its own flag beside the new one; no log at all gets one.
+        let cut = br#"{"message":"m","log":{"flags":["partial"]},"a":1}"#;
+        let plain: serde_json::Value = serde_json::from_slice(&without_merged_fields(cut).unwrap()).unwrap();
+        assert_eq!(plain, json!({"message":"m","log":{"flags":["partial","json_unmerged"]}}));
+        let foreign = br#"{"message":"m","a":1}"#;
+        let plain: serde_json::Value = serde_json::from_slice(&without_merged_fields(foreign).unwrap()).unwrap();
+        assert_eq!(plain, json!({"message":"m","log":{"flags":["json_unmerged"]}}));
+        // Nothing merged, or not an object: nothing to do.
+        assert_eq!(without_merged_fields(br#"{"message":"m","topic":"t"}"#), None);
+        assert_eq!(without_merged_fields(b"[1]"), None);
+        assert_eq!(without_merged_fields(b"{not json"), None);
+    }
 
     #[test]
     fn memo_renders_only_for_a_new_key() {
