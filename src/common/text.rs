@@ -1,5 +1,5 @@
 //! Text from outside (file names, log lines, etcd values) made safe to
-//! draw in a terminal.
+//! draw in a terminal, and cut to a size.
 
 use std::borrow::Cow;
 
@@ -23,9 +23,31 @@ pub fn printable(s: &str, keep_lines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The longest start of `s` of at most `max_bytes` that ends on a
+/// character boundary.
+pub fn prefix(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut cut = max_bytes;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_end_on_a_character_boundary() {
+        assert_eq!(prefix("abc", 10), "abc");
+        assert_eq!(prefix("abc", 2), "ab");
+        assert_eq!(prefix("a\u{20ac}b", 3), "a");
+        assert_eq!(prefix("a\u{20ac}b", 4), "a\u{20ac}");
+        assert_eq!(prefix("\u{20ac}", 0), "");
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -57,6 +57,11 @@ const BULK_PATH: &str = "/_bulk?filter_path=errors,items.*.status,items.*.error"
 /// Bytes of an answer quoted in messages.
 pub(crate) const ANSWER_EXCERPT: usize = 300;
 
+/// Largest answer read from Elasticsearch: `_bulk` answers are small
+/// (`filter_path`); a search page of 1,000 hits of long lines is what
+/// this stops.
+pub const ANSWER_MAX_BYTES: usize = 64 << 20;
+
 /// Nodes in rotation, auth, TLS.
 pub struct EsClient {
     http: reqwest::Client,
@@ -155,12 +160,27 @@ impl EsClient {
     /// Sends `req` (addressed to `node`) with the auth applied: the status
     /// and the whole answer, or why there was none. The reason never holds
     /// the URL (nodes carry no userinfo, and the path is said by the caller).
+    /// An answer over [`ANSWER_MAX_BYTES`] is an error, read no further
+    /// (review finding 5: a search page of huge lines must not take the
+    /// process's memory).
     async fn send(&self, node: &str, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), EsError> {
         let unreachable = |message: String| EsError::Unreachable { node: node.to_string(), message };
-        let resp = self.authorize(req).send().await.map_err(|e| unreachable(reason(&e)))?;
+        let mut resp = self.authorize(req).send().await.map_err(|e| unreachable(reason(&e)))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| unreachable(format!("reading the answer: {}", reason(&e))))?;
-        Ok((status, body.to_vec()))
+        let too_large = || EsError::AnswerTooLarge { node: node.to_string(), limit: ANSWER_MAX_BYTES };
+        if resp.content_length().is_some_and(|n| n > ANSWER_MAX_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| unreachable(format!("reading the answer: {}", reason(&e))))?
+        {
+            if body.len() + chunk.len() > ANSWER_MAX_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
     }
 
     /// Posts a `_bulk` body to the next node in rotation: that node, and

@@ -22,6 +22,10 @@ pub enum EsError {
     /// An answer other than 2xx from `node` to the request for `path`.
     #[error("{node}{path}: {status} {body_excerpt}")]
     Refused { node: String, path: String, status: u16, body_excerpt: String },
+    /// `node` answered with more than `limit` bytes (the answer was not
+    /// read further).
+    #[error("{node}: an answer over {limit} bytes")]
+    AnswerTooLarge { node: String, limit: usize },
     /// Dead letters to Kafka, and no `[kafka]` to send them with.
     #[error("dead letters to Kafka need [kafka] address (or es.dead_letter_path)")]
     DeadLetterNeedsKafka,
@@ -49,7 +53,10 @@ impl EsError {
             EsError::TlsFile { key, .. } => key,
             EsError::DeadLetterNeedsKafka | EsError::DeadLetterProducer(_) => "es.dead_letter",
             EsError::DeadLetterFile { .. } => "es.dead_letter_path",
-            EsError::Client(_) | EsError::Unreachable { .. } | EsError::Refused { .. } => "es",
+            EsError::Client(_)
+            | EsError::Unreachable { .. }
+            | EsError::Refused { .. }
+            | EsError::AnswerTooLarge { .. } => "es",
         }
     }
 }

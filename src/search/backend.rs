@@ -57,10 +57,7 @@ pub fn truncate(h: &mut Hit, max_bytes: usize) {
     if h.message.len() <= max_bytes {
         return;
     }
-    let mut cut = max_bytes;
-    while !h.message.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = crate::common::text::prefix(&h.message, max_bytes).len();
     h.message.truncate(cut);
     h.message.shrink_to_fit();
     let chars = h.message.chars().count();
@@ -145,6 +142,10 @@ pub struct PageQuery<'a> {
     pub size: usize,
     /// Where the previous page ended.
     pub cursor: Option<&'a str>,
+    /// Messages longer than this are cut ([`truncate`]) as they are read
+    /// (`[http] message_max_bytes`), so a page of huge lines never sits in
+    /// memory whole (review finding 5).
+    pub message_max_bytes: usize,
 }
 
 impl Backend {
@@ -158,13 +159,14 @@ impl Backend {
     /// One page of matches, newest first.
     pub async fn search(&self, p: PageQuery<'_>) -> Result<Page, SearchError> {
         let started = std::time::Instant::now();
-        let PageQuery { q, from_ms, to_ms, cursor, .. } = p;
+        let PageQuery { q, from_ms, to_ms, cursor, message_max_bytes, .. } = p;
         let size = p.size.clamp(1, MAX_PAGE);
         let (total, hits, cursor) = match self {
             Backend::Embedded(store) => {
                 let before = cursor.map(parse_index_cursor).transpose()?;
                 let (store, q2) = (store.clone(), q.clone());
-                let (total, stored) = blocking(move || store.search(&q2, from_ms, to_ms, size, before)).await?;
+                let (total, stored) =
+                    blocking(move || store.search(&q2, from_ms, to_ms, size, before, message_max_bytes)).await?;
                 let next = (stored.len() == size)
                     .then(|| stored.last().map(|h| format!("ix:{}:{}", h.ts_ms, h.seq)))
                     .flatten();
@@ -218,24 +220,31 @@ impl Backend {
     }
 
     /// Where a live view starts: only lines that become searchable after now.
-    pub async fn live_start(&self, q: &Node, now_ms: i64) -> Result<LiveCursor, SearchError> {
+    pub async fn live_start(&self, q: &Node, now_ms: i64, message_max_bytes: usize) -> Result<LiveCursor, SearchError> {
         match self {
             Backend::Embedded(store) => Ok(LiveCursor::Seq(store.last_seq())),
             Backend::Elasticsearch(_) => {
                 let mut cur = LiveCursor::Time { newest_ms: now_ms, sent: HashMap::new() };
                 // What is already there counts as sent.
-                self.live_poll(q, &mut cur, now_ms).await?;
+                self.live_poll(q, &mut cur, now_ms, message_max_bytes).await?;
                 Ok(cur)
             }
         }
     }
 
     /// Lines that became searchable since the last poll, oldest first.
-    pub async fn live_poll(&self, q: &Node, cur: &mut LiveCursor, now_ms: i64) -> Result<Vec<Hit>, SearchError> {
+    /// Messages are cut at `message_max_bytes` as they are read.
+    pub async fn live_poll(
+        &self,
+        q: &Node,
+        cur: &mut LiveCursor,
+        now_ms: i64,
+        message_max_bytes: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
         let hits = match (self, cur) {
             (Backend::Embedded(store), LiveCursor::Seq(seq)) => {
                 let (store2, q2, after) = (store.clone(), q.clone(), *seq);
-                let stored = blocking(move || store2.since(&q2, after, LIVE_MAX)).await?;
+                let stored = blocking(move || store2.since(&q2, after, LIVE_MAX, message_max_bytes)).await?;
                 if let Some(last) = stored.last() {
                     *seq = last.seq;
                 }
@@ -248,7 +257,9 @@ impl Backend {
             (Backend::Elasticsearch(es), LiveCursor::Time { newest_ms, sent }) => {
                 let from = *newest_ms - LIVE_LOOKBACK_MS;
                 let to_ms = now_ms.max(*newest_ms) + 86_400_000;
-                let page = es.search(PageQuery { q, from_ms: from, to_ms, size: LIVE_MAX, cursor: None }).await?;
+                let page = es
+                    .search(PageQuery { q, from_ms: from, to_ms, size: LIVE_MAX, cursor: None, message_max_bytes })
+                    .await?;
                 let mut fresh: Vec<Hit> = page.1.into_iter().filter(|h| !sent.contains_key(&h.id)).collect();
                 for h in &fresh {
                     sent.insert(h.id.clone(), h.ts_ms);
@@ -281,10 +292,12 @@ async fn highlighted(q: &Node, mut hits: Vec<Hit>) -> Result<Vec<Hit>, SearchErr
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::embedded::index::IndexError> + Send + 'static,
 ) -> Result<T, SearchError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SearchError::Internal(format!("search task: {e}")))?
-        .map_err(|e| SearchError::Internal(e.to_string()))
+    tokio::task::spawn_blocking(f).await.map_err(|e| SearchError::Internal(format!("search task: {e}")))?.map_err(|e| {
+        match e {
+            e @ crate::embedded::index::IndexError::TooBroad { .. } => bad("q", e.to_string()),
+            e => SearchError::Internal(e.to_string()),
+        }
+    })
 }
 
 fn hit_of(h: StoredHit) -> Hit {
@@ -298,7 +311,7 @@ fn hit_of(h: StoredHit) -> Hit {
         offset: h.offset,
         topic: h.topic,
         highlights: Vec::new(),
-        truncated: false,
+        truncated: h.truncated,
     }
 }
 
@@ -373,15 +386,26 @@ fn es_sort() -> Value {
 
 impl EsSearch {
     async fn post(&self, body: &Value) -> Result<Value, SearchError> {
+        self.post_bounded(body).await?.ok_or_else(|| {
+            SearchError::Unavailable(format!(
+                "Elasticsearch's answer is over {} MiB",
+                crate::elastic::client::ANSWER_MAX_BYTES >> 20
+            ))
+        })
+    }
+
+    /// [`EsSearch::post`], or `None` when the answer is over
+    /// [`crate::elastic::client::ANSWER_MAX_BYTES`].
+    async fn post_bounded(&self, body: &Value) -> Result<Option<Value>, SearchError> {
         let path = format!("{}/_search?ignore_unavailable=true&allow_no_indices=true", self.indices);
-        let (status, text) = self
-            .client
-            .post_json(&path, serde_json::to_vec(body).expect("json"))
-            .await
-            .map_err(|e| SearchError::Unavailable(format!("Elasticsearch unreachable: {e}")))?;
+        let (status, text) = match self.client.post_json(&path, serde_json::to_vec(body).expect("json")).await {
+            Ok(answer) => answer,
+            Err(crate::elastic::error::EsError::AnswerTooLarge { .. }) => return Ok(None),
+            Err(e) => return Err(SearchError::Unavailable(format!("Elasticsearch unreachable: {e}"))),
+        };
         let v: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
-            return Ok(v);
+            return Ok(Some(v));
         }
         let reason = v["error"]["root_cause"][0]["reason"]
             .as_str()
@@ -407,7 +431,7 @@ impl EsSearch {
     }
 
     async fn search(&self, p: PageQuery<'_>) -> Result<(u64, Vec<Hit>, Option<String>), SearchError> {
-        let PageQuery { q, from_ms, to_ms, size, cursor } = p;
+        let PageQuery { q, from_ms, to_ms, mut size, cursor, message_max_bytes } = p;
         let mut body = json!({
             "size": size,
             "track_total_hits": true,
@@ -425,11 +449,31 @@ impl EsSearch {
                 })?;
             body["search_after"] = after;
         }
-        let v = self.post(&body).await?;
+        // A page whose answer is too large is asked again at half the size
+        // (its cursor then continues after the smaller page).
+        let v = loop {
+            match self.post_bounded(&body).await? {
+                Some(v) => break v,
+                None if size > 1 => {
+                    size /= 2;
+                    body["size"] = size.into();
+                }
+                None => {
+                    return Err(SearchError::Unavailable(format!(
+                        "Elasticsearch's answer for one hit is over {} MiB",
+                        crate::elastic::client::ANSWER_MAX_BYTES >> 20
+                    )))
+                }
+            }
+        };
         let total = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
         let raw = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
         let next = (raw.len() == size).then(|| raw.last().map(|h| format!("es:{}", h["sort"]))).flatten();
-        Ok((total, Self::hits_of(&v), next))
+        let mut hits = Self::hits_of(&v);
+        for h in &mut hits {
+            truncate(h, message_max_bytes);
+        }
+        Ok((total, hits, next))
     }
 
     fn hits_of(v: &Value) -> Vec<Hit> {

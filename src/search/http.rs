@@ -169,10 +169,8 @@ async fn search(State(st): State<AppState>, Query(p): Query<Params>) -> Result<R
     let Ok(_permit) = st.searches.clone().try_acquire_owned() else {
         return Ok(busy("too many searches at once (http.max_searches)"));
     };
-    let mut page = st.backend.search(PageQuery { q: &a.q, from_ms: a.from_ms, to_ms: a.to_ms, size, cursor }).await?;
-    for h in &mut page.hits {
-        crate::search::backend::truncate(h, st.message_max_bytes);
-    }
+    let (from_ms, to_ms, message_max_bytes) = (a.from_ms, a.to_ms, st.message_max_bytes);
+    let page = st.backend.search(PageQuery { q: &a.q, from_ms, to_ms, size, cursor, message_max_bytes }).await?;
     Ok(Json(page).into_response())
 }
 
@@ -211,7 +209,7 @@ async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
     let Ok(permit) = st.lives.clone().try_acquire_owned() else {
         return Ok(busy("too many live views at once (http.max_live)"));
     };
-    let mut cursor = st.backend.live_start(&q, now_ms()).await?;
+    let mut cursor = st.backend.live_start(&q, now_ms(), st.message_max_bytes).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     let backend = st.backend.clone();
     let every = st.live_interval;
@@ -223,10 +221,9 @@ async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
         }
         loop {
             tokio::time::sleep(every).await;
-            match backend.live_poll(&q, &mut cursor, now_ms()).await {
+            match backend.live_poll(&q, &mut cursor, now_ms(), max_bytes).await {
                 Ok(hits) => {
-                    for mut h in hits {
-                        crate::search::backend::truncate(&mut h, max_bytes);
+                    for h in hits {
                         let ev = Event::default().event("hit").data(serde_json::to_string(&h).expect("json"));
                         // A client whose queue stays full for a poll interval is dropped.
                         match tokio::time::timeout(every, tx.send(ev)).await {

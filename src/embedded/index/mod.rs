@@ -144,6 +144,9 @@ pub enum IndexError {
     Open { dir: String, message: String },
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    /// A prefix of the query matches too many terms to search.
+    #[error("{prefix}* matches more than {} words: make it longer", tantivy_query::MAX_PREFIX_TERMS)]
+    TooBroad { prefix: String },
 }
 
 /// Writer and retention settings (`[index]`).

@@ -16,6 +16,9 @@ use tantivy::schema::{Field, Value};
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+/// How long [`Store::writer`] waits for an index lock another process holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The read side: searches over the last commit.
 pub struct Store {
     pub(super) index: Index,
@@ -72,18 +75,47 @@ impl Store {
         Ok(payload)
     }
 
-    /// The writer; one per index (a second process gets an error naming the
-    /// directory).
+    /// The writer; one per index. A lock held by another process is waited
+    /// for up to [`LOCK_WAIT`] (a predecessor killed a moment ago may still
+    /// hold it while it dies: supervisors restart within 100 ms), then
+    /// refused with an error naming the directory.
     pub fn writer(self: &Arc<Self>, cfg: &IndexConfig, payload: &Payload) -> Result<Writer, IndexError> {
+        self.writer_waiting(cfg, payload, LOCK_WAIT)
+    }
+
+    /// [`Store::writer`], waiting up to `wait` for the lock.
+    pub(super) fn writer_waiting(
+        self: &Arc<Self>,
+        cfg: &IndexConfig,
+        payload: &Payload,
+        wait: std::time::Duration,
+    ) -> Result<Writer, IndexError> {
         let options = tantivy::indexer::IndexWriterOptions::builder()
             .memory_budget_per_thread(cfg.settings.writer_memory_bytes)
             .num_worker_threads(cfg.settings.writer_threads)
             .num_merge_threads(1)
             .build();
-        let w: IndexWriter<LineDoc> = self.index.writer_with_options(options).map_err(|e| IndexError::Open {
-            dir: self.dir.display().to_string(),
-            message: format!("{e} (is another logcollect using this data_dir?)"),
-        })?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut logged = false;
+        let w: IndexWriter<LineDoc> = loop {
+            match self.index.writer_with_options(options.clone()) {
+                Ok(w) => break w,
+                Err(tantivy::TantivyError::LockFailure(tantivy::directory::error::LockError::LockBusy, _))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    if !std::mem::replace(&mut logged, true) {
+                        tracing::warn!(dir = %self.dir.display(), "the index is locked by another process; waiting up to {wait:?} for it to let go");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(IndexError::Open {
+                        dir: self.dir.display().to_string(),
+                        message: format!("{e} (is another logcollect using this data_dir?)"),
+                    })
+                }
+            }
+        };
         let mut policy = LogMergePolicy::default();
         policy.set_del_docs_ratio_before_merge(0.25);
         w.set_merge_policy(Box::new(policy));
@@ -100,6 +132,14 @@ impl Store {
         dir_bytes(&self.dir)
     }
 
+    /// Refuses a query with a prefix that matches too many terms.
+    fn check(node: &Node, searcher: &tantivy::Searcher) -> Result<(), IndexError> {
+        match super::tantivy_query::too_broad_prefix(node, searcher)? {
+            Some(prefix) => Err(IndexError::TooBroad { prefix }),
+            None => Ok(()),
+        }
+    }
+
     fn query(&self, node: &Node, from_ms: i64, to_ms: i64) -> tantivy::Result<Box<dyn Query>> {
         let range = Box::new(RangeQuery::new(
             Bound::Included(Term::from_field_i64(F_TS, from_ms)),
@@ -113,6 +153,7 @@ impl Store {
 
     /// Matches in `[from_ms, to_ms)`, newest first (by `@timestamp`, then
     /// `_seq`), after `before` when paging; and how many match in all.
+    /// Messages are cut to `message_max_bytes` as each is loaded.
     pub fn search(
         &self,
         node: &Node,
@@ -120,17 +161,30 @@ impl Store {
         to_ms: i64,
         size: usize,
         before: Option<(i64, u64)>,
+        message_max_bytes: usize,
     ) -> Result<(u64, Vec<StoredHit>), IndexError> {
         let searcher = self.reader.searcher();
+        Self::check(node, &searcher)?;
         let q = self.query(node, from_ms, to_ms)?;
         let (total, top) = searcher.search(&*q, &(Count, Top { limit: size, order: Order::NewestFirst { before } }))?;
-        let hits = top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect::<Result<_, _>>()?;
+        let hits = top
+            .into_iter()
+            .map(|(k, addr)| stored_hit(&searcher, k, addr, message_max_bytes))
+            .collect::<Result<_, _>>()?;
         Ok((total as u64, hits))
     }
 
-    /// Matches indexed after `_seq` `after`, oldest first (at most `limit`).
-    pub fn since(&self, node: &Node, after: u64, limit: usize) -> Result<Vec<StoredHit>, IndexError> {
+    /// Matches indexed after `_seq` `after`, oldest first (at most `limit`),
+    /// messages cut to `message_max_bytes`.
+    pub fn since(
+        &self,
+        node: &Node,
+        after: u64,
+        limit: usize,
+        message_max_bytes: usize,
+    ) -> Result<Vec<StoredHit>, IndexError> {
         let searcher = self.reader.searcher();
+        Self::check(node, &searcher)?;
         let seq = Box::new(RangeQuery::new(
             Bound::Excluded(Term::from_field_u64(F_SEQ, after)),
             Bound::Included(Term::from_field_u64(F_SEQ, u64::MAX)),
@@ -140,7 +194,7 @@ impl Store {
             n => Box::new(BooleanQuery::new(vec![(Occur::Must, to_tantivy(n)?), (Occur::Must, seq)])),
         };
         let top = searcher.search(&*q, &Top { limit, order: Order::IndexedAfter })?;
-        top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr)).collect()
+        top.into_iter().map(|(k, addr)| stored_hit(&searcher, k, addr, message_max_bytes)).collect()
     }
 
     /// The line whose `_id` is `id`, if it is indexed (`GET /api/line`).
@@ -153,7 +207,7 @@ impl Store {
         let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
         let ts = ff.i64(super::TS)?.first(addr.doc_id).unwrap_or(0);
         let seq = ff.u64(SEQ)?.first(addr.doc_id).unwrap_or(0);
-        Ok(Some(stored_hit(&searcher, (ts, seq), addr)?))
+        Ok(Some(stored_hit(&searcher, (ts, seq), addr, usize::MAX)?))
     }
 
     /// The highest `_seq` in the last commit (0 when empty).
@@ -191,6 +245,7 @@ impl Store {
             }
             return Ok(counts);
         }
+        Self::check(node, &searcher)?;
         let q = self.query(node, from_ms, to_ms)?;
         Ok(searcher.search(&*q, &b)?)
     }
@@ -212,20 +267,26 @@ pub struct StoredHit {
     pub path: Option<String>,
     pub offset: Option<u64>,
     pub topic: String,
+    /// `message` was cut at the length asked for.
+    pub truncated: bool,
 }
 
 fn stored_hit(
     searcher: &tantivy::Searcher,
     (ts_ms, seq): (i64, u64),
     addr: DocAddress,
+    message_max_bytes: usize,
 ) -> Result<StoredHit, IndexError> {
     let doc: TantivyDocument = searcher.doc(addr)?;
     let s = |f: Field| doc.get_first(f).and_then(|v| v.as_str().map(str::to_string));
+    let whole = doc.get_first(F_MESSAGE).and_then(|v| v.as_str()).unwrap_or_default();
+    let message = crate::common::text::prefix(whole, message_max_bytes);
     Ok(StoredHit {
         id: s(F_ID).unwrap_or_default(),
         ts_ms,
         seq,
-        message: s(F_MESSAGE).unwrap_or_default(),
+        truncated: message.len() < whole.len(),
+        message: message.to_string(),
         host: s(F_HOST),
         path: s(F_PATH),
         offset: doc.get_first(F_OFFSET).and_then(|v| v.as_u64()),

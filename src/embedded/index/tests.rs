@@ -1,6 +1,6 @@
 //! The index against a model of its queries, paging, commits and retention.
 
-use super::{analyzer, IndexConfig, LineDoc, LineOrigin, Payload, Store, Writer};
+use super::{analyzer, IndexConfig, IndexError, LineDoc, LineOrigin, Payload, Store, Writer};
 use crate::record::{self, Cut, Origin, Record};
 use crate::search::query::{self, Node};
 use bytes::Bytes;
@@ -106,7 +106,7 @@ fn queries_find_what_the_model_finds() {
             .filter(|(_, (m, h, p, t))| node.matches(&DocView { message: m, host: h, path: p, topic: t }))
             .map(|(i, _)| i)
             .collect();
-        let (total, hits) = store.search(&node, 0, i64::MAX, 100, None).unwrap();
+        let (total, hits) = store.search(&node, 0, i64::MAX, 100, None, usize::MAX).unwrap();
         let mut got: Vec<usize> = hits.iter().map(|h| h.offset.unwrap() as usize).collect();
         got.sort();
         assert_eq!(got, want, "{q:?}");
@@ -127,7 +127,7 @@ fn newest_first_with_paging_and_time_ranges() {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let (total, hits) = store.search(&all, 0, i64::MAX, 7, before).unwrap();
+        let (total, hits) = store.search(&all, 0, i64::MAX, 7, before, usize::MAX).unwrap();
         assert_eq!(total, 50);
         if hits.is_empty() {
             break;
@@ -136,7 +136,7 @@ fn newest_first_with_paging_and_time_ranges() {
         seen.extend(hits.iter().map(|h| h.offset.unwrap()));
     }
     assert_eq!(seen, (0..50).rev().collect::<Vec<_>>(), "newest first, every line once");
-    let (total, hits) = store.search(&all, 1001, 1003, 100, None).unwrap();
+    let (total, hits) = store.search(&all, 1001, 1003, 100, None, usize::MAX).unwrap();
     assert_eq!((total, hits.len()), (20, 20));
     assert!(hits.iter().all(|h| (1001..1003).contains(&h.ts_ms)));
     assert_eq!(store.histogram(&all, 0, i64::MAX, 1000, 2, 3).unwrap(), vec![20, 20, 10]);
@@ -149,7 +149,7 @@ fn newest_first_with_paging_and_time_ranges() {
             "[{from}, {to})"
         );
     }
-    let after: Vec<u64> = store.since(&all, 44, 3).unwrap().iter().map(|h| h.seq).collect();
+    let after: Vec<u64> = store.since(&all, 44, 3, usize::MAX).unwrap().iter().map(|h| h.seq).collect();
     assert_eq!(after, vec![45, 46, 47]);
     assert_eq!(store.last_seq(), 49);
 }
@@ -172,7 +172,7 @@ fn payloads_survive_reopening_and_replacing_keeps_one_document_per_id() {
     let (store, p) = Store::open(dir.path()).unwrap();
     assert_eq!(p.next_seq, 4);
     assert_eq!(store.num_docs(), 3);
-    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 10, None).unwrap();
+    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 10, None, usize::MAX).unwrap();
     let id2 = hits.iter().find(|h| h.offset == Some(2)).unwrap();
     assert_eq!((id2.ts_ms, id2.id.len()), (9, 22), "the replacement won");
 }
@@ -182,8 +182,45 @@ fn a_second_writer_is_refused_with_the_directory_named() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = open(dir.path());
     let (_, p) = Store::open(dir.path()).unwrap();
-    let e = store.writer(&IndexConfig::in_dir(dir.path()), &p).err().unwrap().to_string();
+    let wait = std::time::Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let e = store.writer_waiting(&IndexConfig::in_dir(dir.path()), &p, wait).err().unwrap().to_string();
     assert!(e.contains(&dir.path().display().to_string()) && e.contains("another logcollect"), "{e}");
+    assert!(started.elapsed() >= wait, "refused only after waiting");
+}
+
+#[test]
+fn a_writer_waits_for_the_lock_of_a_predecessor_that_is_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, w) = open(dir.path());
+    let (_, p) = Store::open(dir.path()).unwrap();
+    let going = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(w);
+    });
+    let wait = std::time::Duration::from_secs(10);
+    assert!(store.writer_waiting(&IndexConfig::in_dir(dir.path()), &p, wait).is_ok(), "the lock, once let go");
+    going.join().unwrap();
+}
+
+#[test]
+fn messages_are_cut_as_they_are_loaded_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut w) = open(dir.path());
+    let long = format!("start {}", "\u{20ac}".repeat(100));
+    w.add(doc(0, 4, "first", "h", "/p", "t")).unwrap();
+    w.add(doc(1, 5, &long, "h", "/p", "t")).unwrap();
+    w.add(doc(2, 6, "short", "h", "/p", "t")).unwrap();
+    w.commit(None).unwrap();
+    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 10, None, 11).unwrap();
+    assert_eq!((hits[0].message.as_str(), hits[0].truncated), ("short", false));
+    assert_eq!((hits[1].message.as_str(), hits[1].truncated), ("start \u{20ac}", true), "cut at a character");
+    assert_eq!(hits.len(), 3);
+    let live = store.since(&Node::All, 0, 10, 11).unwrap();
+    let long_live = live.iter().find(|h| h.message.starts_with("start")).unwrap();
+    assert!(long_live.truncated && live.iter().filter(|h| h.truncated).count() == 1);
+    let whole = store.by_id(&hits[1].id).unwrap().unwrap();
+    assert_eq!((whole.message, whole.truncated), (long, false));
 }
 
 #[test]
@@ -227,6 +264,26 @@ fn retention_drops_old_documents_by_age_and_by_size() {
     w.commit(None).unwrap();
     let left = store.num_docs();
     assert!((8_000..=10_000).contains(&left), "about 45 % left, the newest: {left}");
-    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 1, None).unwrap();
+    let (_, hits) = store.search(&Node::All, 0, i64::MAX, 1, None, usize::MAX).unwrap();
     assert_eq!(hits[0].offset, Some(19_999), "the newest stays");
+}
+
+#[test]
+fn a_prefix_matching_too_many_words_is_refused_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut w) = open(dir.path());
+    // 20,001 distinct words ab0 … ab20000.
+    for i in 0..=super::tantivy_query::MAX_PREFIX_TERMS as u64 {
+        w.add(doc(i, i as i64, &format!("ab{i}"), "h", "/p", "t")).unwrap();
+    }
+    w.commit(None).unwrap();
+    let q = |text: &str| parse(text).unwrap();
+    let e = store.search(&q("ab*"), 0, i64::MAX, 10, None, usize::MAX).unwrap_err();
+    assert!(matches!(&e, IndexError::TooBroad { prefix } if prefix == "ab"), "{e}");
+    assert!(e.to_string().contains("make it longer"), "{e}");
+    assert!(matches!(store.histogram(&q("x OR ab*"), 0, i64::MAX, 0, 1000, 30), Err(IndexError::TooBroad { .. })));
+    assert!(matches!(store.since(&q("NOT ab*"), 0, 10, usize::MAX), Err(IndexError::TooBroad { .. })));
+    // ab1, ab10-ab19, ab100-ab199, …: 11,111 words, under the cap.
+    let (total, _) = store.search(&q("ab1*"), 0, i64::MAX, 10, None, usize::MAX).unwrap();
+    assert_eq!(total, 11_111);
 }

@@ -61,6 +61,10 @@ pub const HIGHLIGHT_MAX_BYTES: usize = 64 << 10;
 pub const HIGHLIGHT_MAX_RANGES: usize = 200;
 /// Shortest word prefix (`ti*`) accepted, in characters.
 pub const MIN_PREFIX_CHARS: usize = 2;
+/// Most prefixes (`ti*`, `path:/x/*`) in one query: each expands to every
+/// term it matches, so hundreds of them ORed in 4 KiB would be as costly as
+/// many searches (review finding 6).
+pub const MAX_PREFIXES: usize = 16;
 /// Longest word the index keeps, in bytes; longer ones are not searchable
 /// (the embedded index drops them, and so does [`words`]).
 pub const MAX_WORD_BYTES: usize = 255;
@@ -546,7 +550,25 @@ pub fn parse(query: &str) -> Result<Node, ParseError> {
         };
         return Err(p.error_here(expected));
     }
+    let prefixes = count_prefixes(&node);
+    if prefixes > MAX_PREFIXES {
+        return Err(ParseError {
+            position: 0,
+            expected: format!("at most {MAX_PREFIXES} prefixes (word*) in one query"),
+            found: format!("{prefixes}"),
+        });
+    }
     Ok(node)
+}
+
+/// Prefix terms (`ti*`, `path:/x/*`) in `node`.
+fn count_prefixes(node: &Node) -> usize {
+    match node {
+        Node::Text { prefix, .. } | Node::Exact { prefix, .. } => usize::from(*prefix),
+        Node::And(kids) | Node::Or(kids) => kids.iter().map(count_prefixes).sum(),
+        Node::Not(inner) => count_prefixes(inner),
+        Node::All => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------

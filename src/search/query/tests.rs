@@ -238,3 +238,13 @@ fn highlighting_a_huge_line_of_one_word_is_bounded() {
     let wide = format!("{}é error", "a".repeat(HIGHLIGHT_MAX_BYTES - 1));
     assert!(parse("error").unwrap().highlights(&wide).is_empty());
 }
+
+#[test]
+fn at_most_sixteen_prefixes_in_one_query() {
+    let many = |n: usize| (0..n).map(|i| format!("ab{i}*")).collect::<Vec<_>>().join(" OR ");
+    assert!(parse(&many(MAX_PREFIXES)).is_ok());
+    let e = parse(&many(MAX_PREFIXES + 1)).unwrap_err();
+    assert!(e.to_string().contains("at most 16 prefixes"), "{e}");
+    let mixed = format!("{} AND NOT (path:/x/* OR host:h*)", many(MAX_PREFIXES - 1));
+    assert!(parse(&mixed).unwrap_err().to_string().contains("17"));
+}
