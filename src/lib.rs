@@ -104,7 +104,7 @@ pub mod cli {
     pub use crate::agent::run as agent;
     pub use crate::control::etcd::cli::{command_config, run_command, Command as ConfigCommand, CommandError};
     pub use crate::observe::auth::hash_password;
-    pub use crate::observe::status::run as status;
+    pub use crate::observe::status::{run as status, StatusAccess};
     pub use crate::run::run;
     pub use crate::transfer::run as transfer;
 }

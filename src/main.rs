@@ -57,6 +57,17 @@ enum Command {
         /// Print the table once and exit (for scripts).
         #[arg(long)]
         once: bool,
+        /// PEM CA that verifies an https:// server (replaces the built-in roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// A file whose first line is a bearer token of `[http] tokens`
+        /// (or the environment variable LOGCOLLECT_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// A user of `[http] users`; the password comes from the
+        /// environment variable LOGCOLLECT_PASSWORD.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -114,9 +125,16 @@ fn main() -> ExitCode {
         Command::Transfer { config } => (config, logcollect::cli::transfer),
         Command::Config(args) => return config_command(args),
         Command::HashPassword => return hash_password(),
-        Command::Status { addr, interval, once } => {
+        Command::Status { addr, interval, once, ca_file, token_file, user } => {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
-            return match logcollect::cli::status(&addr, interval, once) {
+            let access = match status_access(ca_file, token_file, user) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("logcollect status: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            return match logcollect::cli::status(&addr, interval, once, &access) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("logcollect status: {e}");
@@ -178,6 +196,37 @@ fn config_command(args: ConfigArgs) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// The credentials of `logcollect status`: a token from `--token-file`
+/// (its first line) or `LOGCOLLECT_TOKEN`, or `--user` with
+/// `LOGCOLLECT_PASSWORD`; never a secret on the command line, where `ps`
+/// shows it.
+fn status_access(
+    ca_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    user: Option<String>,
+) -> Result<logcollect::cli::StatusAccess, String> {
+    let token = match token_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
+            let first = text.lines().next().unwrap_or("").trim().to_string();
+            if first.is_empty() {
+                return Err(format!("--token-file {}: the first line is empty", p.display()));
+            }
+            Some(first)
+        }
+        None => std::env::var("LOGCOLLECT_TOKEN").ok().filter(|t| !t.is_empty()),
+    };
+    let user = match user {
+        Some(u) => {
+            let password = std::env::var("LOGCOLLECT_PASSWORD")
+                .map_err(|_| format!("--user {u}: set its password in the environment variable LOGCOLLECT_PASSWORD"))?;
+            Some((u, password))
+        }
+        None => None,
+    };
+    Ok(logcollect::cli::StatusAccess { ca_file, token, user })
 }
 
 /// Config errors exit with status 2 and a one-line reason.

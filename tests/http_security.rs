@@ -187,3 +187,122 @@ fn listening_beyond_loopback_without_authentication_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("http.listen"), "{err}");
 }
+
+/// Reads `s` until the server closes it (end of stream or reset), for at
+/// most `limit`: how long that took, `None` if it stayed open.
+fn closed_after(s: &mut std::net::TcpStream, started: Instant, limit: Duration) -> Option<Duration> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+#[test]
+fn https_with_a_token_a_handshake_and_header_timeout_and_a_connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(logs.join("a.log"), "hello over tls\n").unwrap();
+    let tls = TlsFiles::generate(dir.path());
+    let token = "tok-tls-0123456789";
+    let token_hash: String = Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let port = free_port();
+    let http = format!(
+        "tokens = {token_hash}\ntls_cert = {}\ntls_key = {}\nheader_timeout_ms = 1000\nmax_connections = 4\n",
+        tls.server_cert.display(),
+        tls.server_key.display()
+    );
+    let collect = format!("a = {}/a.log", logs.display());
+    let _run = Agent::start_as(dir.path(), "run", "run.ini", &run_config(dir.path(), port, &collect, &http));
+    wait_for_port(port, "logcollect run");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap();
+    let https = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/api/search?q=hello");
+    assert!(wait_until(Duration::from_secs(30), || {
+        let r = https.get(&url).bearer_auth(token).send().unwrap();
+        r.status().as_u16() == 200 && r.json::<Value>().unwrap()["total"].as_u64() == Some(1)
+    }));
+    assert_eq!(https.get(&url).send().unwrap().status().as_u16(), 401, "no token");
+    let plain = client().get(format!("http://127.0.0.1:{port}/health/live")).send();
+    assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true), "plain HTTP on the TLS port is not served");
+
+    // `logcollect status` with the CA and a token file; without the token a
+    // 401 that says what to give.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let status = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_logcollect"))
+            .args(["status", "--once", "--addr", &format!("https://127.0.0.1:{port}"), "--ca-file"])
+            .arg(&tls.ca)
+            .args(extra)
+            .env_remove("LOGCOLLECT_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = status(&["--token-file", token_file.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("logcollect run"),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = status(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("401") && err.contains("--token-file"), "{err}");
+
+    // Four connections that never start the TLS handshake take every slot:
+    // a real request waits until the handshake timeout (1 s) cuts them.
+    let started = Instant::now();
+    let mut idle: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    thread::sleep(Duration::from_millis(200));
+    let r = https.get(format!("https://127.0.0.1:{port}/health/live")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "served after {waited:?}: before the idle connections were cut");
+    for s in &mut idle {
+        let closed = closed_after(s, started, Duration::from_secs(10));
+        assert!(closed.is_some_and(|d| d < Duration::from_secs(5)), "an idle connection was closed: {closed:?}");
+    }
+}
+
+#[test]
+fn a_request_whose_headers_trickle_in_is_cut_off_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = "header_timeout_ms = 1000\n";
+    let _run = Agent::start_as(dir.path(), "run", "run.ini", &run_config(dir.path(), port, "", http));
+    wait_for_port(port, "logcollect run");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    // One header byte every 200 ms: never a whole header block.
+    let mut cut = None;
+    for _ in 0..40 {
+        if s.write_all(b"X").is_err() {
+            cut = Some(started.elapsed());
+            break;
+        }
+        if closed_after(&mut s, Instant::now(), Duration::from_millis(200)).is_some() {
+            cut = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut = cut.expect("the connection stayed open for 8 s of trickling headers");
+    assert!(cut >= Duration::from_millis(900) && cut < Duration::from_secs(4), "cut after {cut:?}");
+    // The server still serves others.
+    let r = client().get(format!("http://127.0.0.1:{port}/health/live")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -647,6 +647,25 @@ fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histog
     let err = err.as_str().unwrap();
     assert!(err.contains("expected a word") && err.contains('^'), "{err}");
     assert_eq!(b.eval("document.querySelectorAll('#results .hit').length"), Value::from(0));
+
+    // A line longer than http.message_max_bytes (64 KiB) is cut in the
+    // answer; its button fetches the whole line and shows it in place.
+    let long = format!("wholeline {}", "abcdefgh ".repeat(10_000));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("c.log"))
+        .unwrap()
+        .write_all(format!("{long}\n").as_bytes())
+        .unwrap();
+    assert_eq!(wait_total(port, "wholeline", 1, Duration::from_secs(60)), Some(1));
+    b.eval("document.body.dataset.state = ''; document.getElementById('range').value = '24h'; document.getElementById('q').value = 'wholeline'; document.getElementById('go').click(); true");
+    b.wait_for("document.body.dataset.state === 'done'");
+    let cut = b.eval("document.querySelector('#results .hit .msg').textContent.length").as_u64().unwrap();
+    assert!(cut <= 64 << 10, "cut in the answer: {cut}");
+    b.eval("document.querySelector('#results .hit button.whole').click(); true");
+    b.wait_for("!document.querySelector('#results .hit button.whole')");
+    let whole = b.eval("document.querySelector('#results .hit .msg').textContent");
+    assert_eq!(whole.as_str().map(str::len), Some(long.len()), "the whole line, in place");
     drop(b);
     assert_eq!(run.terminate().0, Some(0));
 }

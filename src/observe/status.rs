@@ -14,16 +14,63 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+/// How `logcollect status` reaches a server that asks for TLS and
+/// credentials (`[http] tls_*`, `users`, `tokens`).
+#[derive(Clone, Debug, Default)]
+pub struct StatusAccess {
+    /// PEM CA that verifies an `https://` server (replaces the built-in
+    /// roots, as `[es] ca_file` does).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A bearer token (`[http] tokens`).
+    pub token: Option<String>,
+    /// A user and password (`[http] users`).
+    pub user: Option<(String, String)>,
+}
+
+impl StatusAccess {
+    /// The HTTP client: 5 s timeout, the CA if one is given.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!("--ca-file {}: no PEM certificate in the file", ca.display()));
+            }
+            b = b.tls_built_in_root_certs(false);
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+
+    /// `req` with the credentials, if any.
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.token, &self.user) {
+            (Some(t), _) => req.bearer_auth(t),
+            (None, Some((u, p))) => req.basic_auth(u, Some(p)),
+            (None, None) => req,
+        }
+    }
+}
+
 /// Polls `addr` every `interval` and redraws; with `once`, prints one
 /// table (after two polls, so rates are known) and returns.
-pub fn run(addr: &str, interval: Duration, once: bool) -> Result<(), String> {
+pub fn run(addr: &str, interval: Duration, once: bool, access: &StatusAccess) -> Result<(), String> {
     let base = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let url = format!("{}/api/status", base.trim_end_matches('/'));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let http = access.client()?;
     let fetch = || -> Result<Status, String> {
         rt.block_on(async {
-            let resp = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+            let resp = access.authorize(http.get(&url)).send().await.map_err(|e| format!("{url}: {e}"))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(format!(
+                    "{url}: HTTP 401: the server asks for credentials (--token-file or LOGCOLLECT_TOKEN, or --user with LOGCOLLECT_PASSWORD)"
+                ));
+            }
             if !resp.status().is_success() {
                 return Err(format!("{url}: HTTP {}", resp.status()));
             }

@@ -95,7 +95,32 @@ function hitNode(hit, fresh) {
   if (hit.path) meta.append(tag("path", hit.path));
   meta.append(tag("topic", hit.topic));
   li.append(meta, messageNode(hit));
+  if (hit.truncated) li.append(wholeLineButton(hit, li));
   return li;
+}
+
+// A message cut in the answer (http.message_max_bytes): one click fetches
+// the whole line from /api/line and shows it in place.
+function wholeLineButton(hit, li) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "whole";
+  b.textContent = "… cut here: show the whole line";
+  b.onclick = async () => {
+    b.disabled = true;
+    try {
+      const p = new URLSearchParams();
+      p.set("id", hit.id);
+      const whole = await api("/api/line", p);
+      whole.highlights = [];
+      li.querySelector(".msg").replaceWith(messageNode(whole));
+      b.remove();
+    } catch (e) {
+      b.disabled = false;
+      showError(e.message);
+    }
+  };
+  return b;
 }
 
 function drawHistogram(h) {
