@@ -1,6 +1,7 @@
 //! Secured Kafka end to end: the agent's producer over TLS to a real
 //! broker, an unknown CA refused with a clear error and readiness 503 and
-//! no line lost, then every line exactly once with the right CA.
+//! no line lost, then every line exactly once with the right CA; an expired
+//! broker certificate named and retried until it is renewed.
 //!
 //! What Tansu 0.6 (the test broker) supports, as found here:
 //! - TLS: no. `tansu broker --cert X --key Y` is refused by its argument
@@ -165,4 +166,49 @@ fn sasl_refused_by_the_broker_is_reported_and_no_line_is_lost() {
         dump_logs(dir.path());
     }
     assert_every_line_once(&got, LINES);
+}
+
+/// Signs the broker's certificate again with `days` of validity (-1: it
+/// expired yesterday), in place.
+fn resign_server_cert(dir: &Path, days: i32) {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"])
+        .args(["-out", "server.pem", "-days", &days.to_string(), "-extfile", "server.ext"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_expired_broker_certificate_is_named_and_retried_until_it_is_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(dir.path());
+    // The broker's certificate expired yesterday (the front reads it per connection).
+    resign_server_cert(dir.path(), -1);
+    let broker = SecureTansu::start(Some(&tls), false, &dir.path().join("tansu.log"));
+    broker.create_topic("app", 2);
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    append_lines(&dir.path().join("logs/a.log"), 0, 0, LINES);
+    let sec = format!("security_protocol = ssl\nssl_ca_file = {}", tls.ca.display());
+    let agent = Agent::start(dir.path(), &secured_config(&broker.brokers(), dir.path(), &sec));
+    let named = wait_until(Duration::from_secs(30), || {
+        let log = agent.log_text();
+        log.contains("TLS failed") && log.contains(&broker.brokers()) && log.contains("expired")
+    });
+    if !named {
+        dump_logs(dir.path());
+    }
+    assert!(named, "a warning names the broker and the expired certificate");
+    assert!(wait_until(Duration::from_secs(20), || agent.get("/health/ready").0 == 503), "not ready");
+    // Renewed: the same agent, never restarted, ships every line once.
+    resign_server_cert(dir.path(), 2);
+    let props = tls_reader_props(&tls.ca);
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let got = consume_values(&broker.brokers(), &props, "app", LINES, Duration::from_secs(3), Duration::from_secs(90));
+    if got.len() != LINES {
+        dump_logs(dir.path());
+    }
+    assert_every_line_once(&got, LINES);
+    assert!(wait_until(Duration::from_secs(30), || agent.get("/health/ready").0 == 200), "ready once renewed");
 }

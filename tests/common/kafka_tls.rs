@@ -87,23 +87,28 @@ impl Drop for SecureTansu {
     }
 }
 
-/// A TLS server on `port` forwarding every connection to `target`.
+/// A TLS server on `port` forwarding every connection to `target`. The
+/// certificate and key are read again for each connection, so a test can
+/// renew (or expire) the broker's certificate without restarting it.
 fn start_front(
     tls: &TlsFiles,
     port: u16,
     target: u16,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(&tls.server_cert).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(&tls.server_key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (cert, key) = (tls.server_cert.clone(), tls.server_key.clone());
+    let acceptor = move || {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&cert).unwrap().map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    };
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
@@ -115,7 +120,7 @@ fn start_front(
                 else {
                     continue;
                 };
-                let acceptor = acceptor.clone();
+                let acceptor = acceptor();
                 tokio::spawn(async move {
                     // A failed handshake (an unknown CA on the client's
                     // side) just closes the connection, as a broker would.
