@@ -28,9 +28,13 @@ pub struct StatusAccess {
 }
 
 impl StatusAccess {
-    /// The HTTP client: 5 s timeout, the CA if one is given.
+    /// The HTTP client: 5 s timeout, no idle connections kept, the CA if
+    /// one is given.
     fn client(&self) -> Result<reqwest::Client, String> {
-        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        // A fresh connection per poll: a server closes idle keep-alive
+        // connections after its header timeout, which may be shorter than
+        // the poll interval, and reusing one it is closing fails the poll.
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0);
         if let Some(ca) = &self.ca_file {
             let pem = std::fs::read(ca).map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
             let certs =
@@ -56,6 +60,19 @@ impl StatusAccess {
     }
 }
 
+/// `e` and its causes, `: `-separated (reqwest's own message names only
+/// the URL; the cause says what failed: refused, certificate, …).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// Polls `addr` every `interval` and redraws; with `once`, prints one
 /// table (after two polls, so rates are known) and returns.
 pub fn run(addr: &str, interval: Duration, once: bool, access: &StatusAccess) -> Result<(), String> {
@@ -65,7 +82,7 @@ pub fn run(addr: &str, interval: Duration, once: bool, access: &StatusAccess) ->
     let http = access.client()?;
     let fetch = || -> Result<Status, String> {
         rt.block_on(async {
-            let resp = access.authorize(http.get(&url)).send().await.map_err(|e| format!("{url}: {e}"))?;
+            let resp = access.authorize(http.get(&url)).send().await.map_err(|e| format!("{url}: {}", chain(&e)))?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
                 return Err(format!(
                     "{url}: HTTP 401: the server asks for credentials (--token-file or LOGCOLLECT_TOKEN, or --user with LOGCOLLECT_PASSWORD)"
