@@ -56,7 +56,8 @@ fn a_1_mib_line_of_one_word_is_searched_within_a_bound_while_health_stays_fast()
     let port = free_port();
     let collect = format!("big = {}/big.log", logs.display());
     // Whole, not split at the default max_line_bytes (960 KiB).
-    let cfg = run_config(dir.path(), port, &collect, "").replacen("[agent]\n", "[agent]\nmax_line_bytes = 2097152\n", 1);
+    let cfg =
+        run_config(dir.path(), port, &collect, "").replacen("[agent]\n", "[agent]\nmax_line_bytes = 2097152\n", 1);
     let _run = Agent::start_as(dir.path(), "run", "run.ini", &cfg);
     wait_for_port(port, "logcollect run");
     assert!(wait_until(Duration::from_secs(60), || search(port, "small").1["total"].as_u64() == Some(3)), "indexed");

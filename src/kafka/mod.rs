@@ -11,6 +11,7 @@
 //! `[kafka.consumer]` for consumers), which override them.
 
 pub mod stats;
+mod tls_probe;
 
 use crate::config::KafkaConfig;
 use rdkafka::config::ClientConfig;
@@ -31,6 +32,9 @@ fn build(k: &KafkaConfig, defaults: &[(&str, String)], user: &[(String, String)]
     }
     for (k, v) in user {
         c.set(k, v);
+    }
+    if let Some(ca) = c.get("ssl.ca.location") {
+        tls_probe::remember_ca(ca);
     }
     c
 }
@@ -171,6 +175,9 @@ pub fn log_client_error(client: &str, error: &KafkaError, reason: &str) {
     }
     let more = e.suppressed.swap(0, Ordering::Relaxed);
     tracing::warn!("kafka {client}: {what}: {error}: {reason} (retrying; {more} similar errors not logged)");
+    if kind == ClientErrorKind::Tls {
+        tls_probe::explain_later(client, reason);
+    }
 }
 
 #[cfg(test)]
