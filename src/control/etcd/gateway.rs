@@ -158,6 +158,9 @@ pub struct Watch {
     /// Bytes received and not yet returned: at most one unfinished message
     /// after the last newline, and whole lines before it.
     buf: Vec<u8>,
+    /// A message read while creating the watch that is the caller's: one
+    /// that reports a compaction instead of confirming the watch.
+    pending: Option<WatchResponse>,
 }
 
 impl Client {
@@ -279,12 +282,18 @@ impl Client {
         loop {
             let (url, resp) = self.send("/v3/watch", &body, false).await?;
             let resp = ok_status(&url, resp, self.timeout).await?;
-            let mut watch = Watch { url, resp, buf: Vec::new() };
+            let mut watch = Watch { url, resp, buf: Vec::new(), pending: None };
             let first = match watch.next(self.timeout).await? {
                 Next::Message(m) => m,
                 Next::Idle => return Err(watch.error(format!("no answer within {} s", self.timeout.as_secs()))),
             };
-            if first.canceled && first.compact_revision == 0 {
+            // etcd 3.4 confirms, then reports a compaction in a message of
+            // its own; one that reports it at once is the caller's too.
+            if first.compact_revision > 0 {
+                watch.pending = Some(first);
+                return Ok(watch);
+            }
+            if first.canceled {
                 if invalid_token(&first.cancel_reason) && self.credentials.is_some() && !reauthenticated {
                     reauthenticated = true;
                     self.authenticate().await?;
@@ -295,8 +304,6 @@ impl Client {
             if !first.created {
                 return Err(watch.error("the first message does not confirm the watch".into()));
             }
-            // A compaction comes as a message of its own after `created`;
-            // whatever follows goes to the caller.
             return Ok(watch);
         }
     }
@@ -388,6 +395,9 @@ impl Watch {
     /// The next message; [`Next::Idle`] when not a byte came for `idle`.
     /// An error when the stream broke or ended, or etcd sent an error.
     pub async fn next(&mut self, idle: Duration) -> Result<Next, EtcdError> {
+        if let Some(m) = self.pending.take() {
+            return Ok(Next::Message(m));
+        }
         loop {
             while let Some(line) = take_line(&mut self.buf) {
                 if let Some(m) = parse_watch_line(&line).map_err(|m| self.error(m))? {

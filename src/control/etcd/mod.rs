@@ -237,6 +237,8 @@ mod tests {
     struct Fake {
         mod_revision: AtomicI64,
         hang: AtomicBool,
+        /// The watch's first message reports a compaction instead.
+        compacted: AtomicBool,
     }
 
     fn serve(fake: Arc<Fake>) -> String {
@@ -288,7 +290,11 @@ mod tests {
                     out.write_all(format!("{head}{body}").as_bytes()).unwrap();
                 }
                 "/v3/watch" => {
-                    let msg = "{\"result\":{\"header\":{\"revision\":\"5\"},\"created\":true}}\n";
+                    let msg = if fake.compacted.load(Ordering::Acquire) {
+                        "{\"result\":{\"canceled\":true,\"compact_revision\":\"4\"}}\n"
+                    } else {
+                        "{\"result\":{\"header\":{\"revision\":\"5\"},\"created\":true}}\n"
+                    };
                     let head =
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
                     out.write_all(format!("{head}{:x}\r\n{msg}\r\n", msg.len()).as_bytes()).unwrap();
@@ -368,5 +374,26 @@ mod tests {
         let error = unreachable(events.last().unwrap()).unwrap();
         assert!(error.contains("reading the key failed") && error.contains("no answer within 1 s"), "{error}");
         assert!(error.contains(&format!("http://{addr}/v3/kv/range")), "names the call that failed: {error}");
+    }
+
+    #[test]
+    fn a_watch_that_answers_with_a_compaction_at_once_reads_the_key_again() {
+        let fake = Arc::new(Fake::default());
+        fake.mod_revision.store(5, Ordering::Release);
+        fake.compacted.store(true, Ordering::Release);
+        let addr = serve(fake.clone());
+        let f = fake.clone();
+        let events = follow_fake(&addr, move |all| {
+            let compactions = all.iter().filter(|e| matches!(e, Event::Compacted { .. })).count();
+            if compactions == 1 {
+                f.compacted.store(false, Ordering::Release);
+            }
+            all.iter().filter(|e| matches!(e, Event::Watching { .. })).count() == 2
+        });
+        // The same events as etcd 3.4's confirmation, then the compaction.
+        let value = Event::Value { revision: 5, value: Some(b"[]".to_vec()) };
+        let watching = Event::Watching { revision: 5 };
+        let want = vec![value.clone(), watching.clone(), Event::Compacted { revision: 4 }, value, watching];
+        assert_eq!(events, want);
     }
 }
