@@ -1,10 +1,9 @@
 //! `logcollect config`: the operator's commands on a host's collect list.
 
-use super::{bounded, connect, follow, EtcdError, Event};
+use super::{connect, follow, EtcdError, Event};
 use crate::common::text::printable;
 use crate::config::{split_list, Config, ConfigError, EtcdConfig};
 use crate::control::collect::{self, CollectError};
-use etcd_client::GetOptions;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -104,42 +103,40 @@ async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<
             // Validate before anything is written: an agent would refuse it anyway.
             let entries = collect::parse(&value).map_err(|error| CommandError::Invalid { key: key.clone(), error })?;
             let mut client = connect(cfg).await?;
-            let resp = bounded(cfg, client.put(key.as_bytes(), value, None)).await?;
-            let revision = resp.header().map_or(0, |h| h.revision());
+            let revision = client.put(key.as_bytes(), &value).await?;
             writeln!(out, "{key}: {} entries written (revision {revision})", entries.len())?;
         }
         Command::Get { host } => {
             let key = cfg.key_for(&host);
             let mut client = connect(cfg).await?;
-            let resp = bounded(cfg, client.get(key.as_bytes(), None)).await?;
-            let Some(kv) = resp.kvs().first() else {
+            let resp = client.range(key.as_bytes(), false, false).await?;
+            let Some(kv) = resp.kvs.first() else {
                 return Err(CommandError::NotFound { key });
             };
             // Shown as text, control characters escaped: the value is
             // whatever someone wrote to the key, and it goes to a terminal.
-            let text = String::from_utf8_lossy(kv.value());
+            let text = String::from_utf8_lossy(&kv.value);
             writeln!(out, "{}", printable(text.trim_end_matches('\n'), true))?;
-            if let Err(e) = collect::parse(kv.value()) {
-                tracing::warn!("{key} (revision {}): invalid collect list: {e}", kv.mod_revision());
+            if let Err(e) = collect::parse(&kv.value) {
+                tracing::warn!("{key} (revision {}): invalid collect list: {e}", kv.mod_revision);
             }
         }
         Command::Delete { host } => {
             let key = cfg.key_for(&host);
             let mut client = connect(cfg).await?;
-            let resp = bounded(cfg, client.delete(key.as_bytes(), None)).await?;
-            if resp.deleted() == 0 {
+            let resp = client.delete(key.as_bytes()).await?;
+            if resp.deleted == 0 {
                 return Err(CommandError::NotFound { key });
             }
             writeln!(out, "{key}: deleted")?;
         }
         Command::Hosts => {
             let mut client = connect(cfg).await?;
-            let opts = GetOptions::new().with_prefix().with_keys_only();
-            let resp = bounded(cfg, client.get(cfg.key_prefix(), Some(opts))).await?;
+            let resp = client.range(cfg.key_prefix().as_bytes(), true, true).await?;
             let mut hosts: Vec<String> = resp
-                .kvs()
+                .kvs
                 .iter()
-                .filter_map(|kv| std::str::from_utf8(kv.key()).ok())
+                .filter_map(|kv| std::str::from_utf8(&kv.key).ok())
                 .filter_map(|k| cfg.host_of(k))
                 .map(str::to_string)
                 .collect();
@@ -204,7 +201,7 @@ mod tests {
         assert_eq!(invalid.exit_code(), 2);
         assert!(invalid.to_string().starts_with("k: not written: invalid JSON"), "{invalid}");
         assert_eq!(CommandError::NotFound { key: "k".into() }.exit_code(), 1);
-        let down = CommandError::Etcd(EtcdError::Timeout { endpoints: "e:1".into(), secs: 5 });
+        let down = CommandError::Etcd(EtcdError::Timeout { endpoint: "http://e:1/v3/kv/range".into(), secs: 5 });
         assert_eq!(down.exit_code(), 1);
     }
 }
