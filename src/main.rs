@@ -220,8 +220,8 @@ fn validate(config: &std::path::Path, no_connect: bool, timeout: f64) -> ExitCod
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
-    // Only errors: the table says the rest.
-    init_tracing("error");
+    // Only errors, and not librdkafka's: the table says what failed.
+    init_tracing("error,librdkafka=off");
     let timeout = std::time::Duration::from_secs_f64(timeout.clamp(0.1, 3600.0));
     let opts = logcollect::cli::ValidateOptions { connect: !no_connect, timeout };
     match logcollect::cli::validate(&cfg, &opts) {

@@ -283,7 +283,11 @@ fn kafka_check(k: &KafkaConfig, max_line_bytes: usize, timeout: Duration) -> Res
     pc.set("statistics.interval.ms", "0"); // nobody reads them here
     let producer: BaseProducer<Seen> = pc.create_with_context(Seen::default()).map_err(|e| format!("producer: {e}"))?;
     let md = fetch(producer.client(), timeout, || producer.poll(Duration::ZERO))?;
-    let mut detail = format!("{} answered, {}", count(md.brokers().len(), "broker", "brokers"), count(md.topics().len(), "topic", "topics"));
+    let mut detail = format!(
+        "{} answered, {}",
+        count(md.brokers().len(), "broker", "brokers"),
+        count(md.topics().len(), "topic", "topics")
+    );
     if k.topics.is_empty() {
         return Ok(detail);
     }
@@ -343,11 +347,7 @@ impl rdkafka::consumer::ConsumerContext for Seen {}
 /// Metadata of every topic, asked for in short rounds until `timeout`, so
 /// that an error no wait mends (see [`Seen`]) ends the check at once;
 /// `serve` hands the client's errors to its context between rounds.
-fn fetch(
-    client: &rdkafka::client::Client<Seen>,
-    timeout: Duration,
-    serve: impl Fn(),
-) -> Result<Metadata, String> {
+fn fetch(client: &rdkafka::client::Client<Seen>, timeout: Duration, serve: impl Fn()) -> Result<Metadata, String> {
     let deadline = Instant::now() + timeout;
     loop {
         let round = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
@@ -385,7 +385,8 @@ async fn etcd_row(cfg: &Config, e: &EtcdConfig, host: &str) -> (Row, Vec<crate::
     let Some(kv) = resp.kvs.first() else {
         return (row("etcd", address, Ok(format!("{key}: no key"))), Vec::new());
     };
-    let invalid = |detail: String| Row { destination: "etcd", address: address.clone(), status: Status::Invalid, detail };
+    let invalid =
+        |detail: String| Row { destination: "etcd", address: address.clone(), status: Status::Invalid, detail };
     let at = format!("{key} (revision {})", kv.mod_revision);
     let entries = match collect::parse(&kv.value) {
         Ok(entries) => entries,
