@@ -67,6 +67,9 @@
 //!   `status` (`logcollect status`).
 //! - `run/`: `logcollect run`: the four pipelines above; `es_direct` is
 //!   readers straight to `_bulk`.
+//! - `validate`: `logcollect validate`: the start's own checks of
+//!   `config.ini`, then each destination asked (Kafka metadata, this host's
+//!   etcd key, Elasticsearch's version and templates), as a table.
 //! - [`error`]: [`RunError`], what ends a role, and its exit status.
 //!
 //! Modules are private. Public are the entry points of the binary
@@ -86,6 +89,7 @@ mod observe;
 mod run;
 mod search;
 mod transfer;
+mod validate;
 
 pub mod config;
 pub mod error;
@@ -107,4 +111,5 @@ pub mod cli {
     pub use crate::observe::status::{run as status, StatusAccess};
     pub use crate::run::run;
     pub use crate::transfer::run as transfer;
+    pub use crate::validate::{run as validate, Options as ValidateOptions, Report as ValidateReport};
 }

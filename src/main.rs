@@ -40,6 +40,20 @@ enum Command {
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
     },
+    /// Check config.ini as the roles' start does (keys, globs, TLS and
+    /// secret files, data_dir), then ask each configured Kafka, etcd and
+    /// Elasticsearch and print a table of what answered. Exit 0 when all
+    /// is well, 2 for a config error, 1 when a destination fails.
+    Validate {
+        #[arg(long, default_value = "config.ini")]
+        config: PathBuf,
+        /// Check the file only; contact no destination.
+        #[arg(long)]
+        no_connect: bool,
+        /// Seconds each Kafka and Elasticsearch check may take (etcd's is [etcd] timeout).
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
     /// Read and write the per-host collect lists in etcd.
     Config(ConfigArgs),
     /// Read a password from stdin (its first line) and print its argon2id
@@ -123,6 +137,7 @@ fn main() -> ExitCode {
         Command::Run { config } => (config, logcollect::cli::run),
         Command::Agent { config } => (config, logcollect::cli::agent),
         Command::Transfer { config } => (config, logcollect::cli::transfer),
+        Command::Validate { config, no_connect, timeout } => return validate(&config, no_connect, timeout),
         Command::Config(args) => return config_command(args),
         Command::HashPassword => return hash_password(),
         Command::Status { addr, interval, once, ca_file, token_file, user } => {
@@ -195,6 +210,29 @@ fn config_command(args: ConfigArgs) -> ExitCode {
             eprintln!("logcollect: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// `logcollect validate`: the report on stdout, each failing destination
+/// on stderr; the exit status says which kind of trouble.
+fn validate(config: &std::path::Path, no_connect: bool, timeout: f64) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    // Only errors, and not librdkafka's: the table says what failed.
+    init_tracing("error,librdkafka=off");
+    let timeout = std::time::Duration::from_secs_f64(timeout.clamp(0.1, 3600.0));
+    let opts = logcollect::cli::ValidateOptions { connect: !no_connect, timeout };
+    match logcollect::cli::validate(&cfg, &opts) {
+        Ok(report) => {
+            print!("{}", report.render());
+            for p in report.problems() {
+                eprintln!("logcollect: {p}");
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => config_error(e),
     }
 }
 

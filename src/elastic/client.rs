@@ -214,6 +214,27 @@ impl EsClient {
         }
     }
 
+    /// `GET /` on the next node in rotation: the version number it
+    /// answers with (`version.number`).
+    pub async fn version(&self) -> Result<String, EsError> {
+        let node = self.next_node();
+        let text = match self.send(node, self.http.get(format!("{node}/"))).await? {
+            (200..=299, text) => text,
+            (status, text) => {
+                let body_excerpt = excerpt(&text, ANSWER_EXCERPT);
+                return Err(EsError::Refused { node: node.to_string(), path: "/".into(), status, body_excerpt });
+            }
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        match answer["version"]["number"].as_str() {
+            Some(v) => Ok(v.to_string()),
+            None => Err(EsError::Client(format!(
+                "{node}/: no version.number in the answer: {}",
+                excerpt(&text, ANSWER_EXCERPT)
+            ))),
+        }
+    }
+
     /// POSTs a JSON body to `path` (`index/_search?…`) on the next node in
     /// rotation (the search page over Elasticsearch, see
     /// [`crate::search::backend`]): the status and the answer, or why there

@@ -27,8 +27,7 @@ pub async fn install_templates(
 ) -> bool {
     let denied_log = Throttle::default();
     for topic in topics {
-        let name = format!("logcollect-{}", topic.to_ascii_lowercase());
-        let body = index_template(&[es.index.wildcard(topic)], 100);
+        let (name, body) = topic_template(es, topic);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(es.retry_max_backoff_ms));
         loop {
             let wait = match client.put_template(&name, body.clone()).await {
@@ -69,6 +68,12 @@ pub async fn install_templates(
         }
     }
     true
+}
+
+/// The name and body of `topic`'s index template: `logcollect-<topic>`,
+/// over the indices `[es] index` makes of the topic.
+pub fn topic_template(es: &EsConfig, topic: &str) -> (String, Vec<u8>) {
+    (format!("logcollect-{}", topic.to_ascii_lowercase()), index_template(&[es.index.wildcard(topic)], 100))
 }
 
 /// The composable index template (`PUT _index_template/<name>`) that maps

@@ -58,7 +58,10 @@ struct Shared {
 }
 
 /// The TLS acceptor of `tls_cert` / `tls_key`; errors name the key.
-fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+pub(crate) fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |k: &str, p: &std::path::Path, e: &dyn std::fmt::Display| {
