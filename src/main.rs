@@ -132,7 +132,7 @@ enum ConfigOp {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("config.ini") });
-    type Role = fn(Config) -> Result<(), RunError>;
+    type Role = fn(Config, &std::path::Path) -> Result<(), RunError>;
     let (config, role): (PathBuf, Role) = match command {
         Command::Run { config } => (config, logcollect::cli::run),
         Command::Agent { config } => (config, logcollect::cli::agent),
@@ -163,7 +163,7 @@ fn main() -> ExitCode {
         Err(e) => return config_error(e),
     };
     init_tracing(&cfg.log.level);
-    match role(cfg) {
+    match role(cfg, &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Config(e)) => config_error(e),
         Err(e) => {

@@ -29,6 +29,7 @@ use crate::common::shutdown::{self, Every};
 use crate::common::totals::Totals;
 use crate::config::{Config, ConfigError};
 use crate::control::etcd;
+use crate::control::reload::Reload;
 use crate::error::RunError;
 use crate::kafka::stats::KafkaStats;
 use crate::observe::Observed;
@@ -98,22 +99,33 @@ pub(crate) fn private_data_dir(cfg: &Config) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), RunError> {
+/// Runs the agent with the config loaded from `path` until SIGTERM or
+/// SIGINT; SIGHUP reloads `path` ([`crate::control::reload`]).
+pub fn run(cfg: Config, path: &std::path::Path) -> Result<(), RunError> {
     private_data_dir(&cfg)?;
     let term = shutdown::term_flag()?;
-    run_until(cfg, &term)
+    let reload = crate::control::reload::on_sighup(path, &cfg, "agent", cfg.etcd.is_none())?;
+    run_until(cfg, &term, Some(&reload))
 }
 
 /// Runs the agent until `stop` is set, serving its metrics on `[http] listen`.
-pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
+pub fn run_until(cfg: Config, stop: &AtomicBool, reload: Option<&Reload>) -> Result<(), RunError> {
     let observed = Arc::new(Observed::new("agent"));
+    if let Some(r) = reload {
+        observed.set_reloader(r.reloader());
+    }
     let _server = crate::observe::serve(&cfg.http, observed.clone());
-    run_observed(cfg, stop, &observed)
+    run_observed(cfg, stop, &observed, reload)
 }
 
-/// Runs the agent until `stop` is set, showing itself in `observed`.
-pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Result<(), RunError> {
+/// Runs the agent until `stop` is set, showing itself in `observed`; new
+/// collect lists of `reload` apply live when there is no `[etcd]`.
+pub fn run_observed(
+    cfg: Config,
+    stop: &AtomicBool,
+    observed: &Observed,
+    reload: Option<&Reload>,
+) -> Result<(), RunError> {
     let kafka = cfg.kafka.clone().ok_or_else(|| ConfigError {
         key: "kafka.address".into(),
         message: "the agent ships to Kafka: set [kafka] address".into(),
@@ -138,7 +150,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
 
     // With etcd, the collect list is this host's key there (the static list
     // only stands in when etcd and the cache have none at start).
-    let (updates_tx, updates) = crossbeam_channel::unbounded();
+    let (updates_tx, mut updates) = crossbeam_channel::unbounded();
     let (collect, etcd_stage) = match &cfg.etcd {
         Some(e) => {
             etcd::check_files(e)?;
@@ -147,7 +159,13 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
             let (first, stage) = etcd::stage::spawn(e, key, &cfg.agent.data_dir, cfg.collect.clone(), updates_tx)?;
             (first, Some(stage))
         }
-        None => (cfg.collect.clone(), None),
+        None => match reload {
+            Some(r) => {
+                updates = r.updates.clone();
+                (r.current(), None)
+            }
+            None => (cfg.collect.clone(), None),
+        },
     };
     tracing::info!(host = %host, brokers = %kafka.brokers.join(","), entries = collect.len(), "agent started");
     let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints.clone(), tx, stats.clone()));

@@ -109,6 +109,8 @@ pub struct Observed {
     /// Last acknowledged total seen by the readiness check, and since when.
     progress: Mutex<(u64, Instant)>,
     process: Mutex<sysinfo::System>,
+    /// What `POST /api/reload` runs, once the role has one.
+    reloader: Mutex<Option<Arc<crate::control::reload::Reloader>>>,
 }
 
 /// The views of the stages running, cheap to clone (all shared).
@@ -132,6 +134,7 @@ impl Observed {
             parts: Mutex::new(Parts::default()),
             progress: Mutex::new((0, Instant::now())),
             process: Mutex::new(sysinfo::System::new()),
+            reloader: Mutex::new(None),
         }
     }
 
@@ -153,6 +156,11 @@ impl Observed {
             }),
         );
         lock(&self.parts).agent = Some(Arc::new(view));
+    }
+
+    /// Lets `POST /api/reload` reload the config as SIGHUP does.
+    pub fn set_reloader(&self, reloader: Arc<crate::control::reload::Reloader>) {
+        *lock(&self.reloader) = Some(reloader);
     }
 
     pub fn add_transfer(&self, stats: Arc<TransferStats>) {
@@ -354,14 +362,32 @@ pub fn serve(http: &crate::config::HttpSection, observed: Arc<Observed>) -> Opti
     }
 }
 
-/// `/metrics`, `/health/live`, `/health/ready`, `/api/status`.
+/// `/metrics`, `/health/live`, `/health/ready`, `/api/status`, and
+/// `POST /api/reload` (behind the server's authentication like all `/api/`).
 pub fn router(observed: Arc<Observed>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health/live", get(|| async { (StatusCode::OK, Json(serde_json::json!({"live": true}))) }))
         .route("/health/ready", get(ready))
         .route("/api/status", get(status))
+        .route("/api/reload", axum::routing::post(reload))
         .with_state(observed)
+}
+
+/// 200 with what applied, 400 with the reason a config was refused, 404
+/// when this process has nothing to reload (started without a file).
+async fn reload(State(o): State<Arc<Observed>>) -> axum::response::Response {
+    let Some(r) = lock(&o.reloader).clone() else {
+        let body = Json(serde_json::json!({"error": "this process was not started from a config file"}));
+        return (StatusCode::NOT_FOUND, body).into_response();
+    };
+    match tokio::task::spawn_blocking(move || r.reload("POST /api/reload")).await {
+        Ok(Ok(applied)) => (StatusCode::OK, Json(serde_json::json!(applied))).into_response(),
+        Ok(Err(reason)) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": reason}))).into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": e.to_string()}))).into_response()
+        }
+    }
 }
 
 async fn metrics(State(o): State<Arc<Observed>>) -> impl IntoResponse {

@@ -26,6 +26,7 @@ use crate::common::backoff::Backoff;
 use crate::common::shutdown;
 use crate::common::write_health::WriteHealth;
 use crate::config::{Config, ConfigError, EsConfig, KafkaConfig};
+use crate::control::reload::Reload;
 use crate::elastic::client::{EsClient, Purpose};
 use crate::embedded::index::{IndexConfig, IndexError, Payload, Store, Writer};
 use crate::embedded::ingest;
@@ -39,19 +40,25 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Runs until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), RunError> {
+/// Runs with the config loaded from `path` until SIGTERM or SIGINT;
+/// SIGHUP reloads `path` ([`crate::control::reload`]).
+pub fn run(cfg: Config, path: &std::path::Path) -> Result<(), RunError> {
     agent::private_data_dir(&cfg)?;
     let term = shutdown::term_flag()?;
-    run_until(cfg, &term)
+    let reload = crate::control::reload::on_sighup(path, &cfg, "run", cfg.etcd.is_none())?;
+    run_until(cfg, &term, Some(&reload))
 }
 
-/// Runs until `stop` is set (or a part fails).
-pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
+/// Runs until `stop` is set (or a part fails); new collect lists of
+/// `reload` apply live.
+pub fn run_until(cfg: Config, stop: &AtomicBool, reload: Option<&Reload>) -> Result<(), RunError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("http").enable_all().build()?;
     // Metrics and health beside the page: every part running adds its view.
     let obs = Arc::new(Observed::new("run"));
-    let ctx = Ctx { cfg: &cfg, rt: &rt, stop, obs: &obs };
+    if let Some(r) = reload {
+        obs.set_reloader(r.reloader());
+    }
+    let ctx = Ctx { cfg: &cfg, rt: &rt, stop, obs: &obs, reload };
     match (cfg.kafka.clone(), cfg.es.clone()) {
         (None, None) => embedded_direct(&ctx),
         (Some(kafka), None) => embedded_from_kafka(&ctx, &kafka),
@@ -67,6 +74,8 @@ struct Ctx<'a> {
     rt: &'a tokio::runtime::Runtime,
     stop: &'a AtomicBool,
     obs: &'a Arc<Observed>,
+    /// Collect lists a SIGHUP reloaded.
+    reload: Option<&'a Reload>,
 }
 
 impl Ctx<'_> {
@@ -105,7 +114,13 @@ impl Ctx<'_> {
         stats: Arc<Stats>,
     ) -> Result<(thread::JoinHandle<()>, crossbeam_channel::Sender<()>), RunError> {
         let cfg = self.cfg;
-        if cfg.collect.is_empty() {
+        // Readers started again (after a failed commit) take the list in
+        // force, reloaded or not.
+        let (collect, updates) = match self.reload {
+            Some(r) => (r.current(), r.updates.clone()),
+            None => (cfg.collect.clone(), crossbeam_channel::never()),
+        };
+        if collect.is_empty() {
             tracing::warn!("nothing to collect: [collect] is empty");
         }
         let host = crate::control::host::detect(cfg.agent.host.as_deref());
@@ -113,9 +128,9 @@ impl Ctx<'_> {
         let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints, tx, stats));
         let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
         let disc = discovery::spawn(
-            Discovery::new(ctx, cfg.collect.clone()).with_pinned(pinned),
+            Discovery::new(ctx, collect).with_pinned(pinned),
             Duration::from_millis(cfg.agent.scan_interval_ms),
-            crossbeam_channel::never(),
+            updates,
             discovery_stopped,
         )?;
         Ok((disc, stop_discovery))
@@ -303,7 +318,7 @@ fn embedded_from_kafka(ctx: &Ctx<'_>, kafka: &KafkaConfig) -> Result<(), RunErro
         run_parts(
             ctx.stop,
             vec![
-                Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, ctx.obs)),
+                Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, ctx.obs, ctx.reload)),
                 Box::new(move |s: &AtomicBool| ingest::index_records(kafka, &topics, writer, &cfg.index, s)),
             ],
         )
@@ -361,7 +376,7 @@ fn agent_and_transfer(ctx: &Ctx<'_>, es: &EsConfig) -> Result<(), RunError> {
         run_parts(
             ctx.stop,
             vec![
-                Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, ctx.obs)),
+                Box::new(|s: &AtomicBool| agent::run_observed(cfg.clone(), s, ctx.obs, ctx.reload)),
                 Box::new(|s: &AtomicBool| crate::transfer::run_observed(cfg.clone(), s, ctx.obs)),
             ],
         )

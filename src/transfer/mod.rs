@@ -21,6 +21,7 @@ mod consume;
 
 use crate::common::totals::Totals;
 use crate::config::{Config, ConfigError};
+use crate::control::reload::Reload;
 use crate::elastic::batcher::Batcher;
 use crate::elastic::stats::TransferStats;
 use crate::elastic::template::install_templates;
@@ -41,16 +42,24 @@ pub(super) const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// Records polled between two looks at the clock while records stream.
 pub(super) const CLOCK_EVERY: u32 = 64;
 
-/// Runs the transfer until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), RunError> {
+/// Runs the transfer with the config loaded from `path` until SIGTERM or
+/// SIGINT (SIGHUP only names what would need a restart).
+pub fn run(cfg: Config, path: &std::path::Path) -> Result<(), RunError> {
     crate::common::fs::private_umask();
     let term = crate::common::shutdown::term_flag()?;
-    run_until(cfg, &term)
+    // SIGHUP reloads nothing live here (the transfer collects no files), but
+    // it must not end the process; changed sections are named.
+    let reload = crate::control::reload::on_sighup(path, &cfg, "transfer", false)?;
+    run_until(cfg, &term, Some(&reload))
 }
 
-/// Runs the transfer until `stop` is set, serving its metrics on `[http] listen`.
-pub fn run_until(cfg: Config, stop: &AtomicBool) -> Result<(), RunError> {
+/// Runs the transfer until `stop` is set, serving its metrics on `[http]
+/// listen` (and `POST /api/reload` when there is a `reload`).
+pub fn run_until(cfg: Config, stop: &AtomicBool, reload: Option<&Reload>) -> Result<(), RunError> {
     let observed = Arc::new(Observed::new("transfer"));
+    if let Some(r) = reload {
+        observed.set_reloader(r.reloader());
+    }
     if let Some(m) = &cfg.metrics {
         if m.topic.is_some() {
             tracing::info!("metrics.topic: the transfer collects no files; its host metrics are on /metrics only");
