@@ -399,3 +399,33 @@ fn refused_requests_are_retried_and_oversized_ones_split() {
     assert!(log_has(&transfer, "413"), "the split was not logged");
     assert!(log_has(&transfer, "429"), "the per-item refusals were not logged");
 }
+
+#[test]
+fn dated_indices_past_retention_days_are_deleted_and_nothing_else() {
+    let topics = ["app"];
+    let p = Pipeline::start(&topics);
+    let http = reqwest::blocking::Client::new();
+    let exists = |index: &str| http.head(format!("{}/{index}", p.es.url())).send().unwrap().status().as_u16() == 200;
+    // Old dated indices of this topic; others that only look alike.
+    let old = ["app-2020.01.01", "app-2020.01.02"];
+    let kept = ["app-notes", "db-2020.01.01", "app-x-2020.01.01"];
+    for index in old.iter().chain(&kept) {
+        let status = http.put(format!("{}/{index}", p.es.url())).send().unwrap().status();
+        assert!(status.is_success(), "PUT /{index}: {status}");
+        assert!(exists(index));
+    }
+    let config = p.transfer_config(&topics, &p.es.url(), "index = {topic}-%Y.%m.%d\nretention_days = 7");
+    let mut transfer = Agent::transfer(p.dir.path(), "transfer", &config);
+    append_lines(&p.file("app", 0), 0, 0, 500);
+    assert_eq!(p.es.wait_count("app-*", 500, Duration::from_millis(500), Duration::from_secs(60)), 500);
+    assert!(wait_until(Duration::from_secs(20), || old.iter().all(|i| !exists(i))), "{}", transfer.log_text());
+    for index in kept {
+        assert!(exists(index), "{index} was deleted");
+    }
+    assert_eq!(p.es.count("app-2*"), 500, "today's index is kept");
+    for index in old {
+        assert!(log_has(&transfer, index), "the deletion of {index} is logged");
+    }
+    transfer.terminate();
+    assert_eq!(totals_field(&transfer, "es_indices_deleted"), 2);
+}

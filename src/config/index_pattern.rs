@@ -157,6 +157,63 @@ impl IndexPattern {
         }
         out
     }
+
+    /// The time range (UTC seconds, start inclusive, end exclusive) whose
+    /// records of `topic` the pattern names `name`, for retention: `None`
+    /// when `name` is not one of the names this pattern gives `topic`, or
+    /// the pattern has no `%Y`.
+    pub fn bucket_of(&self, name: &str, topic: &str) -> Option<(i64, i64)> {
+        let mut date = [None; 4]; // year, month, day, hour
+        if !matches(&self.parts, name, &topic.to_ascii_lowercase(), &mut date) {
+            return None;
+        }
+        let [year, month, day, hour] = date;
+        let month_of = |m: u32| time::Month::try_from(u8::try_from(m).ok()?).ok();
+        let start_date = time::Date::from_calendar_date(
+            i32::try_from(year?).ok()?,
+            month_of(month.unwrap_or(1))?,
+            u8::try_from(day.unwrap_or(1)).ok()?,
+        )
+        .ok()?;
+        let start = start_date.with_hms(u8::try_from(hour.unwrap_or(0)).ok()?, 0, 0).ok()?.assume_utc();
+        let end = if hour.is_some() {
+            start + time::Duration::HOUR
+        } else if day.is_some() {
+            start + time::Duration::DAY
+        } else if month.is_some() {
+            let next = start_date.month().next();
+            let year = start_date.year() + i32::from(next == time::Month::January);
+            time::Date::from_calendar_date(year, next, 1).ok()?.midnight().assume_utc()
+        } else {
+            time::Date::from_calendar_date(start_date.year() + 1, time::Month::January, 1).ok()?.midnight().assume_utc()
+        };
+        Some((start.unix_timestamp(), end.unix_timestamp()))
+    }
+}
+
+/// Whether `name` is what `parts` give `topic` (lowercase) at some time,
+/// filling `date` (year, month, day, hour) from its digits.
+fn matches(parts: &[Part], name: &str, topic: &str, date: &mut [Option<u32>; 4]) -> bool {
+    let Some((part, rest)) = parts.split_first() else {
+        return name.is_empty();
+    };
+    let (slot, width) = match part {
+        Part::Lit(l) => return name.strip_prefix(&**l).is_some_and(|n| matches(rest, n, topic, date)),
+        Part::Topic => return name.strip_prefix(topic).is_some_and(|n| matches(rest, n, topic, date)),
+        Part::Year => (0, 4),
+        Part::Month => (1, 2),
+        Part::Day => (2, 2),
+        Part::Hour => (3, 2),
+    };
+    let Some(digits) = name.get(..width).filter(|d| d.bytes().all(|c| c.is_ascii_digit())) else {
+        return false;
+    };
+    let value: u32 = digits.parse().unwrap_or(u32::MAX);
+    if date[slot].is_some_and(|v| v != value) {
+        return false; // the same part twice, with two values
+    }
+    date[slot] = Some(value);
+    matches(rest, &name[width..], topic, date)
 }
 
 impl std::str::FromStr for IndexPattern {
@@ -199,6 +256,40 @@ mod tests {
         for (pattern, secs) in [("{topic}", 0), ("100%%-{topic}", 0), ("{topic}-%Y.%m.%d", 86400), ("x-%Y%m%d%H", 3600)]
         {
             assert_eq!(IndexPattern::parse(pattern).unwrap().bucket_secs(), secs, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn names_give_back_the_time_range_they_hold() {
+        let day = |y: i32, m: u8, d: u8| {
+            time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d)
+                .unwrap()
+                .midnight()
+                .assume_utc()
+                .unix_timestamp()
+        };
+        // (pattern, name, range) for topic `App`
+        let table = [
+            ("{topic}-%Y.%m.%d", "app-2026.03.01", Some((day(2026, 3, 1), day(2026, 3, 2)))),
+            ("{topic}-%Y.%m.%d", "app-2026.12.31", Some((day(2026, 12, 31), day(2027, 1, 1)))),
+            ("{topic}-%Y.%m", "app-2026.12", Some((day(2026, 12, 1), day(2027, 1, 1)))),
+            ("{topic}-%Y.%m", "app-2026.02", Some((day(2026, 2, 1), day(2026, 3, 1)))),
+            ("logs-%Y", "logs-2025", Some((day(2025, 1, 1), day(2026, 1, 1)))),
+            ("x-%Y%m%d%H", "x-2026030105", Some((day(2026, 3, 1) + 5 * 3600, day(2026, 3, 1) + 6 * 3600))),
+            ("{topic}-%d.%m.%Y", "app-01.03.2026", Some((day(2026, 3, 1), day(2026, 3, 2)))),
+            // Not the names this pattern gives the topic, or no date in them.
+            ("{topic}-%Y.%m.%d", "web-2026.03.01", None),
+            ("{topic}-%Y.%m.%d", "app-x-2026.03.01", None),
+            ("{topic}-%Y.%m.%d", "app-2026.13.01", None),
+            ("{topic}-%Y.%m.%d", "app-2026.02.30", None),
+            ("{topic}-%Y.%m.%d", "app-2026.03.01-old", None),
+            ("{topic}-%Y.%m.%d", "app-26.03.01", None),
+            ("{topic}-%m.%d", "app-03.01", None),
+            ("{topic}", "app", None),
+            ("%Y-%Y", "2026-2027", None),
+        ];
+        for (pattern, name, want) in table {
+            assert_eq!(IndexPattern::parse(pattern).unwrap().bucket_of(name, "App"), want, "{pattern} {name}");
         }
     }
 

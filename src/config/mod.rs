@@ -444,6 +444,11 @@ pub struct EsConfig {
     pub retry_max_backoff_ms: u64,
     /// Install an index template mapping our fields for each topic's indices.
     pub manage_template: bool,
+    /// Dated indices (`index` has `%Y`) whose whole time range is older
+    /// than this many days are deleted by the transfer; 0 keeps them.
+    pub retention_days: u64,
+    /// How often the transfer looks for indices past `retention_days`.
+    pub retention_check_ms: u64,
 }
 
 /// How logcollect authenticates to Elasticsearch.

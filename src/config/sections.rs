@@ -310,6 +310,8 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         parse_json,
         retry_max_backoff_ms,
         manage_template,
+        retention_days,
+        retention_check_ms,
     );
     let nodes = address.list();
     if nodes.is_empty() {
@@ -324,6 +326,13 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         check_node(n).map_err(|m| address.err(m))?;
     }
     let index = IndexPattern::parse(index.str().unwrap_or("{topic}")).map_err(|e| index.err(e.to_string()))?;
+    let retention = retention_days.num(0, 0, 1_000_000)?;
+    if retention > 0 && !index.parts().contains(&crate::config::index_pattern::Part::Year) {
+        return Err(retention_days.err(format!(
+            "deletes dated indices, but es.index = {} has no %Y (try {{topic}}-%Y.%m.%d)",
+            index.as_str()
+        )));
+    }
     let dead_letter = dead_letters(dead_letter, dead_letter_path, has_kafka, data_dir)?;
     let mut secret_files = Vec::new();
     let auth = es_auth([username, password, password_file, api_key, api_key_file], &mut secret_files)?;
@@ -357,6 +366,8 @@ pub(super) fn es(s: &Sections<'_>, has_kafka: bool, data_dir: &Path) -> Result<O
         parse_json: parse_json.list(),
         retry_max_backoff_ms: retry_max_backoff_ms.num(30_000, 10, 3_600_000)?,
         manage_template: manage_template.flag(true)?,
+        retention_days: retention,
+        retention_check_ms: retention_check_ms.num(3_600_000, 1_000, 7 * 86_400_000)?,
     }))
 }
 

@@ -64,6 +64,12 @@ fn es_section() {
     let e = Config::from_ini_str("[es]\naddress = e:9200\ndead_letter = kafka\n").unwrap_err();
     assert_eq!(e.key, "es.dead_letter");
     assert!(es.manage_template);
+    assert_eq!((es.retention_days, es.retention_check_ms), (0, 3_600_000));
+    let e = Config::from_ini_str("[es]\naddress = x\nretention_days = 7\n").unwrap_err();
+    assert_eq!(e.key, "es.retention_days");
+    assert!(e.message.contains("es.index = {topic} has no %Y"), "{e}");
+    let dated = Config::from_ini_str("[es]\naddress = x\nindex = {topic}-%Y.%m.%d\nretention_days = 7\n").unwrap();
+    assert_eq!(dated.es.unwrap().retention_days, 7);
     let e = Config::from_ini_str("[es]\naddress = x\nmanage_template = maybe\n").unwrap_err();
     assert_eq!((e.key.as_str(), e.message.as_str()), ("es.manage_template", "\"maybe\" is not one of: true, false"));
     let e = Config::from_ini_str("[es]\naddress = x\nindex = Bad*Name\n").unwrap_err();
@@ -204,7 +210,7 @@ fn unknown_sections_and_keys_are_reported_first_with_what_is_known() {
              bulk_max_docs, bulk_max_wait_ms, username, password, password_file, api_key, api_key_file, \
              search_username, search_password, search_password_file, search_api_key, search_api_key_file, \
              search_index, ca_file, cert_file, key_file, dead_letter, dead_letter_path, dead_letter_max_bytes, \
-             parse_json, retry_max_backoff_ms, manage_template)",
+             parse_json, retry_max_backoff_ms, manage_template, retention_days, retention_check_ms)",
         ),
         // An unknown key wins over a bad value anywhere in the file.
         ("[agent]\nmax_line_bytes = 0\n[index]\nretenton = 1\n", "index.retenton", "unknown key"),

@@ -235,6 +235,20 @@ impl EsClient {
         }
     }
 
+    /// `GET path` on the next node in rotation: the status and the answer.
+    pub async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), EsError> {
+        let node = self.next_node();
+        let url = format!("{node}/{}", path.trim_start_matches('/'));
+        self.send(node, self.http.get(&url)).await
+    }
+
+    /// `DELETE path` on the next node in rotation: the status and the answer.
+    pub async fn delete(&self, path: &str) -> Result<(u16, Vec<u8>), EsError> {
+        let node = self.next_node();
+        let url = format!("{node}/{}", path.trim_start_matches('/'));
+        self.send(node, self.http.delete(&url)).await
+    }
+
     /// POSTs a JSON body to `path` (`index/_search?…`) on the next node in
     /// rotation (the search page over Elasticsearch, see
     /// [`crate::search::backend`]): the status and the answer, or why there

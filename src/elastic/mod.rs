@@ -17,6 +17,7 @@
 //! - [`dead_letter`]: where refused documents go, a Kafka topic or a file.
 //! - [`template`]: the index template of our fields, installed per topic.
 //! - [`error`]: [`error::EsError`], and the config key a start-up failure names.
+//! - [`retention`]: dated indices past `retention_days` deleted, periodically.
 //! - [`stats`]: the counters of this side.
 //! - `tape` (private): walking simd-json tapes, for `body` and `classify`.
 
@@ -27,6 +28,7 @@ pub mod client;
 pub mod dead_letter;
 pub mod error;
 pub mod index_name;
+pub mod retention;
 pub mod stats;
 mod tape;
 pub mod template;

@@ -52,6 +52,8 @@ pub struct TransferStats {
     /// Records of `parse_json` topics indexed as plain text: not a JSON
     /// object, or more keys than a line may merge.
     pub docs_unmerged: AtomicU64,
+    /// Dated indices deleted past `[es] retention_days`.
+    pub indices_deleted: AtomicU64,
 }
 
 /// The last request was answered.
@@ -64,7 +66,7 @@ pub const ES_DENIED: u8 = 3;
 impl TransferStats {
     /// The monotonic counters by name, for `/api/status`, `/metrics`
     /// (`logcollect_<name>_total`) and the totals logged at exit.
-    pub fn totals(&self) -> [(&'static str, u64); 13] {
+    pub fn totals(&self) -> [(&'static str, u64); 14] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("records", g(&self.records)),
@@ -80,6 +82,7 @@ impl TransferStats {
             ("bulk_bytes", g(&self.bulk_bytes)),
             ("es_errors", g(&self.es_errors)),
             ("consumer_paused_milliseconds", g(&self.paused_ms)),
+            ("es_indices_deleted", g(&self.indices_deleted)),
         ]
     }
 

@@ -249,6 +249,7 @@ fn transfer_metrics(t: &TransferStats, out: &mut Out<'_, '_>) -> std::fmt::Resul
         ("bulk_bytes", "_bulk request bytes sent"),
         ("es_errors", "Whole _bulk requests that failed (no answer, 429, 5xx, other)"),
         ("consumer_paused_milliseconds", "Time consuming was paused because every Elasticsearch worker was busy"),
+        ("es_indices_deleted", "Dated indices deleted past es.retention_days"),
     ];
     for ((name, v), (_, help)) in t.totals().iter().zip(helps) {
         out.counter(&format!("logcollect_{name}"), help, *v)?;

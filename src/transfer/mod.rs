@@ -90,6 +90,7 @@ pub fn run_observed(cfg: Config, stop: &AtomicBool, observed: &Observed) -> Resu
     if es.manage_template && !rt.block_on(install_templates(&workers.worker.client, &es, &kafka.topics, &stats, stop)) {
         return Ok(()); // stopped while waiting for Elasticsearch
     }
+    crate::elastic::retention::spawn(rt.handle(), &es, &kafka.topics, stats.clone()).map_err(ConfigError::from)?;
 
     let trackers = Arc::new(Mutex::new(Trackers::default()));
     let revocations = Arc::new(AtomicU64::new(0));
