@@ -239,3 +239,35 @@ fn config_values_take_the_environment() {
         "logcollect: config agent.read_from: \"middle\" is not one of: end, beginning"
     );
 }
+
+/// `logcollect validate --no-connect` on a config whose values come from
+/// the environment: what the variables hold is what is checked (here the
+/// data_dir it probes and the [collect] list it counts), defaults included.
+#[test]
+fn validate_reads_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.ini");
+    let ini = "[agent]\ndata_dir = ${LC_TEST_DATA_DIR}\nread_from = ${LC_TEST_UNSET_READ_FROM:-end}\n\
+               [collect]\nweb_log = ${LC_TEST_GLOBS}\nprice = /srv/$$5/*.log\n";
+    std::fs::write(&config, ini).unwrap();
+    let data = tmp.path().join("from-env");
+    let out = run(Command::new(BIN)
+        .args(["validate", "--no-connect", "--config"])
+        .arg(&config)
+        .env("LC_TEST_DATA_DIR", &data)
+        .env("LC_TEST_GLOBS", "/srv/a/*.log;/srv/b/*.log")
+        .env_remove("LC_TEST_UNSET_READ_FROM"));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let want = format!("config ok: 3 entries in [collect], data_dir {} writable", data.display());
+    assert!(stdout.starts_with(&want), "{stdout}");
+
+    // A `${` left open is an error naming the key, before anything runs.
+    std::fs::write(&config, "[agent]\ndata_dir = ${LC_TEST_DATA_DIR\n").unwrap();
+    let out = run(Command::new(BIN).args(["validate", "--no-connect", "--config"]).arg(&config));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "logcollect: config agent.data_dir: `${` has no closing `}` (`$$` is a literal `$`)"
+    );
+}
