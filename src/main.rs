@@ -52,8 +52,9 @@ enum Command {
     /// Consume Kafka and bulk-index every record into Elasticsearch.
     ///
     /// Reads [kafka] topic as consumer group [kafka] group_id and writes
-    /// to [es] address with one id per line, so a replay never duplicates;
-    /// offsets are committed behind what Elasticsearch acknowledged.
+    /// to [es] address, each line under an id derived from where it was
+    /// read, so a replay never duplicates; offsets are committed behind
+    /// what Elasticsearch acknowledged.
     /// Runs until SIGTERM or SIGINT.
     Transfer {
         /// The configuration file.
