@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian machine
 # that has only the Rust toolchain, then runs every test (unit, property,
-# end-to-end against real servers, and the benches once each in test mode).
+# end-to-end against real servers, and the benches once each in test mode),
+# then builds, installs, checks and purges the Debian package (deb-test.sh).
 # Servers are started by the tests themselves on free ports and killed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)               # a terminal for `
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)        # TLS in front of noida-db in tests/es_security.rs
 # Headless browser for the search page test (fonts so its screenshot has text).
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-dejavu-core)
+# The Debian package (scripts/deb-test.sh): systemd-analyze checks the units
+# (also tests/packaging.rs), dpkg-shlibdeps finds the package's dependencies,
+# adduser makes its user.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v adduser >/dev/null 2>&1 || need+=(adduser)
 if ((${#need[@]})); then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -46,6 +53,14 @@ export TANSU_BIN NOIDA_BIN ETCD_BIN CHROMIUM_BIN PROMETHEUS_BIN
 for b in "$TANSU_BIN" "$NOIDA_BIN" "$ETCD_BIN" "$CHROMIUM_BIN" "$PROMETHEUS_BIN"; do
   [ -x "$b" ] || { echo "missing server binary: $b" >&2; exit 1; }
 done
+
+# --- cargo-deb, for the package ---------------------------------------------
+# Pinned; built from crates.io once per machine (about 4 minutes on 2 cores).
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+  log "cargo install cargo-deb $CARGO_DEB_VERSION"
+  cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
+fi
 
 # --- build and test --------------------------------------------------------
 # A target dir outside the clone survives between runs on the same machine.
@@ -75,3 +90,7 @@ log "cargo test"
 # this two-core machine. Set through the environment, not `-- --test-threads`:
 # criterion's bench binaries (run once each in test mode) refuse that flag.
 RUST_TEST_THREADS="${TEST_THREADS:-2}" cargo test --all-targets --locked
+# The Debian package from the dev binary just built: installed, checked,
+# purged (a failure fails the run).
+log "Debian package"
+bash scripts/deb-test.sh

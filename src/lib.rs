@@ -38,8 +38,9 @@
 //! - `common/`: the clock, the acknowledgement protocol (`BatchAck`,
 //!   `Progress`), atomic file writes, backoff, shutdown, histograms, locks.
 //! - [`config`]: `config.ini` into validated types (a leaf: it imports no
-//!   stage); errors name the key; secrets are `Secret`s (redacted in
-//!   `Debug`, read from `*_file` keys).
+//!   stage); `${NAME}` in values from the environment; errors name the
+//!   key; secrets are `Secret`s (redacted in `Debug`, read from `*_file`
+//!   keys).
 //! - [`record`]: the record model every stage shares (`Record`, `Origin`,
 //!   `Cut`) and the document id the same line always gets.
 //! - `control/`: what a host collects: `collect` (the collect list format,

@@ -1,6 +1,6 @@
 //! The `logcollect` binary: parse arguments, load config, run a role.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use logcollect::cli::ConfigCommand as EtcdCommand;
 use logcollect::config::Config;
 use logcollect::error::RunError;
@@ -15,7 +15,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "logcollect",
     version,
     about = "Collect log lines from files into Kafka and Elasticsearch, or index and search them on one host",
-    after_help = "With no command: `run --config config.ini`."
+    after_help = "With no command: `run --config config.ini`. `${NAME}` and `${NAME:-default}` in \
+                  config.ini values come from the environment; `$$` is a literal `$`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,25 +27,50 @@ struct Cli {
 enum Command {
     /// Everything in one process: collect, index (embedded, or Kafka and
     /// Elasticsearch when config.ini names them) and serve the search page.
+    ///
+    /// Without [kafka] address and [es] address: the files of [collect] are
+    /// tailed into an embedded index under [agent] data_dir, searchable on
+    /// [http] listen. With either, lines go through Kafka and/or into
+    /// Elasticsearch instead. Runs until SIGTERM or SIGINT; a file's
+    /// position moves only over lines indexed, so a restart loses none.
     Run {
+        /// The configuration file.
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
     },
     /// Tail the configured files and ship every line to Kafka.
+    ///
+    /// Which files: [collect] in config.ini, or this host's collect list in
+    /// etcd when [etcd] address is set (followed live). A file's position
+    /// is saved under [agent] data_dir only for lines Kafka acknowledged.
+    /// Runs until SIGTERM or SIGINT.
     Agent {
+        /// The configuration file.
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
     },
     /// Consume Kafka and bulk-index every record into Elasticsearch.
+    ///
+    /// Reads [kafka] topic as consumer group [kafka] group_id and writes
+    /// to [es] address, each line under an id derived from where it was
+    /// read, so a replay never duplicates; offsets are committed behind
+    /// what Elasticsearch acknowledged.
+    /// Runs until SIGTERM or SIGINT.
     Transfer {
+        /// The configuration file.
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
     },
-    /// Check config.ini as the roles' start does (keys, globs, TLS and
-    /// secret files, data_dir), then ask each configured Kafka, etcd and
-    /// Elasticsearch and print a table of what answered. Exit 0 when all
-    /// is well, 2 for a config error, 1 when a destination fails.
+    /// Check config.ini, then ask each configured destination whether it
+    /// answers.
+    ///
+    /// The file is checked as the roles' start does (keys, `${NAME}`
+    /// variables, globs, TLS and secret files, data_dir); then each
+    /// configured Kafka, etcd and Elasticsearch is asked and a table of
+    /// what answered is printed. Exit 0 when all is well, 2 for a config
+    /// error, 1 when a destination fails.
     Validate {
+        /// The configuration file.
         #[arg(long, default_value = "config.ini")]
         config: PathBuf,
         /// Check the file only; contact no destination.
@@ -83,6 +109,16 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Print a shell completion script for logcollect.
+    ///
+    /// Where each shell looks for it: bash,
+    /// /usr/share/bash-completion/completions/logcollect (the Debian package
+    /// installs it there); zsh, a file `_logcollect` in a directory of
+    /// $fpath; fish, ~/.config/fish/completions/logcollect.fish.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -102,6 +138,7 @@ struct ConfigArgs {
 enum ConfigOp {
     /// Validate a collect list and write it to the host's key.
     Put {
+        /// The host whose list is written (its [agent] host, or outbound IP).
         #[arg(long)]
         host: String,
         /// A file holding the JSON list ('-': standard input).
@@ -112,16 +149,19 @@ enum ConfigOp {
     },
     /// Print the host's collect list.
     Get {
+        /// The host (its [agent] host, or outbound IP).
         #[arg(long)]
         host: String,
     },
     /// Print the host's collect list and every change to it, until Ctrl-C.
     Watch {
+        /// The host (its [agent] host, or outbound IP).
         #[arg(long)]
         host: String,
     },
     /// Remove the host's collect list.
     Delete {
+        /// The host (its [agent] host, or outbound IP).
         #[arg(long)]
         host: String,
     },
@@ -140,6 +180,7 @@ fn main() -> ExitCode {
         Command::Validate { config, no_connect, timeout } => return validate(&config, no_connect, timeout),
         Command::Config(args) => return config_command(args),
         Command::HashPassword => return hash_password(),
+        Command::Completions { shell } => return completions(shell),
         Command::Status { addr, interval, once, ca_file, token_file, user } => {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
             let access = match status_access(ca_file, token_file, user) {
@@ -267,7 +308,14 @@ fn status_access(
     Ok(logcollect::cli::StatusAccess { ca_file, token, user })
 }
 
-/// Config errors exit with status 2 and a one-line reason.
+/// `logcollect completions <shell>`: the script, generated from the
+/// argument definitions above, on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    clap_complete::generate(shell, &mut Cli::command(), "logcollect", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// `logcollect hash-password`: a password on stdin to its argon2id PHC string.
 fn hash_password() -> ExitCode {
     let mut line = String::new();
     if let Err(e) = std::io::stdin().read_line(&mut line) {
@@ -291,6 +339,7 @@ fn hash_password() -> ExitCode {
     }
 }
 
+/// Config errors exit with status 2 and a one-line reason.
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("logcollect: {e}");
     ExitCode::from(2)

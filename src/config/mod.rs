@@ -11,6 +11,8 @@
 //!
 //! - `raw`: INI text to sections; typed access to a key; the unknown-key
 //!   check, against the keys the section functions asked for.
+//! - `expand`: `${NAME}` and `${NAME:-default}` in values, from the
+//!   environment, before any value is read.
 //! - `sections`: one function per section, each naming its keys once.
 //! - `values`: sizes, lists, topic names, and the enums written as words.
 //! - [`index_pattern`]: `[es] index`, validated with the rest of the file.
@@ -19,6 +21,7 @@
 //! import their settings types from here.
 
 pub mod allowed;
+mod expand;
 pub mod index_pattern;
 mod raw;
 mod secret;
@@ -639,7 +642,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; `${NAME}` in its values comes
+    /// from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
         Config::from_ini_str(&text).map_err(|e| {
@@ -651,13 +655,23 @@ impl Config {
         })
     }
 
-    /// Parses and validates INI text.
+    /// Parses and validates INI text, `${NAME}` in values taken from the
+    /// process environment (see `expand`).
     pub fn from_ini_str(text: &str) -> Result<Config, ConfigError> {
-        let raw = parse_raw(text)?;
-        Config::from_raw(&raw)
+        Config::from_ini_str_with(text, &|name| std::env::var(name))
     }
 
-    fn from_raw(raw: &Raw) -> Result<Config, ConfigError> {
+    /// [`Config::from_ini_str`] with the variables from `lookup`.
+    fn from_ini_str_with(text: &str, lookup: expand::Lookup<'_>) -> Result<Config, ConfigError> {
+        let mut raw = parse_raw(text)?;
+        let expanded = expand::expand_raw(&mut raw, lookup);
+        Config::from_raw(&raw, expanded)
+    }
+
+    /// `expanded`: how the expansion of `${…}` went; its error is reported
+    /// after an unknown section or key (a misspelt key may be why its
+    /// variable was never set) and before any value's.
+    fn from_raw(raw: &Raw, expanded: Result<(), ConfigError>) -> Result<Config, ConfigError> {
         let s = Sections::new(raw);
         // Every section is read before any error is returned, so the keys
         // asked for are complete and an unknown section or key (a typo, and
@@ -676,6 +690,7 @@ impl Config {
         let index = sections::index(&s);
         let collect = sections::collect(&s);
         s.check_unknown()?;
+        expanded?;
         let (kafka, chan_max_size) = kafka?;
         // Fields are evaluated in the order written: the first error wins.
         let config = Config {

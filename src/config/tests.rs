@@ -379,3 +379,48 @@ fn kafka_security_keys_are_validated_and_secrets_redacted() {
         assert!(e.to_string().contains(words), "{keys:?}: {e}");
     }
 }
+
+/// The environment of the `${…}` tests below: nothing but these.
+fn test_env(name: &str) -> Result<String, std::env::VarError> {
+    match name {
+        "KAFKA_BROKERS" => Ok("k1:9092;k2:9092".into()),
+        "LINE_BYTES" => Ok("4096".into()),
+        // A value from the environment is not read as INI: `;` is no comment.
+        "TOPIC_GLOB" => Ok("/srv/a/*.log;/srv/b/*.log".into()),
+        _ => Err(std::env::VarError::NotPresent),
+    }
+}
+
+#[test]
+fn values_take_the_environment_before_they_are_validated() {
+    let text = "[kafka]\naddress = ${KAFKA_BROKERS}\n[agent]\nmax_line_bytes = ${LINE_BYTES}\n\
+                data_dir = ${DATA_DIR:-/var/lib/logcollect}\nhost = ${NO_HOST:-}\n\
+                [collect]\nweb_log = ${TOPIC_GLOB}\n";
+    let c = Config::from_ini_str_with(text, &test_env).unwrap();
+    assert_eq!(c.kafka.unwrap().brokers, vec!["k1:9092", "k2:9092"]);
+    assert_eq!(c.agent.max_line_bytes, 4096);
+    assert_eq!(c.agent.data_dir, PathBuf::from("/var/lib/logcollect"));
+    // An empty default is an empty value: the key's own default.
+    assert_eq!(c.agent.host, None);
+    assert_eq!(
+        c.collect,
+        vec![CollectEntry::new("/srv/a/*.log", "web_log"), CollectEntry::new("/srv/b/*.log", "web_log")]
+    );
+}
+
+#[test]
+fn expansion_errors_name_the_key_after_unknown_keys() {
+    let e = Config::from_ini_str_with("[agent]\nread_from = ${READ_FROM}\n", &test_env).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config agent.read_from: environment variable READ_FROM is not set (`${READ_FROM:-default}` gives a default)"
+    );
+    // The expanded value is what is validated, and what the error shows.
+    let e = Config::from_ini_str_with("[agent]\nread_from = ${LINE_BYTES}\n", &test_env).unwrap_err();
+    assert_eq!(e.to_string(), "config agent.read_from: \"4096\" is not one of: end, beginning");
+    // A misspelt key is reported first, even when its variable is unset too.
+    let e = Config::from_ini_str_with("[agent]\nread_form = ${READ_FROM}\n", &test_env).unwrap_err();
+    assert_eq!(e.key, "agent.read_form");
+    let e = Config::from_ini_str_with("[es]\naddress = ${ES\n", &test_env).unwrap_err();
+    assert_eq!(e.to_string(), "config es.address: `${` has no closing `}` (`$$` is a literal `$`)");
+}
