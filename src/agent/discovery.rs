@@ -12,7 +12,13 @@
 //! entry back resumes where it stopped); one whose options changed restarts
 //! its readers from where they were with the new options. An entry that did
 //! not change keeps its readers untouched: no line of its files is lost or
-//! read twice by any change of the list.
+//! read twice by any change of the list. Positions belong to files, not to
+//! entries: each scan expands every glob first, so a new reader knows which
+//! topics still cover its file, and a file that left one topic for another
+//! continues in the new one where the old one's acknowledgements reached
+//! (see [`Checkpoints::acquire`]).
+//!
+//! [`Checkpoints::acquire`]: crate::agent::checkpoint::Checkpoints::acquire
 //!
 //! Per-entry options ([`EntryOptions`]) give each entry's readers their own
 //! settings (a [`TailCtx`] per entry): `read_from`, `max_line_bytes`,
