@@ -918,4 +918,226 @@ mod tests {
         assert_eq!(cp.acquire_own(fid(1), &"b".into(), &"/p".into(), 0).1, 0);
         assert_eq!(cp.lookup(fid(1), &"t".into()), Some(10));
     }
+
+    /// The checkpoint registry against a model of topic changes: one file
+    /// of 10-byte lines, a steady topic `s` (in `steady` cases) and a
+    /// moving stream that goes to one of `a`, `b`, `c` or nowhere; readers
+    /// are simulated (a read is one batch of every line written since the
+    /// last), the sink acknowledges batches in any order, list changes stop
+    /// and start readers as discovery does (a handover that must wait is
+    /// retried before every step, as discovery's scans do), restarts save
+    /// and reopen with what is in flight either acknowledged or lost
+    /// unrecorded. The model: `s` gets every line once; the moving stream's
+    /// topics together get every line once.
+    mod handover_model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        const LINE: u64 = 10;
+        const MOVING: [&str; 3] = ["a", "b", "c"];
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Write(u64),
+            Read(usize),
+            Ack(usize),
+            /// The moving stream goes to `MOVING[i]`, or nowhere.
+            Move(Option<usize>),
+            Save,
+            /// `true`: what is in flight is acknowledged first; `false`: lost.
+            Restart(bool),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => (1u64..5).prop_map(Op::Write),
+                3 => (0usize..4).prop_map(Op::Read),
+                3 => (0usize..8).prop_map(Op::Ack),
+                2 => proptest::option::of(0usize..3).prop_map(Op::Move),
+                1 => Just(Op::Save),
+                1 => any::<bool>().prop_map(Op::Restart),
+            ]
+        }
+
+        struct Reader {
+            src: Arc<Source>,
+            /// Lines read so far.
+            pos: u64,
+        }
+
+        struct World {
+            dir: tempfile::TempDir,
+            cp: Checkpoints,
+            steady: bool,
+            moving: Option<usize>,
+            written: u64,
+            readers: BTreeMap<&'static str, Reader>,
+            /// Topics whose handover waits.
+            pending: Vec<&'static str>,
+            /// (topic, ack, first line, end line), not yet acknowledged.
+            in_flight: Vec<(&'static str, Arc<BatchAck>, u64, u64)>,
+            received: BTreeMap<&'static str, Vec<u64>>,
+        }
+
+        impl World {
+            fn config(&self) -> Vec<&'static str> {
+                let mut c: Vec<&'static str> = self.moving.map(|i| MOVING[i]).into_iter().collect();
+                if self.steady {
+                    c.push("s");
+                }
+                c
+            }
+
+            /// Starts a reader for every configured topic without one.
+            fn start(&mut self) {
+                let config = self.config();
+                let collecting = topics(&config);
+                self.pending.clear();
+                for t in config {
+                    if self.readers.contains_key(t) {
+                        continue;
+                    }
+                    match self.cp.acquire(fid(1), &t.into(), &"/f".into(), 0, &collecting) {
+                        Acquired::Ready(src, offset) => {
+                            assert_eq!(offset % LINE, 0, "{t} starts mid-line at {offset}");
+                            self.readers.insert(t, Reader { src, pos: offset / LINE });
+                        }
+                        Acquired::Handover => self.pending.push(t),
+                    }
+                }
+            }
+
+            /// Stops the readers of topics no longer configured.
+            fn stop(&mut self) {
+                let config = self.config();
+                let gone: Vec<&'static str> = self.readers.keys().copied().filter(|t| !config.contains(t)).collect();
+                for t in gone {
+                    let r = self.readers.remove(t).unwrap();
+                    self.cp.release(&r.src, r.pos * LINE, false);
+                }
+            }
+
+            fn read(&mut self, t: &'static str) {
+                let written = self.written;
+                let Some(r) = self.readers.get_mut(t) else { return };
+                if r.pos == written {
+                    return;
+                }
+                let ack = Arc::new(BatchAck::new((written - r.pos) as usize));
+                r.src.progress.push(ack.clone(), written * LINE);
+                self.in_flight.push((t, ack, r.pos, written));
+                r.pos = written;
+            }
+
+            fn ack(&mut self, i: usize) {
+                if self.in_flight.is_empty() {
+                    return;
+                }
+                let (t, ack, from, to) = self.in_flight.remove(i % self.in_flight.len());
+                self.received.entry(t).or_default().extend(from..to);
+                ack.ack_many((to - from) as u32);
+            }
+
+            fn restart(&mut self, delivered: bool) {
+                if delivered {
+                    while !self.in_flight.is_empty() {
+                        self.ack(0);
+                    }
+                }
+                self.in_flight.clear();
+                for (_, r) in std::mem::take(&mut self.readers) {
+                    self.cp.release(&r.src, r.pos * LINE, false);
+                }
+                self.cp.save().unwrap();
+                self.cp = Checkpoints::open(self.dir.path()).unwrap();
+                self.start();
+            }
+
+            fn apply(&mut self, op: &Op) {
+                match *op {
+                    Op::Write(n) => self.written += n,
+                    Op::Read(i) => {
+                        let config = self.config();
+                        if let Some(t) = config.get(i % config.len().max(1)) {
+                            self.read(t);
+                        }
+                    }
+                    Op::Ack(i) => self.ack(i),
+                    Op::Move(to) => {
+                        self.moving = to;
+                        self.stop();
+                    }
+                    Op::Save => {
+                        self.cp.save().unwrap();
+                    }
+                    Op::Restart(delivered) => self.restart(delivered),
+                }
+                // Discovery's next scan.
+                self.start();
+            }
+        }
+
+        fn run(ops: &[Op], steady: bool) {
+            let dir = tempfile::tempdir().unwrap();
+            let cp = Checkpoints::open(dir.path()).unwrap();
+            let mut w = World {
+                dir,
+                cp,
+                steady,
+                moving: Some(0),
+                written: 0,
+                readers: BTreeMap::new(),
+                pending: Vec::new(),
+                in_flight: Vec::new(),
+                received: BTreeMap::new(),
+            };
+            w.start();
+            for op in ops {
+                w.apply(op);
+            }
+            // The end: the stream goes somewhere, everything is read and delivered.
+            if w.moving.is_none() {
+                w.apply(&Op::Move(Some(0)));
+            }
+            for _ in 0..3 {
+                while !w.in_flight.is_empty() {
+                    w.ack(0);
+                }
+                w.start();
+                for t in w.config() {
+                    w.read(t);
+                }
+            }
+            while !w.in_flight.is_empty() {
+                w.ack(0);
+            }
+            assert!(w.pending.is_empty(), "handover still waits: {:?}", w.pending);
+            let every: Vec<u64> = (0..w.written).collect();
+            if steady {
+                let mut s = w.received.get("s").cloned().unwrap_or_default();
+                s.sort();
+                assert_eq!(s, every, "s");
+            }
+            let mut stream: Vec<u64> = Vec::new();
+            for t in MOVING {
+                // Acknowledgements come in any order: what counts is once each.
+                let mut got = w.received.get(t).cloned().unwrap_or_default();
+                got.sort();
+                assert!(got.windows(2).all(|p| p[0] < p[1]), "{t} has a line twice: {got:?}");
+                stream.extend(got);
+            }
+            stream.sort();
+            assert_eq!(stream, every, "the moving stream: {:?}", w.received);
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            #[test]
+            fn topic_changes_lose_and_repeat_no_line(ops in proptest::collection::vec(op(), 1..40), steady in any::<bool>()) {
+                run(&ops, steady);
+            }
+        }
+    }
 }
