@@ -707,10 +707,13 @@ fn a_topic_change_continues_the_file_in_the_new_topic_with_no_line_lost_or_repea
     eprintln!("fa3 {} lines, fb3 {} lines", fa3.len(), fb3.len());
 }
 
+/// A line written by `common::line`: (file, seq).
+type Seq = (usize, usize);
+
 /// The lines of `want` missing from `got`, and the ones `got` has more
 /// than once (both sorted).
-fn lost_and_twice(got: &[(usize, usize)], want: &[(usize, usize)]) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
-    let mut counts: HashMap<(usize, usize), usize> = HashMap::new();
+fn lost_and_twice(got: &[Seq], want: &[Seq]) -> (Vec<Seq>, Vec<Seq>) {
+    let mut counts: HashMap<Seq, usize> = HashMap::new();
     for k in got {
         *counts.entry(*k).or_default() += 1;
     }
