@@ -315,8 +315,8 @@ impl Checkpoints {
 
     /// The source for file `fid` under `topic`, continuing where this
     /// process or a previous one left it. `collecting` names the topics
-    /// whose entries cover the file now (besides `topic`); `start` is used
-    /// when the file was never read.
+    /// whose entries cover the file now (`topic` among them or not);
+    /// `start` is used when the file was never read.
     ///
     /// With no position of its own, `topic` takes over the positions of the
     /// file's other topics that are not in `collecting` (they stopped

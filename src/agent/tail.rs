@@ -195,7 +195,7 @@ impl ReaderHandle {
 
 /// Starts the reader thread of `file`, found at `path` and opened by
 /// [`crate::agent::guard`] (a regular file), for `topic`; `collecting` are
-/// the other topics whose entries cover the file now (see
+/// the topics whose entries cover the file now (see
 /// [`Checkpoints::acquire`]). An error here is the caller's to report;
 /// nothing started. `None`: the file moves to `topic` from a topic whose
 /// lines are still in flight, nothing started; try again later.
@@ -224,7 +224,6 @@ pub fn spawn(
         path,
         path_text: path_text.clone(),
         topic,
-        collecting: collecting.to_vec(),
         file,
         dev: meta.dev(),
         ino: meta.ino(),
@@ -236,7 +235,7 @@ pub fn spawn(
         watch: None,
         unaccounted: 0,
     };
-    if !reader.position(&meta, start)? {
+    if !reader.position(&meta, start, collecting)? {
         return Ok(None);
     }
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
@@ -253,8 +252,6 @@ struct Reader {
     path: PathBuf,
     path_text: Arc<str>,
     topic: Arc<str>,
-    /// The other topics collecting the file when the reader started.
-    collecting: Vec<Arc<str>>,
     file: File,
     /// Device and inode of the open file.
     dev: u64,
@@ -284,9 +281,11 @@ enum Next {
 }
 
 impl Reader {
-    /// Chooses the starting offset: the checkpoint, else the start policy.
-    /// False: the file is being handed over from another topic, not yet.
-    fn position(&mut self, meta: &fs::Metadata, start: Start) -> io::Result<bool> {
+    /// Chooses the starting offset: the checkpoint (the file's own in this
+    /// topic, or one it leaves in a topic not among `collecting`), else the
+    /// start policy. False: the file is being handed over from another
+    /// topic, not yet.
+    fn position(&mut self, meta: &fs::Metadata, start: Start, collecting: &[Arc<str>]) -> io::Result<bool> {
         let Some(fid) = FileId::of(&self.file)? else {
             // No complete first line yet: nothing was ever shipped from it.
             return Ok(true);
@@ -301,7 +300,7 @@ impl Reader {
         };
         let default = if from_start { 0 } else { line_start_before(&self.file, size)? };
         let (src, mut offset) =
-            match self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, default, &self.collecting) {
+            match self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, default, collecting) {
                 Acquired::Ready(src, offset) => (src, offset),
                 Acquired::Handover => return Ok(false),
             };
