@@ -20,10 +20,8 @@ fn seq_of(v: &[u8]) -> (usize, usize) {
 
 /// Checkpoint offset the agent saved for `path`, if any.
 fn checkpoint_of(data: &Path, path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(data.join("checkpoints.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let want = path.to_str().unwrap();
-    v["files"].as_array()?.iter().filter(|e| e["path"] == want).filter_map(|e| e["offset"].as_u64()).max()
+    checkpoint_rows(data).into_iter().filter(|(p, _, _)| p == want).map(|(_, _, offset)| offset).max()
 }
 
 /// How many file identities the checkpoint file holds.
@@ -433,4 +431,41 @@ fn a_thousand_idle_files_cost_little_memory_and_cpu_and_a_new_line_still_arrives
     eprintln!("a new line in an idle file arrived after {took:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert_eq!(agent.terminate().0, Some(0));
+}
+
+#[test]
+fn a_topic_changed_in_config_ini_while_the_agent_was_down_continues_the_file_in_the_new_topic() {
+    let kafka = Tansu::start();
+    kafka.create_topic("fa", 1);
+    kafka.create_topic("fb", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.log");
+    append_lines(&f, 0, 0, 100);
+    // read_from = beginning (agent_config's): falling back on it would
+    // repeat the first 100 lines in `fb`.
+    let cfg = agent_config(&kafka.brokers(), dir.path(), "", &format!("fa = {}", f.display()));
+    let mut agent = Agent::start(dir.path(), &cfg);
+    let got = |t: &str, n: usize| {
+        let mut v: Vec<(usize, usize)> =
+            consume(&kafka.brokers(), t, n, Duration::from_secs(1), Duration::from_secs(30))
+                .iter()
+                .map(|r| seq_of(&r.value))
+                .collect();
+        v.sort();
+        v
+    };
+    let lines = |from: usize, to: usize| (from..to).map(|i| (0, i)).collect::<Vec<_>>();
+    assert_eq!(got("fa", 100), lines(0, 100));
+    assert_eq!(agent.terminate().0, Some(0));
+    let text = std::fs::read_to_string(&agent.config).unwrap();
+    std::fs::write(&agent.config, text.replace(&format!("fa = {}", f.display()), &format!("fb = {}", f.display())))
+        .unwrap();
+    append_lines(&f, 0, 100, 200);
+    agent.restart();
+    assert_eq!(got("fb", 100), lines(100, 200));
+    assert_eq!(got("fa", 100), lines(0, 100));
+    assert_eq!(agent.terminate().0, Some(0));
+    let rows = checkpoint_rows(&dir.path().join("data"));
+    let size = std::fs::metadata(&f).unwrap().len();
+    assert_eq!(rows, vec![(f.to_str().unwrap().to_string(), "fb".to_string(), size)], "the position moved to fb");
 }

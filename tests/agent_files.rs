@@ -220,11 +220,7 @@ fn checkpoint_write_failures_show_in_metrics_and_readiness_and_recover() {
     );
     // The checkpoint written after the recovery covers every line.
     let size = std::fs::metadata(&log).unwrap().len();
-    let offset = || {
-        let text = std::fs::read_to_string(data.join("checkpoints.json")).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        v["files"].as_array().and_then(|a| a.iter().filter_map(|e| e["offset"].as_u64()).max())
-    };
+    let offset = || checkpoint_rows(&data).into_iter().map(|(_, _, offset)| offset).max();
     assert!(wait_until(Duration::from_secs(10), || offset() == Some(size)), "checkpoint {:?} of {size}", offset());
     assert_eq!(agent.terminate().0, Some(0));
     let errors = log_lines(&agent, &["ERROR", "writing checkpoints in"]);

@@ -115,8 +115,8 @@ fn an_entry_added_ships_within_a_second_removed_stops_added_back_resumes_topic_c
     let recs = consume(&kafka.brokers(), "a", 100, Duration::from_secs(2), Duration::from_secs(30));
     assert_eq!(seqs(&recs), range(0, 0, 100));
 
-    // Topic changed: new lines go to the new topic (read from the end, the
-    // agent's default for a new entry), none to the old one.
+    // Topic changed: the file continues in the new topic from where the old
+    // one was acknowledged (not from `read_from`), none go to the old one.
     etcd.put(&key(HOST), &list(&[(&one, "b", "")]));
     wait_log(&agent, &["following file", "topic=b"], 1, Duration::from_secs(10));
     append_lines(&one, 0, 100, 150);
@@ -637,4 +637,153 @@ fn tls_with_a_client_certificate_and_a_password() {
     let (code, _, err) = cli(wrong.path(), &["get", "--host", HOST]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("certificate"), "{err}");
+}
+
+/// Waits until `topic` holds exactly `want` (sorted (file, seq) pairs),
+/// then a quiet second passes; returns what it holds (for the assert).
+fn holds(brokers: &str, topic: &str, want: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    seqs(&consume(brokers, topic, want.len(), Duration::from_secs(1), Duration::from_secs(30)))
+}
+
+#[test]
+fn a_topic_change_continues_the_file_in_the_new_topic_with_no_line_lost_or_repeated() {
+    // Issue 17, as the operator saw it: `fa3` had 100 lines, the entry moved
+    // to `fb3`, 100 more were appended, and `fb3` got all 200.
+    let kafka = Tansu::start();
+    for t in ["fa3", "fb3"] {
+        kafka.create_topic(t, 1);
+    }
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let a3 = logs.join("a3.log");
+    append_lines(&a3, 3, 0, 100);
+    // read_from = beginning: a topic change that fell back on it would
+    // send the first 100 lines again.
+    etcd.put(&key(HOST), &list(&[(&a3, "fa3", "")]));
+    let cfg = config(&kafka.brokers(), dir.path(), &etcd.endpoint(), HOST, "", "");
+    let agent = Agent::start(dir.path(), &cfg);
+    assert_eq!(holds(&kafka.brokers(), "fa3", &range(3, 0, 100)), range(3, 0, 100));
+
+    etcd.put(&key(HOST), &list(&[(&a3, "fb3", "")]));
+    wait_log(&agent, &["following file", "topic=fb3"], 1, Duration::from_secs(10));
+    append_lines(&a3, 3, 100, 200);
+    assert_eq!(holds(&kafka.brokers(), "fb3", &range(3, 100, 200)), range(3, 100, 200));
+    assert_eq!(holds(&kafka.brokers(), "fa3", &range(3, 0, 100)), range(3, 0, 100), "fa3 kept its 100");
+
+    // The same while lines are being written (tagged file=4), back and
+    // forth, with the entry's options and its glob changing too: every
+    // line lands once, in one topic or the other.
+    let w = writer(a3.clone(), 4, 1_200, 20, Duration::from_millis(20));
+    let steps: [(&Path, &str, &str); 4] = [
+        (&logs.join("a*.log"), "fa3", ""),
+        (&logs.join("a*.log"), "fa3", r#""max_line_bytes":4096"#),
+        (&a3, "fb3", r#""long_lines":"truncate""#),
+        (&logs.join("*.log"), "fa3", ""),
+    ];
+    for (path, topic, extra) in steps {
+        thread::sleep(Duration::from_millis(250));
+        etcd.put(&key(HOST), &list(&[(path, topic, extra)]));
+    }
+    assert_eq!(w.join().unwrap(), 1_200);
+    wait_log(&agent, &["collect entry added", "logs/*.log"], 1, Duration::from_secs(10));
+    let mut want = range(3, 0, 200);
+    want.extend(range(4, 0, 1_200));
+    let read = |t: &str| consume(&kafka.brokers(), t, 0, Duration::from_millis(500), Duration::from_secs(10));
+    wait_until(Duration::from_secs(30), || read("fa3").len() + read("fb3").len() >= want.len());
+    thread::sleep(Duration::from_secs(1));
+    let (fa3, fb3) = (read("fa3"), read("fb3"));
+    let mut both = seqs(&fa3);
+    both.extend(seqs(&fb3));
+    both.sort();
+    let (lost, twice) = lost_and_twice(&both, &want);
+    assert!(lost.is_empty() && twice.is_empty(), "lost {lost:?}, twice {twice:?}");
+    // Each topic got its lines in file order.
+    for recs in [&fa3, &fb3] {
+        let offsets: Vec<u64> = recs.iter().map(|r| r.header("offset").parse().unwrap()).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "out of order");
+    }
+    eprintln!("fa3 {} lines, fb3 {} lines", fa3.len(), fb3.len());
+}
+
+/// A line written by `common::line`: (file, seq).
+type Seq = (usize, usize);
+
+/// The lines of `want` missing from `got`, and the ones `got` has more
+/// than once (both sorted).
+fn lost_and_twice(got: &[Seq], want: &[Seq]) -> (Vec<Seq>, Vec<Seq>) {
+    let mut counts: HashMap<Seq, usize> = HashMap::new();
+    for k in got {
+        *counts.entry(*k).or_default() += 1;
+    }
+    let lost = want.iter().filter(|k| !counts.contains_key(k)).copied().take(5).collect();
+    let mut twice: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).map(|(k, _)| *k).collect();
+    twice.sort();
+    twice.truncate(5);
+    (lost, twice)
+}
+
+#[test]
+fn a_topic_changed_while_the_agent_was_down_continues_where_the_old_topic_stopped() {
+    let kafka = Tansu::start();
+    for t in ["fa", "fb"] {
+        kafka.create_topic(t, 1);
+    }
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.log");
+    append_lines(&f, 0, 0, 100);
+    etcd.put(&key(HOST), &list(&[(&f, "fa", "")]));
+    let cfg = config(&kafka.brokers(), dir.path(), &etcd.endpoint(), HOST, "", "");
+    let mut agent = Agent::start(dir.path(), &cfg);
+    assert_eq!(holds(&kafka.brokers(), "fa", &range(0, 0, 100)), range(0, 0, 100));
+    assert_eq!(agent.terminate().0, Some(0));
+    // The old topic's entry is simply absent when the agent starts again.
+    etcd.put(&key(HOST), &list(&[(&f, "fb", "")]));
+    append_lines(&f, 0, 100, 200);
+    agent.restart();
+    assert_eq!(holds(&kafka.brokers(), "fb", &range(0, 100, 200)), range(0, 100, 200));
+    assert_eq!(holds(&kafka.brokers(), "fa", &range(0, 0, 100)), range(0, 0, 100));
+    wait_log(&agent, &["file moves to another topic", "topic=fb"], 1, Duration::from_secs(10));
+}
+
+#[test]
+fn two_entries_sending_one_file_to_two_topics_give_each_topic_every_line_once() {
+    let kafka = Tansu::start();
+    for t in ["one", "two"] {
+        kafka.create_topic(t, 1);
+    }
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let f = logs.join("a.log");
+    append_lines(&f, 0, 0, 100);
+    // One entry names the file, the other finds it through a glob.
+    let both = list(&[(&f, "one", ""), (&logs.join("*.log"), "two", "")]);
+    etcd.put(&key(HOST), &both);
+    let cfg = config(&kafka.brokers(), dir.path(), &etcd.endpoint(), HOST, "", "");
+    let mut agent = Agent::start(dir.path(), &cfg);
+    for t in ["one", "two"] {
+        assert_eq!(holds(&kafka.brokers(), t, &range(0, 0, 100)), range(0, 0, 100), "{t}");
+    }
+    // Across a restart, each continues at its own position.
+    assert_eq!(agent.terminate().0, Some(0));
+    append_lines(&f, 0, 100, 200);
+    agent.restart();
+    for t in ["one", "two"] {
+        assert_eq!(holds(&kafka.brokers(), t, &range(0, 0, 200)), range(0, 0, 200), "{t}");
+    }
+    // `two` dropped while `one` goes on; added back, it resumes where it
+    // stopped (its own position: `one` never stopped collecting the file).
+    etcd.put(&key(HOST), &list(&[(&f, "one", "")]));
+    wait_log(&agent, &["collect entry removed", "topic=two"], 1, Duration::from_secs(10));
+    append_lines(&f, 0, 200, 300);
+    assert_eq!(holds(&kafka.brokers(), "one", &range(0, 0, 300)), range(0, 0, 300));
+    etcd.put(&key(HOST), &both);
+    append_lines(&f, 0, 300, 400);
+    for t in ["one", "two"] {
+        assert_eq!(holds(&kafka.brokers(), t, &range(0, 0, 400)), range(0, 0, 400), "{t}");
+    }
 }

@@ -17,11 +17,14 @@ use crate::{now_ns, procfs, Args};
 use std::time::{Duration, Instant};
 
 /// The largest `offset` of any entry, or `None` while the file is missing
-/// or unreadable (not written yet).
+/// or unreadable (not written yet). Version 2 keeps the offsets per topic
+/// under each file, version 1 on each entry.
 fn max_offset(path: &str) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("files")?.as_array()?.iter().filter_map(|f| f.get("offset")?.as_u64()).max()
+    let files = v.get("files")?.as_array()?;
+    let topics = files.iter().flat_map(|f| f.get("topics").and_then(|t| t.as_array()).into_iter().flatten());
+    files.iter().chain(topics).filter_map(|e| e.get("offset")?.as_u64()).max()
 }
 
 /// `watch-agent --pid P --checkpoints FILE --offset N --t0-ns NS [--broker-pid B] [--timeout-s S]`:

@@ -12,7 +12,13 @@
 //! entry back resumes where it stopped); one whose options changed restarts
 //! its readers from where they were with the new options. An entry that did
 //! not change keeps its readers untouched: no line of its files is lost or
-//! read twice by any change of the list.
+//! read twice by any change of the list. Positions belong to files, not to
+//! entries: each scan expands every glob first, so a new reader knows which
+//! topics still cover its file, and a file that left one topic for another
+//! continues in the new one where the old one's acknowledgements reached
+//! (see [`Checkpoints::acquire`]).
+//!
+//! [`Checkpoints::acquire`]: crate::agent::checkpoint::Checkpoints::acquire
 //!
 //! Per-entry options ([`EntryOptions`]) give each entry's readers their own
 //! settings (a [`TailCtx`] per entry): `read_from`, `max_line_bytes`,
@@ -87,6 +93,19 @@ pub struct Discovery {
     waiting: u64,
 }
 
+/// A file one scan found, before its reader starts.
+struct Hit {
+    /// Index in `entries` of the entry whose glob found it.
+    entry: usize,
+    path: PathBuf,
+    found: guard::Candidate,
+    start: Start,
+}
+
+/// How long a list change waits for the lines of the readers it stopped
+/// to be acknowledged (Kafka's usually take milliseconds).
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
+
 /// A reader idle at least this long may be closed to make room for a file
 /// waiting under `max_open_files`.
 const EVICT_IDLE_MS: i64 = 1_000;
@@ -156,11 +175,19 @@ impl Discovery {
         for key in &gone {
             self.readers[key].handle.stop();
         }
+        let stopped = !gone.is_empty();
         for key in gone {
             if let Some(r) = self.readers.remove(&key) {
                 tracing::debug!(path = %r.handle.path, topic = %r.entry.topic, "reader stopped by a collect list change");
                 r.handle.join();
             }
+        }
+        // A file that moves to another topic continues there once the old
+        // reader's lines are acknowledged: waiting a little here lets the
+        // scan below start it now instead of at a later scan. Bounded, so
+        // that a broker that is down does not hold discovery.
+        if stopped && !self.base.checkpoints.wait_released(HANDOVER_WAIT) {
+            tracing::info!("lines of stopped readers are still in flight: files moving to another topic continue once they are acknowledged");
         }
         self.scanned.retain(|k| new.contains_key(k));
         self.contexts.retain(|e, _| keep.contains(e));
@@ -170,12 +197,22 @@ impl Discovery {
     }
 
     /// Expands every glob once, starting readers for new files.
+    ///
+    /// Every glob is expanded before any reader starts: a new reader must
+    /// know which topics still collect its file, since a file that no
+    /// longer goes to a topic continues in the new one from where the old
+    /// one's acknowledgements reached ([`Checkpoints::acquire`]).
+    ///
+    /// [`Checkpoints::acquire`]: crate::agent::checkpoint::Checkpoints::acquire
     pub fn scan(&mut self) {
         self.reap();
         self.found.clear();
         self.waiting = 0;
-        for entry in self.entries.clone() {
-            let key = entry_key(&entry);
+        let mut hits: Vec<Hit> = Vec::new();
+        // (device, inode) -> topics of the entries that cover the file.
+        let mut collecting: HashMap<(u64, u64), Vec<Arc<str>>> = HashMap::new();
+        for (i, entry) in self.entries.clone().iter().enumerate() {
+            let key = entry_key(entry);
             let start = if self.scanned.contains(&key) { Start::New } else { Start::Present };
             let paths = match glob::glob(&entry.path) {
                 Ok(p) => p,
@@ -184,6 +221,8 @@ impl Discovery {
                     continue;
                 }
             };
+            let topic = self.topic(&entry.topic);
+            let follow = self.context(entry).cfg.follow_symlinks;
             let mut matched = 0;
             for item in paths {
                 let path = match item {
@@ -194,12 +233,29 @@ impl Discovery {
                     }
                 };
                 matched += 1;
-                self.consider(&entry, path, start);
+                // Records name the file by its absolute path, whatever the glob was.
+                let path = std::path::absolute(&path).unwrap_or(path);
+                let found = match guard::identify(&path, follow) {
+                    Ok(c) => c,
+                    Err(r) => {
+                        self.refused(r);
+                        continue;
+                    }
+                };
+                if !guard::excluded(&entry.options.exclude, &path) {
+                    collecting.entry((found.dev, found.ino)).or_default().push(topic.clone());
+                }
+                hits.push(Hit { entry: i, path, found, start });
             }
             if matched == 0 {
                 self.report(format!("no file matches {:?} (topic {}) yet", entry.path, entry.topic));
             }
             self.scanned.insert(key);
+        }
+        for hit in hits {
+            let entry = self.entries[hit.entry].clone();
+            let topics = collecting.get(&(hit.found.dev, hit.found.ino)).map_or(&[][..], Vec::as_slice);
+            self.consider(&entry, hit.path, hit.found, hit.start, topics);
         }
         let found = std::mem::take(&mut self.found);
         self.closed.retain(|k, _| found.contains(k));
@@ -208,6 +264,11 @@ impl Discovery {
         if self.waiting > 0 {
             self.make_room();
         }
+    }
+
+    /// The shared name of a topic.
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        self.topics.entry(name.to_string()).or_insert_with(|| Arc::from(name)).clone()
     }
 
     /// Drops the readers that ended, remembering where the ones that closed
@@ -253,16 +314,20 @@ impl Discovery {
         ));
     }
 
-    fn consider(&mut self, entry: &CollectEntry, path: PathBuf, start: Start) {
-        // Records name the file by its absolute path, whatever the glob was.
-        let path = std::path::absolute(&path).unwrap_or(path);
+    /// Starts a reader for a file a scan found (`found`, at `path`) through
+    /// `entry`, unless it has one; `collecting`: the topics whose entries
+    /// cover the file in this scan.
+    fn consider(
+        &mut self,
+        entry: &CollectEntry,
+        path: PathBuf,
+        found: guard::Candidate,
+        start: Start,
+        collecting: &[Arc<str>],
+    ) {
         let ctx = self.context(entry);
         let follow = ctx.cfg.follow_symlinks;
-        let found = match guard::identify(&path, follow) {
-            Ok(c) => c,
-            Err(r) => return self.refused(r),
-        };
-        let topic = self.topics.entry(entry.topic.clone()).or_insert_with(|| Arc::from(entry.topic.as_str())).clone();
+        let topic = self.topic(&entry.topic);
         let key = (found.dev, found.ino, topic.clone());
         self.found.insert(key.clone());
         if self.readers.contains_key(&key) {
@@ -302,10 +367,15 @@ impl Discovery {
             Ok(f) => f,
             Err(r) => return self.refused(r),
         };
-        match tail::spawn(ctx, file, path.clone(), topic, start) {
-            Ok(handle) => {
+        match tail::spawn(ctx, file, path.clone(), topic, start, collecting) {
+            Ok(Some(handle)) => {
                 self.reported.forget_about(&handle.path);
                 self.readers.insert(key, Running { handle, entry: entry.clone() });
+            }
+            // Moving here from a topic whose lines are in flight: the next
+            // scan tries again (the file stays unread meanwhile).
+            Ok(None) => {
+                tracing::debug!(path = %path.display(), topic = %entry.topic, "waiting for the old topic's lines to be acknowledged before moving the file")
             }
             // Unreadable: say so, keep the other files going, try again next scan.
             Err(e) => self.report(format!("cannot read {}: {e}", path.display())),

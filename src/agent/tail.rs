@@ -21,7 +21,7 @@
 //! channel, so a batch dropped at shutdown is simply read again later.
 
 use crate::agent::batch::{Batch, Source};
-use crate::agent::checkpoint::Checkpoints;
+use crate::agent::checkpoint::{Acquired, Checkpoints};
 use crate::agent::identity::FileId;
 use crate::agent::split::{Block, LineBuffer, Span, SplitConfig};
 use crate::agent::stats::Stats;
@@ -194,9 +194,19 @@ impl ReaderHandle {
 }
 
 /// Starts the reader thread of `file`, found at `path` and opened by
-/// [`crate::agent::guard`] (a regular file). An error here is the caller's
-/// to report; nothing started.
-pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, start: Start) -> io::Result<ReaderHandle> {
+/// [`crate::agent::guard`] (a regular file), for `topic`; `collecting` are
+/// the topics whose entries cover the file now (see
+/// [`Checkpoints::acquire`]). An error here is the caller's to report;
+/// nothing started. `None`: the file moves to `topic` from a topic whose
+/// lines are still in flight, nothing started; try again later.
+pub fn spawn(
+    ctx: Arc<TailCtx>,
+    file: File,
+    path: PathBuf,
+    topic: Arc<str>,
+    start: Start,
+    collecting: &[Arc<str>],
+) -> io::Result<Option<ReaderHandle>> {
     let meta = file.metadata()?;
     let path_text: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
     let stop = Arc::new(AtomicBool::new(false));
@@ -225,9 +235,11 @@ pub fn spawn(ctx: Arc<TailCtx>, file: File, path: PathBuf, topic: Arc<str>, star
         watch: None,
         unaccounted: 0,
     };
-    reader.position(&meta, start)?;
+    if !reader.position(&meta, start, collecting)? {
+        return Ok(None);
+    }
     let thread = thread::Builder::new().name("tail".into()).stack_size(256 << 10).spawn(move || reader.run())?;
-    Ok(ReaderHandle { path: path_text, stop, inactive_at, last_data_ms, evicted, fid, thread })
+    Ok(Some(ReaderHandle { path: path_text, stop, inactive_at, last_data_ms, evicted, fid, thread }))
 }
 
 struct Reader {
@@ -269,11 +281,14 @@ enum Next {
 }
 
 impl Reader {
-    /// Chooses the starting offset: the checkpoint, else the start policy.
-    fn position(&mut self, meta: &fs::Metadata, start: Start) -> io::Result<()> {
+    /// Chooses the starting offset: the checkpoint (the file's own in this
+    /// topic, or one it leaves in a topic not among `collecting`), else the
+    /// start policy. False: the file is being handed over from another
+    /// topic, not yet.
+    fn position(&mut self, meta: &fs::Metadata, start: Start, collecting: &[Arc<str>]) -> io::Result<bool> {
         let Some(fid) = FileId::of(&self.file)? else {
             // No complete first line yet: nothing was ever shipped from it.
-            return Ok(());
+            return Ok(true);
         };
         let size = meta.len();
         let from_start = match (start, self.ctx.cfg.read_from) {
@@ -284,7 +299,11 @@ impl Reader {
             },
         };
         let default = if from_start { 0 } else { line_start_before(&self.file, size)? };
-        let (src, mut offset) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, default);
+        let (src, mut offset) =
+            match self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, default, collecting) {
+                Acquired::Ready(src, offset) => (src, offset),
+                Acquired::Handover => return Ok(false),
+            };
         if offset > size {
             tracing::warn!(path = %self.path_text, checkpoint = offset, size, "file is shorter than its checkpoint (truncated while the agent was down): reading from the start");
             offset = 0;
@@ -292,7 +311,7 @@ impl Reader {
         tracing::info!(path = %self.path_text, topic = %self.topic, offset, fid = %src.fid_text, "following file");
         self.source = Some(src);
         self.lb = LineBuffer::new(offset, self.ctx.cfg.split);
-        Ok(())
+        Ok(true)
     }
 
     fn run(mut self) {
@@ -502,7 +521,9 @@ impl Reader {
             Ok(Some(fid)) => fid,
             _ => FileId::of_partial(&self.file).unwrap_or(FileId { dev: self.dev, ino: self.ino, head: 0 }),
         };
-        let (src, _) = self.ctx.checkpoints.acquire(fid, &self.topic, &self.path_text, start);
+        // No first line when the reader started: no other topic shipped
+        // lines of this identity, so there is no position to take over.
+        let (src, _) = self.ctx.checkpoints.acquire_own(fid, &self.topic, &self.path_text, start);
         tracing::info!(path = %self.path_text, topic = %self.topic, fid = %src.fid_text, "following file");
         self.source = Some(src.clone());
         src
@@ -648,7 +669,8 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"unfinished");
         let (ctx, rx) = context(&dir.path().join("data"));
-        let reader = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
+        let reader =
+            spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
         // Well past the flush timeout: held, it is the file's first line.
         let mut got = lines(&rx, 0, FLUSH * 6);
         append(&path, b" and done\nnext\n");
@@ -672,7 +694,8 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"");
         let (ctx, rx) = context(&data);
-        let first = spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
+        let first =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
         append(&path, b"one\ntwo\n");
         // Received, never acknowledged: lost on the way.
         let lost = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -681,7 +704,8 @@ mod tests {
         ctx.checkpoints.save().unwrap();
         drop((ctx, lost));
         let (ctx, rx) = context(&data);
-        let second = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present).unwrap();
+        let second =
+            spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present, &[]).unwrap().unwrap();
         let want = vec![("one".to_string(), 0, Cut::Whole), ("two".to_string(), 4, Cut::Whole)];
         assert_eq!(lines(&rx, 2, FLUSH * 6), want);
         second.join();
@@ -697,14 +721,16 @@ mod tests {
         let path = dir.path().join("a.log");
         append(&path, b"alone");
         let (ctx, rx) = context(&data);
-        let first = spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New).unwrap();
+        let first =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
         let mut got = lines(&rx, 0, FLUSH * 6);
         first.join();
         got.extend(lines(&rx, 0, Duration::from_millis(10)));
         ctx.checkpoints.save().unwrap();
         drop(ctx);
         let (ctx, rx) = context(&data);
-        let second = spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present).unwrap();
+        let second =
+            spawn(ctx, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present, &[]).unwrap().unwrap();
         got.extend(lines(&rx, 0, FLUSH * 6));
         // Deleted: it will never be completed, so it is flushed as it is.
         fs::remove_file(&path).unwrap();

@@ -687,6 +687,22 @@ pub fn append_lines(path: &Path, f: usize, from: usize, to: usize) {
     }
 }
 
+/// Every (path, topic, offset) in the agent's `data/checkpoints.json`
+/// (version 2: one record per file, a position per topic); empty while
+/// there is none.
+pub fn checkpoint_rows(data: &Path) -> Vec<(String, String, u64)> {
+    let text = std::fs::read_to_string(data.join("checkpoints.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut rows = Vec::new();
+    for f in v["files"].as_array().into_iter().flatten() {
+        for t in f["topics"].as_array().into_iter().flatten() {
+            let path = f["path"].as_str().unwrap_or_default().to_string();
+            rows.push((path, t["topic"].as_str().unwrap_or_default().to_string(), t["offset"].as_u64().unwrap_or(0)));
+        }
+    }
+    rows
+}
+
 /// Polls `cond` until true or `timeout`; returns whether it became true.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
