@@ -52,10 +52,11 @@
 //!   file's reader: growth, truncation, rotation; `identity`, `wake`,
 //!   `split`, the line splitter) ─► `batch` (what travels) ─► `ship` (the
 //!   Kafka producer); `checkpoint` (the source registry, on disk), `stats`;
-//!   `mod.rs` wires them and shuts them down in order.
+//!   `tap` (`logcollect tap`: guard and split as the readers do, printed
+//!   instead of shipped); `mod.rs` wires them and shuts them down in order.
 //! - `elastic/`: everything that talks `_bulk`, shared by the transfer and
 //!   `run`: `batcher` ─► `body` ─► `worker` ─► `client`, with `classify`,
-//!   `index_name`, `dead_letter`, `template`, `stats`.
+//!   `index_name`, `dead_letter`, `template`, `retention`, `stats`.
 //! - `transfer/`: `consume` (Kafka records into requests) and `commit`
 //!   (offsets behind acknowledged prefixes); `mod.rs` wires them.
 //! - `embedded/`: `index/` (the tantivy index: documents, store, collectors,
@@ -107,6 +108,7 @@ pub use search::query;
 /// What the `logcollect` binary runs: each role runs until SIGTERM or SIGINT.
 pub mod cli {
     pub use crate::agent::run as agent;
+    pub use crate::agent::tap::{run as tap, Options as TapOptions, Position as TapPosition, Tapped};
     pub use crate::control::etcd::cli::{command_config, run_command, Command as ConfigCommand, CommandError};
     pub use crate::observe::auth::hash_password;
     pub use crate::observe::status::{run as status, StatusAccess};

@@ -80,6 +80,35 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
+    /// Print what the agent would ship, without shipping it or moving a
+    /// checkpoint.
+    ///
+    /// Reads the files of [collect] (or --path) as the agent would (the
+    /// same checks, splitting, long lines and per-entry options) up to
+    /// their end as it is now, and prints one JSON object per Kafka record
+    /// (topic, key, value, headers), or with --documents the `_bulk` lines
+    /// the transfer would send for it (index, id, source). Nothing is sent;
+    /// checkpoints are neither read nor written.
+    Tap {
+        /// The configuration file ([agent], [collect], [es] index and parse_json).
+        #[arg(long, default_value = "config.ini")]
+        config: PathBuf,
+        /// Read this file or glob instead of [collect].
+        #[arg(long)]
+        path: Option<String>,
+        /// The topic of --path.
+        #[arg(long, requires = "path", default_value = "tap")]
+        topic: String,
+        /// Where each file is read from: beginning, end, or a byte offset.
+        #[arg(long, default_value = "beginning", value_parser = parse_position)]
+        from: logcollect::cli::TapPosition,
+        /// Print the `_bulk` action and document lines instead of records.
+        #[arg(long)]
+        documents: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Read and write the per-host collect lists in etcd.
     Config(ConfigArgs),
     /// Read a password from stdin (its first line) and print its argon2id
@@ -178,6 +207,9 @@ fn main() -> ExitCode {
         Command::Agent { config } => (config, logcollect::cli::agent),
         Command::Transfer { config } => (config, logcollect::cli::transfer),
         Command::Validate { config, no_connect, timeout } => return validate(&config, no_connect, timeout),
+        Command::Tap { config, path, topic, from, documents, limit } => {
+            return tap(&config, path.map(|p| (p, topic)), from, documents, limit)
+        }
         Command::Config(args) => return config_command(args),
         Command::HashPassword => return hash_password(),
         Command::Completions { shell } => return completions(shell),
@@ -340,6 +372,60 @@ fn hash_password() -> ExitCode {
 }
 
 /// Config errors exit with status 2 and a one-line reason.
+/// `--from`: `beginning`, `end` or a byte offset.
+fn parse_position(s: &str) -> Result<logcollect::cli::TapPosition, String> {
+    use logcollect::cli::TapPosition;
+    match s {
+        "beginning" => Ok(TapPosition::Beginning),
+        "end" => Ok(TapPosition::End),
+        n => n.parse().map(TapPosition::Offset).map_err(|_| format!("{n:?} is not beginning, end or a byte offset")),
+    }
+}
+
+/// `logcollect tap`: records (or documents) on stdout, files that could
+/// not be read on stderr; exit 1 when nothing could be read.
+fn tap(
+    config: &std::path::Path,
+    path: Option<(String, String)>,
+    from: logcollect::cli::TapPosition,
+    documents: bool,
+    limit: Option<u64>,
+) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    init_tracing("warn");
+    let entries = match path {
+        Some((path, topic)) => vec![logcollect::config::CollectEntry::new(path, topic)],
+        None if cfg.collect.is_empty() => {
+            eprintln!("logcollect tap: [collect] is empty: name a file with --path");
+            return ExitCode::from(2);
+        }
+        None => cfg.collect.clone(),
+    };
+    let opts = logcollect::cli::TapOptions { entries, from, documents, limit };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match logcollect::cli::tap(&cfg, &opts, &mut out, &mut std::io::stderr()) {
+        Ok(t) => {
+            let _ = std::io::Write::flush(&mut out);
+            eprintln!("logcollect tap: {} records from {} files", t.records, t.files);
+            if t.files == 0 && t.refused > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        // A closed pipe (`| head`) is the reader having seen enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logcollect tap: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("logcollect: {e}");
     ExitCode::from(2)

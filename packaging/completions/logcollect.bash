@@ -37,6 +37,9 @@ _logcollect() {
             logcollect,status)
                 cmd="logcollect__subcmd__status"
                 ;;
+            logcollect,tap)
+                cmd="logcollect__subcmd__tap"
+                ;;
             logcollect,transfer)
                 cmd="logcollect__subcmd__transfer"
                 ;;
@@ -100,6 +103,9 @@ _logcollect() {
             logcollect__subcmd__help,status)
                 cmd="logcollect__subcmd__help__subcmd__status"
                 ;;
+            logcollect__subcmd__help,tap)
+                cmd="logcollect__subcmd__help__subcmd__tap"
+                ;;
             logcollect__subcmd__help,transfer)
                 cmd="logcollect__subcmd__help__subcmd__transfer"
                 ;;
@@ -128,7 +134,7 @@ _logcollect() {
 
     case "${cmd}" in
         logcollect)
-            opts="-h -V --help --version run agent transfer validate config hash-password status completions help"
+            opts="-h -V --help --version run agent transfer validate tap config hash-password status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -438,7 +444,7 @@ _logcollect() {
             return 0
             ;;
         logcollect__subcmd__help)
-            opts="run agent transfer validate config hash-password status completions help"
+            opts="run agent transfer validate tap config hash-password status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -619,6 +625,20 @@ _logcollect() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        logcollect__subcmd__help__subcmd__tap)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         logcollect__subcmd__help__subcmd__transfer)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -689,6 +709,40 @@ _logcollect() {
                     return 0
                     ;;
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logcollect__subcmd__tap)
+            opts="-h --config --path --topic --from --documents --limit --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -416,26 +416,7 @@ impl Discovery {
     fn context(&mut self, entry: &CollectEntry) -> Arc<TailCtx> {
         if !self.contexts.contains_key(entry) {
             let o = &entry.options;
-            let mut cfg = self.base.cfg.clone();
-            if let Some(r) = o.read_from {
-                cfg.read_from = r;
-            }
-            if let Some(l) = o.long_lines {
-                cfg.split.long_lines = l;
-            }
-            if let Some(m) = o.max_line_bytes {
-                // The producer is sized for [agent] max_line_bytes: a longer
-                // record would be refused for good.
-                let limit = self.base.cfg.split.max_line_bytes;
-                if m > limit {
-                    tracing::warn!(path = %entry.path, topic = %entry.topic, max_line_bytes = m, limit, "the entry's max_line_bytes is above [agent] max_line_bytes (the producer's record size): using the limit");
-                }
-                cfg.split.max_line_bytes = m.min(limit);
-            }
-            cfg.parse_json = o.parse_json;
-            if let Some(f) = o.follow_symlinks {
-                cfg.follow_symlinks = f;
-            }
+            let cfg = tail::entry_config(&self.base.cfg, entry);
             let ctx = if o == &Default::default() { self.base.clone() } else { Arc::new(self.base.with_cfg(cfg)) };
             self.contexts.insert(entry.clone(), ctx);
         }

@@ -16,6 +16,7 @@ pub mod ship;
 pub mod split;
 pub mod stats;
 pub mod tail;
+pub mod tap;
 pub mod wake;
 
 #[cfg(test)]

@@ -83,6 +83,32 @@ impl From<&AgentConfig> for TailConfig {
     }
 }
 
+/// The settings of `entry`'s readers: `base` with the entry's options.
+pub fn entry_config(base: &TailConfig, entry: &crate::config::CollectEntry) -> TailConfig {
+    let o = &entry.options;
+    let mut cfg = base.clone();
+    if let Some(r) = o.read_from {
+        cfg.read_from = r;
+    }
+    if let Some(l) = o.long_lines {
+        cfg.split.long_lines = l;
+    }
+    if let Some(m) = o.max_line_bytes {
+        // The producer is sized for [agent] max_line_bytes: a longer
+        // record would be refused for good.
+        let limit = base.split.max_line_bytes;
+        if m > limit {
+            tracing::warn!(path = %entry.path, topic = %entry.topic, max_line_bytes = m, limit, "the entry's max_line_bytes is above [agent] max_line_bytes (the producer's record size): using the limit");
+        }
+        cfg.split.max_line_bytes = m.min(limit);
+    }
+    cfg.parse_json = o.parse_json;
+    if let Some(f) = o.follow_symlinks {
+        cfg.follow_symlinks = f;
+    }
+    cfg
+}
+
 /// What every reader needs: settings, the checkpoint registry, the channel.
 #[derive(Clone)]
 pub struct TailCtx {
