@@ -147,3 +147,26 @@ fn sighup_to_logcollect_run_adds_a_file_to_the_embedded_index() {
     assert!(run.is_running());
     assert_eq!(run.terminate().0, Some(0));
 }
+
+#[test]
+fn a_topic_changed_by_sighup_continues_the_file_in_the_new_topic() {
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    kafka.create_topic("db", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    append_lines(&log, 0, 0, 100);
+    let mut agent =
+        Agent::start(dir.path(), &agent_config(&kafka.brokers(), dir.path(), "", &collect_line("app", &log)));
+    let recs = consume(&kafka.brokers(), "app", 100, Duration::from_millis(500), Duration::from_secs(30));
+    assert_eq!(counted(&recs), exactly(0, 0, 100));
+    rewrite(&agent, &agent_config(&kafka.brokers(), dir.path(), "", &collect_line("db", &log)));
+    sighup(&agent);
+    assert!(wait_until(Duration::from_secs(10), || agent.log_text().contains("applying its [collect] list")));
+    append_lines(&log, 0, 100, 200);
+    let recs = consume(&kafka.brokers(), "db", 100, Duration::from_secs(2), Duration::from_secs(30));
+    assert_eq!(counted(&recs), exactly(0, 100, 200), "the new topic continues where the old one stopped");
+    let recs = consume(&kafka.brokers(), "app", 100, Duration::from_secs(1), Duration::from_secs(10));
+    assert_eq!(counted(&recs), exactly(0, 0, 100), "the old topic got nothing more");
+    assert_eq!(agent.terminate().0, Some(0));
+}
