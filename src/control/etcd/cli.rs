@@ -184,13 +184,14 @@ async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<
                 return Ok(());
             }
             let width = rows.iter().map(|(h, _)| h.len()).max().unwrap_or(0).max(4);
-            writeln!(out, "{:width$}  {:>7}  {:>8}", "HOST", "ENTRIES", "REVISION")?;
+            // The entry count last: an invalid list's reason may be long.
+            writeln!(out, "{:width$}  {:>8}  ENTRIES", "HOST", "REVISION")?;
             for (h, kv) in rows {
                 let entries = match collect::parse(&kv.value) {
                     Ok(e) => e.len().to_string(),
                     Err(e) => format!("invalid: {}", printable(&e.to_string(), false)),
                 };
-                writeln!(out, "{:width$}  {:>7}  {:>8}", printable(h, false), entries, kv.mod_revision)?;
+                writeln!(out, "{:width$}  {:>8}  {entries}", printable(h, false), kv.mod_revision)?;
             }
         }
         Command::Watch { host } => {
