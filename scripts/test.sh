@@ -17,6 +17,7 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)   # scrapes /metrics in tests/observe.rs
 command -v tmux >/dev/null 2>&1 || need+=(tmux)               # a terminal for `logcollect status`
+command -v ip >/dev/null 2>&1 || need+=(iproute2)             # network namespaces in tests/fleet.rs
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)        # TLS in front of noida-db in tests/es_security.rs
 # Headless browser for the search page test (fonts so its screenshot has text).
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-dejavu-core)

@@ -109,7 +109,9 @@ pub use search::query;
 pub mod cli {
     pub use crate::agent::run as agent;
     pub use crate::agent::tap::{run as tap, Options as TapOptions, Position as TapPosition, Tapped};
-    pub use crate::control::etcd::cli::{command_config, run_command, Command as ConfigCommand, CommandError};
+    pub use crate::control::etcd::cli::{
+        command_config, parse_hosts, run_command, Command as ConfigCommand, CommandError,
+    };
     pub use crate::observe::auth::hash_password;
     pub use crate::observe::status::{run as status, StatusAccess};
     pub use crate::run::run;

@@ -165,11 +165,18 @@ struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum ConfigOp {
-    /// Validate a collect list and write it to the host's key.
+    /// Validate a collect list and write it to the key of each host named.
+    #[command(group(clap::ArgGroup::new("whom").required(true).args(["host", "hosts", "hosts_file"])))]
     Put {
         /// The host whose list is written (its [agent] host, or outbound IP).
         #[arg(long)]
-        host: String,
+        host: Option<String>,
+        /// Several hosts, comma separated: each gets the same list.
+        #[arg(long)]
+        hosts: Option<String>,
+        /// A file of hosts, one a line ('#' comments); each gets the same list.
+        #[arg(long)]
+        hosts_file: Option<PathBuf>,
         /// A file holding the JSON list ('-': standard input).
         #[arg(long, conflicts_with = "json", required_unless_present = "json")]
         file: Option<PathBuf>,
@@ -194,8 +201,12 @@ enum ConfigOp {
         #[arg(long)]
         host: String,
     },
-    /// List the hosts that have a collect list.
-    Hosts,
+    /// The hosts that have a collect list: entries and last change revision of each.
+    Hosts {
+        /// Only the names, one a line.
+        #[arg(long)]
+        names: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -256,7 +267,23 @@ fn config_command(args: ConfigArgs) -> ExitCode {
     };
     init_tracing("warn");
     let cmd = match args.op {
-        ConfigOp::Put { host, file, json } => {
+        ConfigOp::Put { host, hosts, hosts_file, file, json } => {
+            let hosts = match (host, hosts, hosts_file) {
+                (Some(h), _, _) => logcollect::cli::parse_hosts(&h, "--host"),
+                (_, Some(h), _) => logcollect::cli::parse_hosts(&h, "--hosts"),
+                (_, _, Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(text) => logcollect::cli::parse_hosts(&text, &f.display().to_string()),
+                    Err(e) => return config_error(std::io::Error::new(e.kind(), format!("{}: {e}", f.display()))),
+                },
+                _ => unreachable!("clap requires one of --host, --hosts, --hosts-file"),
+            };
+            let hosts = match hosts {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("logcollect: {e}");
+                    return ExitCode::from(e.exit_code());
+                }
+            };
             let value = match (file, json) {
                 (Some(f), _) if f.as_os_str() == "-" => {
                     let mut v = Vec::new();
@@ -268,14 +295,14 @@ fn config_command(args: ConfigArgs) -> ExitCode {
                 (None, json) => Ok(json.unwrap_or_default().into_bytes()),
             };
             match value {
-                Ok(value) => EtcdCommand::Put { host, value },
+                Ok(value) => EtcdCommand::Put { hosts, value },
                 Err(e) => return config_error(e),
             }
         }
         ConfigOp::Get { host } => EtcdCommand::Get { host },
         ConfigOp::Watch { host } => EtcdCommand::Watch { host },
         ConfigOp::Delete { host } => EtcdCommand::Delete { host },
-        ConfigOp::Hosts => EtcdCommand::Hosts,
+        ConfigOp::Hosts { names } => EtcdCommand::Hosts { names },
     };
     match logcollect::cli::run_command(&etcd, cmd, &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,

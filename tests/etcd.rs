@@ -524,11 +524,29 @@ fn config_cli_put_get_hosts_watch_delete_and_put_refuses_invalid_lists() {
     assert!(etcd.get("/team/web-1/logs").is_some());
     cli(dir.path(), &["put", "--host", "web-2", "[]"]);
     etcd.put("/team/web-3/other", "x");
-    let (code, out, _) = cli(dir.path(), &["hosts"]);
+    let (code, out, _) = cli(dir.path(), &["hosts", "--names"]);
     assert_eq!((code, out.as_str()), (0, "web-1\nweb-2\n"));
+    // --hosts: one list to several hosts; the table shows each one's
+    // entries and last change, and says when a list is invalid.
+    let (code, out, err) = cli(dir.path(), &["put", "--hosts", "web-4,web-5", good]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/team/web-4/logs: 1 entries written") && out.ends_with("2 hosts written\n"), "{out}");
+    let (code, _, err) = cli(dir.path(), &["put", "--hosts", "web-6,a/b", good]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--hosts: host \"a/b\" has '/'"), "{err}");
+    assert!(etcd.get("/team/web-6/logs").is_none(), "nothing written when one host is refused");
+    let rev = etcd.put("/team/web-5/logs", "[7]");
+    let (code, out, _) = cli(dir.path(), &["hosts"]);
+    assert_eq!(code, 0);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["HOST", "REVISION", "ENTRIES"], "{out}");
+    assert_eq!(rows.iter().skip(1).map(|r| r[0]).collect::<Vec<_>>(), ["web-1", "web-2", "web-4", "web-5"], "{out}");
+    assert_eq!(rows[2][2], "0", "{out}");
+    assert_eq!(rows[3][2], "1", "{out}");
+    assert_eq!(rows[4][1..3], [rev.to_string().as_str(), "invalid:"], "{out}");
     let (code, _, err) = cli(dir.path(), &["--config", "/nonexistent.ini", "--etcd", &ep, "hosts"]);
     assert_eq!(code, 2, "{err}");
-    let (code, out, _) = cli(dir.path(), &["--config", "/dev/null", "--etcd", &ep, "hosts"]);
+    let (code, out, _) = cli(dir.path(), &["--config", "/dev/null", "--etcd", &ep, "hosts", "--names"]);
     assert_eq!((code, out.as_str()), (0, "10.0.0.5\n"), "the default key layout");
 
     // Invalid lists are refused before anything is written.

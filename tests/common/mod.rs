@@ -54,8 +54,13 @@ fn python_package_file(package: &str, rel: &str) -> PathBuf {
 
 /// `tansu topic create` against the plaintext listener on `port`.
 pub fn create_topic_at(port: u16, name: &str, partitions: u32) {
+    create_topic_on("127.0.0.1", port, name, partitions)
+}
+
+/// `tansu topic create` against the plaintext listener at `ip:port`.
+pub fn create_topic_on(ip: &str, port: u16, name: &str, partitions: u32) {
     let st = Command::new(tansu_bin())
-        .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{port}")])
+        .args(["topic", "create", "--broker", &format!("tcp://{ip}:{port}")])
         .args(["--partitions", &partitions.to_string(), name])
         .stdout(Stdio::null())
         .status()
@@ -72,8 +77,12 @@ pub fn tansu_bin() -> PathBuf {
 }
 
 pub fn wait_for_port(port: u16, what: &str) {
+    wait_for_port_on("127.0.0.1", port, what)
+}
+
+pub fn wait_for_port_on(ip: &str, port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while TcpStream::connect((ip, port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not open port {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -83,30 +92,40 @@ pub fn wait_for_port(port: u16, what: &str) {
 pub struct Tansu {
     child: Child,
     pub port: u16,
+    /// The address it listens on and advertises.
+    pub ip: String,
 }
 
 impl Tansu {
     pub fn start() -> Tansu {
+        Tansu::start_on("127.0.0.1")
+    }
+
+    /// Listening on (and advertising) `ip`, a local address.
+    pub fn start_on(ip: &str) -> Tansu {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
+        let url = format!("tcp://{ip}:{port}");
         let child = die_with_parent(
             Command::new(tansu_bin())
                 .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stderr(match std::env::var_os("TANSU_LOG") {
+                    Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                    None => Stdio::null(),
+                }),
         )
         .spawn()
         .expect("start tansu");
-        wait_for_port(port, "tansu");
-        Tansu { child, port }
+        wait_for_port_on(ip, port, "tansu");
+        Tansu { child, port, ip: ip.to_string() }
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        create_topic_at(self.port, name, partitions);
+        create_topic_on(&self.ip, self.port, name, partitions);
     }
 
     /// SIGSTOP: the broker stalls, sockets stay open.
@@ -184,6 +203,8 @@ impl TlsFiles {
 /// https and asks clients for a certificate.
 pub struct Etcd {
     child: Option<Child>,
+    /// The address its client and peer URLs listen on.
+    pub ip: String,
     pub port: u16,
     peer_port: u16,
     dir: tempfile::TempDir,
@@ -201,9 +222,19 @@ impl Etcd {
         Etcd::start_with(Some(tls))
     }
 
+    /// Listening on `ip`, a local address.
+    pub fn start_on(ip: &str) -> Etcd {
+        Etcd::start_at(ip, None)
+    }
+
     fn start_with(tls: Option<TlsFiles>) -> Etcd {
+        Etcd::start_at("127.0.0.1", tls)
+    }
+
+    fn start_at(ip: &str, tls: Option<TlsFiles>) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
-        let mut e = Etcd { child: None, port: free_port(), peer_port: free_port(), dir, tls, auth: None };
+        let (port, peer_port) = (free_port(), free_port());
+        let mut e = Etcd { child: None, ip: ip.to_string(), port, peer_port, dir, tls, auth: None };
         e.restart();
         e
     }
@@ -221,15 +252,20 @@ impl Etcd {
 
     /// `host:port` of the client URL.
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// The etcd process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts etcd again on the same data dir and ports, and waits until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let client = format!("{scheme}://127.0.0.1:{}", self.port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let client = format!("{scheme}://{}:{}", self.ip, self.port);
+        let peer = format!("http://{}:{}", self.ip, self.peer_port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("etcd.log")).unwrap();
         let mut cmd = Command::new(etcd_bin());
         if let Some(t) = &self.tls {
@@ -254,7 +290,7 @@ impl Etcd {
         .spawn()
         .expect("start etcd");
         self.child = Some(child);
-        wait_for_port(self.port, "etcd");
+        wait_for_port_on(&self.ip, self.port, "etcd");
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.try_get("/health-probe").is_err() {
             assert!(Instant::now() < deadline, "etcd did not answer: {}", self.log_text());
@@ -516,6 +552,8 @@ pub struct Agent {
     pub config: PathBuf,
     /// `host:port` of its metrics and health endpoints (`[http] listen`).
     pub http: Option<String>,
+    /// The network namespace it runs in (`ip netns exec`), if not the test's.
+    pub netns: Option<String>,
 }
 
 impl Agent {
@@ -545,7 +583,30 @@ impl Agent {
         std::fs::write(&cfg, config).unwrap();
         let stem = if role == "agent" { "agent".to_string() } else { config_name.trim_end_matches(".ini").to_string() };
         let log = dir.join(format!("{stem}.log"));
-        let mut a = Agent { child: None, dir: dir.to_path_buf(), log, role, config: cfg, http };
+        let mut a = Agent { child: None, dir: dir.to_path_buf(), log, role, config: cfg, http, netns: None };
+        a.restart();
+        a
+    }
+
+    /// `logcollect agent` inside the network namespace `netns` (by `ip
+    /// netns exec`, which execs it: the child's pid is the agent's). The
+    /// config must name its `[http] listen` (or `off`).
+    pub fn start_in_netns(dir: &Path, netns: &str, config: &str) -> Agent {
+        assert!(config.contains("[http]"), "a namespace's agent needs its own [http] listen");
+        let cfg = dir.join("config.ini");
+        std::fs::write(&cfg, config).unwrap();
+        let http =
+            config.lines().find_map(|l| l.trim().strip_prefix("listen = ")).filter(|v| *v != "off").map(String::from);
+        let log = dir.join("agent.log");
+        let mut a = Agent {
+            child: None,
+            dir: dir.to_path_buf(),
+            log,
+            role: "agent",
+            config: cfg,
+            http,
+            netns: Some(netns.to_string()),
+        };
         a.restart();
         a
     }
@@ -553,9 +614,16 @@ impl Agent {
     pub fn restart(&mut self) {
         assert!(self.child.is_none());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_logcollect")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_logcollect")),
+        };
         let child = die_with_parent(
-            Command::new(env!("CARGO_BIN_EXE_logcollect"))
-                .args([self.role, "--config"])
+            cmd.args([self.role, "--config"])
                 .arg(&self.config)
                 .current_dir(&self.dir)
                 .env("RUST_LOG", "logcollect=debug,info")

@@ -1,5 +1,6 @@
 //! `logcollect config`: the operator's commands on a host's collect list.
 
+use super::gateway::KeyValue;
 use super::{connect, follow, EtcdError, Event};
 use crate::common::text::printable;
 use crate::config::{split_list, Config, ConfigError, EtcdConfig};
@@ -10,10 +11,10 @@ use std::path::Path;
 /// A `logcollect config` command.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Validate `value` as a collect list and write it to the host's key.
+    /// Validate `value` as a collect list and write it to each host's key.
     Put {
-        /// Whose key.
-        host: String,
+        /// Whose keys (at least one; see [`parse_hosts`]).
+        hosts: Vec<String>,
         /// The JSON collect list.
         value: Vec<u8>,
     },
@@ -32,9 +33,17 @@ pub enum Command {
         /// Whose key.
         host: String,
     },
-    /// List the hosts that have a collect list.
-    Hosts,
+    /// List the hosts that have a collect list: a table of each with its
+    /// entry count (or why its list is invalid) and last change revision,
+    /// or with `names` only their names, one a line.
+    Hosts {
+        /// One name a line, for scripts.
+        names: bool,
+    },
 }
+
+/// The most puts in one transaction: etcd's default `--max-txn-ops`.
+const PUTS_PER_TXN: usize = 128;
 
 /// Why a command failed; [`CommandError::exit_code`] is the process status.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,14 @@ pub enum CommandError {
     /// etcd could not be reached, or refused.
     #[error("{0}")]
     Etcd(#[from] EtcdError),
+    /// A host name that cannot be part of a key (exit 2).
+    #[error("{at}: {message}")]
+    Host {
+        /// Where the name came from (`--hosts`, or `file:line`).
+        at: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// `get` of a key that has no value.
     #[error("{key}: no collect list")]
     NotFound {
@@ -65,7 +82,7 @@ impl CommandError {
     /// 2 for a value refused before anything was written, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Invalid { .. } => 2,
+            CommandError::Invalid { .. } | CommandError::Host { .. } => 2,
             CommandError::Etcd(EtcdError::File { .. }) => 2,
             _ => 1,
         }
@@ -98,13 +115,36 @@ pub fn run_command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Resul
 
 async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<(), CommandError> {
     match cmd {
-        Command::Put { host, value } => {
-            let key = cfg.key_for(&host);
+        Command::Put { hosts, value } => {
             // Validate before anything is written: an agent would refuse it anyway.
-            let entries = collect::parse(&value).map_err(|error| CommandError::Invalid { key: key.clone(), error })?;
+            let entries = collect::parse(&value)
+                .map_err(|error| CommandError::Invalid { key: cfg.key_for(&hosts[0]), error })?
+                .len();
             let mut client = connect(cfg).await?;
-            let revision = client.put(key.as_bytes(), &value).await?;
-            writeln!(out, "{key}: {} entries written (revision {revision})", entries.len())?;
+            if let [host] = hosts.as_slice() {
+                let key = cfg.key_for(host);
+                let revision = client.put(key.as_bytes(), &value).await?;
+                writeln!(out, "{key}: {entries} entries written (revision {revision})")?;
+                return Ok(());
+            }
+            // Many hosts: a transaction per PUTS_PER_TXN keys, each all or
+            // none; a failure names how many were written before it.
+            let mut written = 0;
+            for chunk in hosts.chunks(PUTS_PER_TXN) {
+                let kvs: Vec<(String, &[u8])> = chunk.iter().map(|h| (cfg.key_for(h), value.as_slice())).collect();
+                let revision = match client.put_all(&kvs).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        writeln!(out, "{written} of {} hosts written before the failure", hosts.len())?;
+                        return Err(e.into());
+                    }
+                };
+                for (key, _) in &kvs {
+                    writeln!(out, "{key}: {entries} entries written (revision {revision})")?;
+                }
+                written += chunk.len();
+            }
+            writeln!(out, "{written} hosts written")?;
         }
         Command::Get { host } => {
             let key = cfg.key_for(&host);
@@ -130,20 +170,28 @@ async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<
             }
             writeln!(out, "{key}: deleted")?;
         }
-        Command::Hosts => {
+        Command::Hosts { names } => {
             let mut client = connect(cfg).await?;
-            let resp = client.range(cfg.key_prefix().as_bytes(), true, true).await?;
-            let mut hosts: Vec<String> = resp
-                .kvs
-                .iter()
-                .filter_map(|kv| std::str::from_utf8(&kv.key).ok())
-                .filter_map(|k| cfg.host_of(k))
-                .map(str::to_string)
-                .collect();
-            hosts.sort();
-            hosts.dedup();
-            for h in hosts {
-                writeln!(out, "{h}")?;
+            let resp = client.range(cfg.key_prefix().as_bytes(), true, names).await?;
+            // Sorted by key, so by host within one key layout.
+            let mut rows: Vec<(&str, &KeyValue)> =
+                resp.kvs.iter().filter_map(|kv| Some((cfg.host_of(std::str::from_utf8(&kv.key).ok()?)?, kv))).collect();
+            rows.sort_by_key(|(h, _)| *h);
+            if names {
+                for (h, _) in rows {
+                    writeln!(out, "{}", printable(h, false))?;
+                }
+                return Ok(());
+            }
+            let width = rows.iter().map(|(h, _)| h.len()).max().unwrap_or(0).max(4);
+            // The entry count last: an invalid list's reason may be long.
+            writeln!(out, "{:width$}  {:>8}  ENTRIES", "HOST", "REVISION")?;
+            for (h, kv) in rows {
+                let entries = match collect::parse(&kv.value) {
+                    Ok(e) => e.len().to_string(),
+                    Err(e) => format!("invalid: {}", printable(&e.to_string(), false)),
+                };
+                writeln!(out, "{:width$}  {:>8}  {entries}", printable(h, false), kv.mod_revision)?;
             }
         }
         Command::Watch { host } => {
@@ -167,6 +215,39 @@ async fn command(cfg: &EtcdConfig, cmd: Command, out: &mut dyn Write) -> Result<
         }
     }
     Ok(())
+}
+
+/// The hosts named in `text` (`source` says where, for errors): separated
+/// by commas, white space or lines; `#` starts a comment to the end of its
+/// line (for a file of hosts). Each must be usable as the `%s` of a key:
+/// no `/`, no control characters, at most 253 bytes (a DNS name's limit).
+/// Repeats are dropped, the first kept; none at all is an error.
+pub fn parse_hosts(text: &str, source: &str) -> Result<Vec<String>, CommandError> {
+    let mut hosts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("");
+        for host in line.split(|c: char| c == ',' || c.is_whitespace()).filter(|h| !h.is_empty()) {
+            let at = || if text.contains('\n') { format!("{source}:{}", n + 1) } else { source.to_string() };
+            let bad = |message: String| CommandError::Host { at: at(), message };
+            if host.contains('/') {
+                return Err(bad(format!("host {:?} has '/', which would change the key's shape", host)));
+            }
+            if host.chars().any(char::is_control) {
+                return Err(bad(format!("host {} has a control character", printable(host, true))));
+            }
+            if host.len() > 253 {
+                return Err(bad(format!("host of {} bytes; at most 253", host.len())));
+            }
+            if seen.insert(host) {
+                hosts.push(host.to_string());
+            }
+        }
+    }
+    if hosts.is_empty() {
+        return Err(CommandError::Host { at: source.to_string(), message: "no host named".into() });
+    }
+    Ok(hosts)
 }
 
 /// One line per value (`revision N: <value>`), for `config watch`.
@@ -203,5 +284,20 @@ mod tests {
         assert_eq!(CommandError::NotFound { key: "k".into() }.exit_code(), 1);
         let down = CommandError::Etcd(EtcdError::Timeout { endpoint: "http://e:1/v3/kv/range".into(), secs: 5 });
         assert_eq!(down.exit_code(), 1);
+    }
+
+    #[test]
+    fn host_lists() {
+        let ok = |t: &str| parse_hosts(t, "f").unwrap();
+        assert_eq!(ok("10.0.0.1"), ["10.0.0.1"]);
+        assert_eq!(ok("a,b, c\td"), ["a", "b", "c", "d"]);
+        assert_eq!(ok("# the web tier\nweb-1\n\nweb-2  # spare\nweb-1\n"), ["web-1", "web-2"]);
+        let err = |t: &str| parse_hosts(t, "hosts.txt").unwrap_err().to_string();
+        assert_eq!(err("a\nb/c\n"), "hosts.txt:2: host \"b/c\" has '/', which would change the key's shape");
+        assert_eq!(err("x/y"), "hosts.txt: host \"x/y\" has '/', which would change the key's shape");
+        assert!(err("a\u{7}b").contains("control character"), "{}", err("a\u{7}b"));
+        assert!(err(&"h".repeat(254)).contains("254 bytes"));
+        assert_eq!(err("# nobody\n ,, \n"), "hosts.txt: no host named");
+        assert_eq!(parse_hosts("a/b", "--hosts").unwrap_err().exit_code(), 2);
     }
 }

@@ -1,6 +1,6 @@
 //! The few etcd v3 calls logcollect makes, over etcd's JSON gRPC-gateway
 //! (`POST /v3/...` with JSON bodies) instead of gRPC, so that building needs
-//! no `protoc`: range, put, delete range, watch and authenticate.
+//! no `protoc`: range, put, a transaction of puts, delete range, watch and authenticate.
 //!
 //! The gateway's JSON is protobuf's mapping: `bytes` fields (keys, values)
 //! are base64, `int64` fields are strings, and fields at their zero value are
@@ -259,6 +259,18 @@ impl Client {
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<i64, EtcdError> {
         let body = json!({"key": BASE64.encode(key), "value": BASE64.encode(value)});
         let (url, r): (_, PutResponse) = self.call("/v3/kv/put", &body).await?;
+        r.header.map(|h| h.revision).ok_or_else(|| no_header(url))
+    }
+
+    /// Writes every `(key, value)` in one transaction (all or none);
+    /// returns its revision. etcd refuses more than its `--max-txn-ops`
+    /// (128 by default) in one.
+    pub async fn put_all(&mut self, kvs: &[(String, &[u8])]) -> Result<i64, EtcdError> {
+        let ops: Vec<_> = kvs
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": BASE64.encode(k), "value": BASE64.encode(v)}}))
+            .collect();
+        let (url, r): (_, PutResponse) = self.call("/v3/kv/txn", &json!({"success": ops})).await?;
         r.header.map(|h| h.revision).ok_or_else(|| no_header(url))
     }
 
