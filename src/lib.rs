@@ -97,7 +97,7 @@ pub mod config;
 pub mod error;
 pub mod record;
 
-pub use agent::split;
+pub use agent::{multiline, split};
 pub use common::clock;
 pub use control::collect;
 pub use elastic::{body, classify, index_name};
