@@ -370,6 +370,7 @@ impl Aggregator {
 mod tests {
     use super::*;
     use crate::config::multiline::{Custom, Mode, Multiline, Preset};
+    use proptest::prelude::*;
 
     type Out = Vec<(String, u64, Cut)>;
 
@@ -515,7 +516,9 @@ mod tests {
         assert_eq!(texts(&run(&m, "2026- a\nb\n2026- c\n")), vec!["2026- a\nb", "2026- c"]);
         // halt_with: `;` ends the event.
         let m = custom(None, ";$", Mode::HaltWith);
-        assert_eq!(texts(&run(&m, "select\n*\nfrom t;\nx;\ny\n")), vec!["select\n*\nfrom t;", "x;", "y"]);
+        assert_eq!(texts(&run(&m, "select\n*\nfrom t;\nx;\ny\n")), vec!["select\n*\nfrom t;", "x;\ny"]);
+        // As in Vector, the line that opens an event is not read by the
+        // condition: `x;` opens one and `y` joins it.
     }
 
     #[test]
@@ -542,7 +545,12 @@ mod tests {
         assert_eq!(agg.boundary(), Some(0));
         agg.flush(&mut sink);
         assert_eq!(agg.boundary(), None);
-        assert_eq!(got, vec![(b"abc\n d".to_vec(), Cut::Part(1)), (b" longer than five".to_vec(), Cut::Part(2))]);
+        // A line over max_bytes is a part of its own: lines are never cut here.
+        assert_eq!(got, vec![
+            (b"abc".to_vec(), Cut::Part(1)),
+            (b" d".to_vec(), Cut::Part(2)),
+            (b" longer than five".to_vec(), Cut::Part(3)),
+        ]);
     }
 
     #[test]
@@ -574,5 +582,89 @@ mod tests {
         assert!(run(&m, "").is_empty());
         assert_eq!(texts(&run(&m, "\n\n")), vec!["", ""]);
         assert_eq!(texts(&run(&m, "a\n\tat b")), vec!["a\n\tat b"]);
+    }
+
+    /// The naive model: a line starting with a space continues the open
+    /// event, any other starts one, a `flush` mark ends it; each event is
+    /// cut greedily into parts of at most `max_lines` lines.
+    fn model(lines: &[(Vec<u8>, bool)], max_lines: usize) -> Vec<(Vec<u8>, Cut)> {
+        let mut events: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut open = false;
+        for (line, flush_after) in lines {
+            if open && line.first() == Some(&b' ') {
+                events.last_mut().unwrap().push(line.clone());
+            } else {
+                events.push(vec![line.clone()]);
+            }
+            open = !flush_after;
+        }
+        let mut out = Vec::new();
+        for e in events {
+            let parts: Vec<&[Vec<u8>]> = e.chunks(max_lines).collect();
+            for (k, p) in parts.iter().enumerate() {
+                let cut = if parts.len() == 1 { Cut::Whole } else { Cut::Part(k as u32 + 1) };
+                out.push((p.join(&b'\n'), cut));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Through the real splitter, over random chunkings: the events are
+        /// the model's (never lost, never merged across starts, split only at
+        /// the limit), each is the file's bytes at its offset, and the
+        /// boundary never passes the first line of an unfinished event.
+        #[test]
+        fn matches_model_through_the_splitter(
+            lines in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b' '), proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b')], 0..6),
+                 any::<u8>().prop_map(|b| b < 32)),
+                0..60),
+            chunks in proptest::collection::vec(1usize..32, 1..6),
+            max_lines in 1usize..5,
+        ) {
+            use crate::agent::split::{LineBuffer, SplitConfig};
+            let mut file = Vec::new();
+            for (l, _) in &lines {
+                file.extend_from_slice(l);
+                file.push(b'\n');
+            }
+            let mut m = custom(None, "^ ", Mode::ContinueThrough);
+            m.max_lines = max_lines;
+            let mut agg = Aggregator::new(&m, 1 << 20);
+            let mut lb = LineBuffer::new(0, SplitConfig { max_line_bytes: 1 << 20, chunk_bytes: 64, ..SplitConfig::default() });
+            let mut got: Vec<(Vec<u8>, u64, Cut)> = Vec::new();
+            let (mut fed, mut i, mut line_no) = (0usize, 0usize, 0usize);
+            let mut spans = Vec::new();
+            while fed < file.len() {
+                let n = chunks[i % chunks.len()].min(file.len() - fed);
+                i += 1;
+                lb.extend(&file[fed..fed + n]);
+                fed += n;
+                while let Some(block) = lb.take_lines(&mut spans) {
+                    for s in spans.drain(..) {
+                        let mut sink = |e: Event<'_>| got.push((e.bytes.to_vec(), e.offset, e.cut));
+                        agg.push(&block.data[s.range()], block.offset + s.start as u64, s.cut, 0, &mut sink);
+                        if lines[line_no].1 {
+                            agg.flush(&mut sink);
+                        }
+                        line_no += 1;
+                        // The boundary is the open event's first line: at or
+                        // before this line, and a line start.
+                        if let Some(b) = agg.boundary() {
+                            prop_assert!(b <= block.offset + s.start as u64);
+                            prop_assert!(b == 0 || file[b as usize - 1] == b'\n');
+                        }
+                    }
+                }
+            }
+            agg.flush(&mut |e: Event<'_>| got.push((e.bytes.to_vec(), e.offset, e.cut)));
+            for (bytes, offset, _) in &got {
+                prop_assert_eq!(&file[*offset as usize..*offset as usize + bytes.len()], &bytes[..]);
+            }
+            let got: Vec<(Vec<u8>, Cut)> = got.into_iter().map(|(b, _, c)| (b, c)).collect();
+            prop_assert_eq!(got, model(&lines, max_lines));
+        }
     }
 }
