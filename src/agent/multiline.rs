@@ -366,6 +366,67 @@ impl Aggregator {
     }
 }
 
+/// What must hold for any lines and settings.
+///
+/// Input layout (missing header bytes read as 0):
+/// - byte 0: the preset (`b % 8`, in `Preset::WORDS` order; `custom` is
+///   `^\S` / `^\s` / the mode `b / 8 % 4`);
+/// - byte 1: `max_lines = 1 + b % 8`; byte 2: `max_bytes = 1 + b` (small, so
+///   events are cut into parts);
+/// - the rest: the file; each line is pushed at its offset, a line whose
+///   first byte is `\x01` also ticks past the timeout.
+///
+/// Checks: no panic; every event is the file's bytes at its offset (the
+/// lines are joined by `\n`, as in the file); every line lands in exactly
+/// one event (the events' line counts add up); a `Whole` event is within
+/// `max_bytes` unless it is one line; the boundary is a line start.
+///
+/// Checked by the fuzz target (`fuzz/fuzz_targets/multiline.rs`) and by the unit tests over its seeds.
+/// Panics when one does not hold.
+pub fn assert_invariants(input: &[u8]) {
+    use crate::config::multiline::{Custom, Mode, Multiline, Preset};
+    use crate::config::Words;
+    let byte = |i: usize| input.get(i).copied().unwrap_or(0);
+    let preset = Preset::WORDS[byte(0) as usize % 8].0;
+    let mut m = if preset == Preset::Custom {
+        let mode = Mode::WORDS[(byte(0) / 8 % 4) as usize].0;
+        Multiline::custom(Custom::new(Some(r"^\S".into()), r"^\s".into(), mode).unwrap())
+    } else {
+        Multiline::preset(preset)
+    };
+    m.max_lines = 1 + byte(1) as usize % 8;
+    m.max_bytes = Some(1 + byte(2) as usize);
+    let file = input.get(3..).unwrap_or(&[]);
+    let mut agg = Aggregator::new(&m, 1 << 20);
+    let mut lines_out = 0u64;
+    let mut check = |e: Event<'_>| {
+        let at = e.offset as usize;
+        assert_eq!(&file[at..at + e.bytes.len()], e.bytes, "event at {at}");
+        if e.cut == Cut::Whole && e.lines > 1 {
+            assert!(e.bytes.len() <= m.max_bytes.unwrap() && e.lines as usize <= m.max_lines);
+        }
+        lines_out += u64::from(e.lines);
+    };
+    let mut offset = 0u64;
+    let mut lines_in = 0u64;
+    let mut now = 0i64;
+    for line in file.split_inclusive(|&b| b == b'\n') {
+        let Some(bytes) = line.strip_suffix(b"\n") else { break };
+        if bytes.first() == Some(&1) {
+            now += 10_000;
+            agg.tick(now, &mut check);
+        }
+        agg.push(bytes, offset, Cut::Whole, now, &mut check);
+        if let Some(b) = agg.boundary() {
+            assert!(b <= offset && (b == 0 || file[b as usize - 1] == b'\n'));
+        }
+        offset += line.len() as u64;
+        lines_in += 1;
+    }
+    agg.flush(&mut check);
+    assert_eq!(lines_in, lines_out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,6 +635,19 @@ mod tests {
             (b" c".to_vec(), 5, Cut::Whole),
             (b"xx".to_vec(), 8, Cut::Part(1)),
         ]);
+    }
+
+    #[test]
+    fn fuzz_seeds_hold_the_invariants() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/multiline");
+        let mut n = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            assert_invariants(&std::fs::read(f.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 3);
+        assert_invariants(b"");
+        assert_invariants(b"\x07");
     }
 
     #[test]
