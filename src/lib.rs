@@ -40,7 +40,7 @@
 //! - [`config`]: `config.ini` into validated types (a leaf: it imports no
 //!   stage); `${NAME}` in values from the environment; errors name the
 //!   key; secrets are `Secret`s (redacted in `Debug`, read from `*_file`
-//!   keys).
+//!   keys); `multiline`, an entry's multiline settings.
 //! - [`record`]: the record model every stage shares (`Record`, `Origin`,
 //!   `Cut`) and the document id the same line always gets.
 //! - `control/`: what a host collects: `collect` (the collect list format,
@@ -50,7 +50,8 @@
 //! - `agent/`: `discovery` (globs, one reader per file, `max_open_files`;
 //!   `guard`: what may be opened: symlinks, FIFOs, `allowed_paths`) ─► `tail` (one
 //!   file's reader: growth, truncation, rotation; `identity`, `wake`,
-//!   `split`, the line splitter) ─► `batch` (what travels) ─► `ship` (the
+//!   `split`, the line splitter; `multiline`, lines into events, not yet
+//!   wired into the readers) ─► `batch` (what travels) ─► `ship` (the
 //!   Kafka producer); `checkpoint` (the source registry, on disk), `stats`;
 //!   `tap` (`logcollect tap`: guard and split as the readers do, printed
 //!   instead of shipped); `mod.rs` wires them and shuts them down in order.
@@ -76,7 +77,7 @@
 //!
 //! Modules are private. Public are the entry points of the binary
 //! ([`cli`]), the configuration and the error, and the pure cores the
-//! benches, fuzz targets and tests drive: [`split`], [`record`], [`body`],
+//! benches, fuzz targets and tests drive: [`split`], [`multiline`], [`record`], [`body`],
 //! [`classify`], [`index_name`], [`query`], [`collect`], [`clock`].
 
 #![deny(missing_docs)]
@@ -97,7 +98,7 @@ pub mod config;
 pub mod error;
 pub mod record;
 
-pub use agent::split;
+pub use agent::{multiline, split};
 pub use common::clock;
 pub use control::collect;
 pub use elastic::{body, classify, index_name};

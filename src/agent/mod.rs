@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod discovery;
 pub mod guard;
 pub mod identity;
+pub mod multiline;
 pub mod ship;
 pub mod split;
 pub mod stats;

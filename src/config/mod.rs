@@ -23,6 +23,7 @@
 pub mod allowed;
 mod expand;
 pub mod index_pattern;
+pub mod multiline;
 mod raw;
 mod secret;
 mod sections;
@@ -131,6 +132,9 @@ pub struct EntryOptions {
     /// Overrides `[agent] follow_symlinks` (targets stay bound by
     /// `allowed_paths`, which no entry can change).
     pub follow_symlinks: Option<bool>,
+    /// Lines grouped into events (`multiline` and its `multiline_*` fields);
+    /// `None`: one line, one record.
+    pub multiline: Option<multiline::Multiline>,
 }
 
 /// `[kafka]` and its pass-through subsections. `Debug` redacts passwords,

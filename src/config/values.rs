@@ -66,7 +66,7 @@ impl fmt::Display for NotOneOf {
 
 impl std::error::Error for NotOneOf {}
 
-fn from_word<T: Words>(s: &str) -> Result<T, NotOneOf> {
+pub(super) fn from_word<T: Words>(s: &str) -> Result<T, NotOneOf> {
     T::WORDS
         .iter()
         .find(|&&(_, w)| w == s)

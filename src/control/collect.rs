@@ -16,6 +16,7 @@
 //! wrong types, empty paths, bad globs and topic names, unknown or repeated
 //! fields, and two entries with the same path and topic.
 
+use crate::config::multiline;
 use crate::config::{check_topic, CollectEntry, EntryOptions, Words, MAX_LINE_BYTES_LIMIT};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,23 @@ use std::fmt;
 
 /// The fields an entry may have.
 pub const FIELDS: &[&str] =
-    &["path", "topic", "read_from", "exclude", "max_line_bytes", "long_lines", "parse_json", "follow_symlinks"];
+    &[
+        "path",
+        "topic",
+        "read_from",
+        "exclude",
+        "max_line_bytes",
+        "long_lines",
+        "parse_json",
+        "follow_symlinks",
+        "multiline",
+        "multiline_start",
+        "multiline_condition",
+        "multiline_mode",
+        "multiline_timeout_ms",
+        "multiline_max_lines",
+        "multiline_max_bytes",
+    ];
 
 /// Problems shown in one message; the rest are counted.
 const SHOWN: usize = 5;
@@ -119,6 +136,7 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
     let mut given: Vec<&str> = Vec::new();
     let (mut path, mut topic) = (None, None);
     let mut opts = EntryOptions::default();
+    let mut ml = MultilineFields::default();
     for (name, value) in &fields {
         let Some(&field) = FIELDS.iter().find(|f| **f == name) else {
             bad(&shown(name), format!("unknown field (known: {})", FIELDS.join(", ")));
@@ -186,8 +204,49 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                 }
                 None => bad(field, format!("expected an array of globs, got {}", kind(value))),
             },
+            "multiline" => match word(value) {
+                Ok(p) => ml.preset = Some(p),
+                Err(m) => bad(field, m),
+            },
+            "multiline_mode" => match word(value) {
+                Ok(m) => ml.mode = Some(m),
+                Err(m) => bad(field, m),
+            },
+            "multiline_start" | "multiline_condition" => match value.as_str() {
+                Some(p) => match multiline::check_pattern(p) {
+                    Ok(()) if field == "multiline_start" => ml.start = Some(p.to_string()),
+                    Ok(()) => ml.condition = Some(p.to_string()),
+                    Err(e) => bad(field, format!("bad regex {}: {e}", shown(p))),
+                },
+                None => bad(field, format!("expected a string (a regex), got {}", kind(value))),
+            },
+            "multiline_timeout_ms" => match value.as_u64() {
+                Some(n) if (1..=multiline::TIMEOUT_MS_LIMIT).contains(&n) => ml.timeout_ms = Some(n),
+                _ => bad(
+                    field,
+                    format!("expected a whole number 1..={}, got {}", multiline::TIMEOUT_MS_LIMIT, kind_or_value(value)),
+                ),
+            },
+            "multiline_max_lines" => match value.as_u64() {
+                Some(n) if n >= 1 && n <= multiline::MAX_LINES_LIMIT as u64 => ml.max_lines = Some(n as usize),
+                _ => bad(
+                    field,
+                    format!("expected a whole number 1..={}, got {}", multiline::MAX_LINES_LIMIT, kind_or_value(value)),
+                ),
+            },
+            "multiline_max_bytes" => match value.as_u64() {
+                Some(n) if n >= 1 && n <= MAX_LINE_BYTES_LIMIT as u64 => ml.max_bytes = Some(n as usize),
+                _ => bad(
+                    field,
+                    format!("expected a whole number 1..={MAX_LINE_BYTES_LIMIT}, got {}", kind_or_value(value)),
+                ),
+            },
             _ => unreachable!("every name in FIELDS is handled"),
         }
+    }
+    match ml.build() {
+        Ok(m) => opts.multiline = m,
+        Err((field, message)) => bad(field, message),
     }
     for required in ["path", "topic"] {
         if !given.contains(&required) {
@@ -198,6 +257,65 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
         return None;
     }
     Some(CollectEntry { path: path?, topic: topic?, options: opts })
+}
+
+/// The `multiline*` fields of one entry, as given.
+#[derive(Default)]
+struct MultilineFields {
+    preset: Option<multiline::Preset>,
+    start: Option<String>,
+    condition: Option<String>,
+    mode: Option<multiline::Mode>,
+    timeout_ms: Option<u64>,
+    max_lines: Option<usize>,
+    max_bytes: Option<usize>,
+}
+
+impl MultilineFields {
+    /// The settings, or the field that is wrong: `multiline_*` without
+    /// `multiline`, a custom rule without its condition or mode, a pattern
+    /// given to a preset.
+    fn build(self) -> Result<Option<multiline::Multiline>, (&'static str, String)> {
+        use multiline::Preset;
+        let Some(preset) = self.preset else {
+            let given = [
+                ("multiline_start", self.start.is_some()),
+                ("multiline_condition", self.condition.is_some()),
+                ("multiline_mode", self.mode.is_some()),
+                ("multiline_timeout_ms", self.timeout_ms.is_some()),
+                ("multiline_max_lines", self.max_lines.is_some()),
+                ("multiline_max_bytes", self.max_bytes.is_some()),
+            ];
+            return match given.iter().find(|(_, g)| *g) {
+                Some((f, _)) => Err((f, "needs \"multiline\" (a preset, or \"custom\")".into())),
+                None => Ok(None),
+            };
+        };
+        let mut m = if preset == Preset::Custom {
+            let Some(condition) = self.condition else {
+                return Err(("multiline_condition", "\"multiline\": \"custom\" needs a regex here".into()));
+            };
+            let Some(mode) = self.mode else {
+                return Err(("multiline_mode", "\"multiline\": \"custom\" needs one of continue_through, continue_past, halt_before, halt_with".into()));
+            };
+            multiline::Multiline::custom(multiline::Custom::new(self.start, condition, mode)?)
+        } else {
+            for (f, g) in [
+                ("multiline_start", self.start.is_some()),
+                ("multiline_condition", self.condition.is_some()),
+                ("multiline_mode", self.mode.is_some()),
+            ] {
+                if g {
+                    return Err((f, format!("only for \"multiline\": \"custom\" (the {preset} preset has its own)")));
+                }
+            }
+            multiline::Multiline::preset(preset)
+        };
+        m.timeout_ms = self.timeout_ms.unwrap_or(m.timeout_ms);
+        m.max_lines = self.max_lines.unwrap_or(m.max_lines);
+        m.max_bytes = self.max_bytes.or(m.max_bytes);
+        Ok(Some(m))
+    }
 }
 
 /// What must hold for any input, checked by the fuzz target
@@ -246,11 +364,26 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
         parse_json: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         follow_symlinks: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline_start: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline_condition: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline_mode: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline_timeout_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline_max_lines: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multiline_max_bytes: Option<usize>,
     }
     let out: Vec<Out<'_>> = entries
         .iter()
         .map(|e| {
             let o = &e.options;
+            let custom = o.multiline.as_ref().and_then(|m| m.custom.as_ref());
             Out {
                 path: &e.path,
                 topic: &e.topic,
@@ -260,6 +393,14 @@ pub fn to_json(entries: &[CollectEntry]) -> String {
                 long_lines: o.long_lines.map(Words::word),
                 parse_json: o.parse_json,
                 follow_symlinks: o.follow_symlinks,
+                multiline: o.multiline.as_ref().map(|m| m.preset.word()),
+                multiline_start: custom.and_then(|c| c.start.as_deref()),
+                multiline_condition: custom.map(|c| c.condition.as_str()),
+                multiline_mode: custom.map(|c| c.mode.word()),
+                // Written out even at their defaults: what was put reads back.
+                multiline_timeout_ms: o.multiline.as_ref().map(|m| m.timeout_ms),
+                multiline_max_lines: o.multiline.as_ref().map(|m| m.max_lines),
+                multiline_max_bytes: o.multiline.as_ref().and_then(|m| m.max_bytes),
             }
         })
         .collect();
@@ -391,6 +532,33 @@ mod tests {
         CollectEntry::new(path, topic)
     }
 
+
+    #[test]
+    fn multiline_fields_parse_validate_and_round_trip() {
+        use crate::config::multiline::{Mode, Preset};
+        let d = parse(br#"[{"path":"/a","topic":"t","multiline":"java","multiline_timeout_ms":500,"multiline_max_lines":50},
+            {"path":"/b","topic":"t","multiline":"custom","multiline_start":"^\\S","multiline_condition":"^\\s","multiline_mode":"continue_through","multiline_max_bytes":4096}]"#).unwrap();
+        let m = d[0].options.multiline.as_ref().unwrap();
+        assert_eq!((m.preset, m.timeout_ms, m.max_lines, m.max_bytes), (Preset::Java, 500, 50, None));
+        let c = d[1].options.multiline.as_ref().unwrap().custom.as_ref().unwrap();
+        assert_eq!((c.start.as_deref(), c.condition.as_str(), c.mode), (Some(r"^\S"), r"^\s", Mode::ContinueThrough));
+        assert_eq!(parse(to_json(&d).as_bytes()).unwrap(), d);
+        let refused: &[(&str, &str, &str)] = &[
+            (r#"{"multiline":"jvm"}"#, "[0].multiline", "\"java\""),
+            (r#"{"multiline":"custom","multiline_mode":"halt_with"}"#, "[0].multiline_condition", "needs a regex"),
+            (r#"{"multiline":"custom","multiline_condition":"x"}"#, "[0].multiline_mode", "halt_before"),
+            (r#"{"multiline":"custom","multiline_condition":"(x","multiline_mode":"halt_with"}"#, "[0].multiline_condition", "bad regex"),
+            (r#"{"multiline":"java","multiline_condition":"x"}"#, "[0].multiline_condition", "only for"),
+            (r#"{"multiline_max_lines":5}"#, "[0].multiline_max_lines", "needs \"multiline\""),
+            (r#"{"multiline":"go","multiline_timeout_ms":0}"#, "[0].multiline_timeout_ms", "got 0"),
+            (r#"{"multiline":"go","multiline_max_lines":"many"}"#, "[0].multiline_max_lines", "1..="),
+        ];
+        for (extra, at, msg) in refused {
+            let text = format!(r#"[{{"path":"/a","topic":"t",{}]"#, &extra[1..]);
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert!(e.problems.iter().any(|p| p.at == *at && p.message.contains(msg)), "{text}: {e}");
+        }
+    }
     #[test]
     fn the_seed_format_and_empty_lists() {
         // (value, entries)
