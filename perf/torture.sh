@@ -4,7 +4,7 @@
 # transfer as separate processes (and `logcollect run`), a workload over
 # many files and a fault schedule, then every line counted by clients that
 # are not logcollect's: a plain Kafka consumer from the earliest offsets
-# (perf-tools torture-count), Elasticsearch `_count` and `search_after` over
+# (perf-tools torture-count), Elasticsearch `_count` and a scroll over
 # every document. One row per scenario; exits non-zero on any loss or
 # duplicate document.
 #

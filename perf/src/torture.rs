@@ -1,7 +1,7 @@
 //! The torture suite's helpers (`perf/torture.sh`): a paced writer of
 //! numbered lines over many files, an independent counter (a plain Kafka
 //! consumer from the earliest offsets, Elasticsearch `_count` and
-//! `search_after` over every document), and a TCP proxy that drops every
+//! a scroll over every document), and a TCP proxy that drops every
 //! connection while a flag file exists (Elasticsearch "unreachable").
 
 use crate::Args;
@@ -179,17 +179,15 @@ pub fn count(args: &Args) -> Result<(), String> {
         let (_, b) = http(url, "GET", &format!("/{index}/_count"), "")?;
         let v: serde_json::Value = serde_json::from_str(&b).map_err(|e| format!("_count: {e}: {b}"))?;
         let es_count = v["count"].as_u64().ok_or(format!("_count: {b}"))?;
-        // Every document, page by page (search_after over path, offset).
+        // Every document, page by page: a scroll in index order (search_after
+        // over path and offset skips documents at a page boundary whose sort
+        // values tie, and rotated files share a path and reuse offsets).
         let mut ids = std::collections::HashSet::with_capacity(es_count as usize);
         let mut contents: HashMap<(u32, u64), u32> = HashMap::with_capacity(es_count as usize);
-        let mut after: Option<serde_json::Value> = None;
         let mut docs = 0u64;
+        let (mut code, mut b) =
+            http(url, "POST", &format!("/{index}/_search?scroll=5m"), r#"{"size":5000,"sort":["_doc"]}"#)?;
         loop {
-            let mut q = serde_json::json!({"size": 5000, "sort": [{"log.file.path": "asc"}, {"log.offset": "asc"}]});
-            if let Some(a) = &after {
-                q["search_after"] = a.clone();
-            }
-            let (code, b) = http(url, "POST", &format!("/{index}/_search"), &q.to_string())?;
             let v: serde_json::Value = serde_json::from_str(&b).map_err(|e| format!("_search {code}: {e}"))?;
             let hits = v["hits"]["hits"].as_array().ok_or(format!("_search {code}: {b}"))?;
             if hits.is_empty() {
@@ -202,7 +200,9 @@ pub fn count(args: &Args) -> Result<(), String> {
                     *contents.entry(k).or_default() += 1;
                 }
             }
-            after = Some(hits.last().unwrap()["sort"].clone());
+            let sid = v["_scroll_id"].as_str().ok_or("no _scroll_id")?;
+            let q = serde_json::json!({"scroll": "5m", "scroll_id": sid});
+            (code, b) = http(url, "POST", "/_search/scroll", &q.to_string())?;
         }
         dup_docs = docs - contents.len() as u64;
         lost = written.saturating_sub(contents.len() as u64);
