@@ -25,9 +25,9 @@ ME=torture
 HERE=$(cd "$(dirname "$0")" && pwd)
 MODE=${1:-short}
 TANSU=${TANSU:-${TANSU_BIN:-}}
+PERF_TARGET_DIR=${PERF_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/logcollect-target}/perf}
 source "$HERE/lib.sh"
 NOIDA=${NOIDA_BIN:-$(python3 -c 'import noida_db,os;print(os.path.dirname(noida_db.__file__))')/noida-db}
-PERF_TARGET_DIR=${PERF_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/logcollect-target}/perf}
 PT=$PERF_TARGET_DIR/debug/perf-tools
 (cd "$HERE" && CARGO_TARGET_DIR=$PERF_TARGET_DIR cargo build --quiet) || die "perf-tools did not build"
 LC=${LOGCOLLECT_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/logcollect-target}/debug/logcollect}
@@ -72,7 +72,8 @@ crash_role() {
 flowing_after() { # file-or-command
     local t0 now
     t0=$(date +%s%N)
-    for _ in $(seq 600); do
+    # At most 10 s: an idle pipeline (the writer done) has nothing to show.
+    for _ in $(seq 200); do
         if eval "$1"; then
             now=$(date +%s%N)
             echo $(((now - t0) / 1000000))
@@ -80,7 +81,7 @@ flowing_after() { # file-or-command
         fi
         sleep 0.05
     done
-    echo 30000
+    echo 10000
 }
 newer() { [[ -f $1 ]] && (($(date -r "$1" +%s%3N) > $2)); }
 
@@ -125,6 +126,7 @@ scenario() {
             [[ $role == rotate ]] && role=agent
             for k in $(seq "$KILLS"); do
                 sleep "0.$((RANDOM % 9 + 1))" && sleep $((SECS / KILLS / 2))
+                kill -0 "$writer" 2>/dev/null || break # faults under load only
                 t=$(($(date +%s%N) / 1000000))
                 crash_role "$d" "$role"
                 if [[ $role == agent ]]; then
@@ -197,6 +199,7 @@ scenario_run() {
     sleep 2
     for k in $(seq "$KILLS"); do
         sleep "0.$((RANDOM % 9 + 1))" && sleep $((SECS / KILLS / 2))
+        kill -0 "$writer" 2>/dev/null || break # faults under load only
         crash_role "$d" run
         r=$(flowing_after "curl -sf 'http://127.0.0.1:$port/api/search?q=&from=0&size=1' >/dev/null")
         ((r > longest)) && longest=$r
