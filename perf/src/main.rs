@@ -38,8 +38,8 @@ mod http;
 mod procfs;
 mod produce;
 mod send;
-mod torture;
 mod sink;
+mod torture;
 mod watch;
 
 use std::process::ExitCode;
