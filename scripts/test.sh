@@ -91,6 +91,11 @@ log "cargo test"
 # this two-core machine. Set through the environment, not `-- --test-threads`:
 # criterion's bench binaries (run once each in test mode) refuse that flag.
 RUST_TEST_THREADS="${TEST_THREADS:-2}" cargo test --all-targets --locked
+# The torture suite, short (about 3 minutes: agent, transfer and run kill -9s,
+# broker SIGSTOP, Elasticsearch behind a dropping proxy, each counted by a
+# plain Kafka consumer and a scroll over every document; perf/README.md).
+log "perf/torture.sh short"
+bash perf/torture.sh short
 # The Debian package from the dev binary just built: installed, checked,
 # purged (a failure fails the run).
 log "Debian package"

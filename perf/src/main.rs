@@ -39,6 +39,7 @@ mod procfs;
 mod produce;
 mod send;
 mod sink;
+mod torture;
 mod watch;
 
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ usage:
   perf-tools bulk-sink --port P [--expect N --done-file F] [--save-dir D] [--forward URL]
   perf-tools watch-transfer --pid P --done-file F --t0-ns NS [--broker-pid B] [--sink-pid S] [--timeout-s S]
   perf-tools bulk-send --url U --dir D [--workers W]
+  perf-tools torture-write --dir D --files N --lines L --secs S [--rotate-ms MS]
+  perf-tools torture-count --brokers B --topic T --written N [--es URL --index I] [--idle-ms MS]
+  perf-tools drop-proxy --port P --upstream HOST:PORT --flag FILE
 ";
 
 /// CLOCK_REALTIME in ns: comparable with `date +%s%N` in the scripts.
@@ -143,6 +147,9 @@ fn main() -> ExitCode {
         "bulk-sink" => sink::main(&args),
         "watch-transfer" => watch::transfer(&args),
         "bulk-send" => send::main(&args),
+        "torture-write" => torture::write(&args),
+        "torture-count" => torture::count(&args),
+        "drop-proxy" => torture::drop_proxy(&args),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -24,12 +24,39 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// How long [`bind`] waits for an address in use to be let go: a
+/// predecessor killed with kill -9 a moment ago still holds its listening
+/// socket until the kernel has torn it down, and supervisors restart within
+/// 100 ms (issue 14).
+pub const BIND_WAIT: Duration = Duration::from_secs(10);
+
 /// Binds `addr` for [`Server::spawn`] / [`Server::spawn_thread`], after
 /// raising the soft `RLIMIT_NOFILE` to the hard limit (connections share
-/// the fd table with the tailers and librdkafka).
+/// the fd table with the tailers and librdkafka). An address in use is
+/// tried again for up to [`BIND_WAIT`].
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_waiting(addr, BIND_WAIT)
+}
+
+/// [`bind`], waiting up to `wait` while the address is in use.
+pub fn bind_waiting(addr: SocketAddr, wait: Duration) -> std::io::Result<TcpListener> {
     raise_nofile();
-    let l = TcpListener::bind(addr)?;
+    let deadline = Instant::now() + wait;
+    let mut logged = false;
+    let l = loop {
+        match TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !std::mem::replace(&mut logged, true) {
+                    tracing::warn!(
+                        "{addr} is in use; waiting up to {wait:?} for it to be let go (a predecessor dying?)"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     l.set_nonblocking(true)?;
     Ok(l)
 }
@@ -367,6 +394,25 @@ impl Drop for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_waits_for_an_address_let_go_and_refuses_one_kept() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        // Kept: refused after the wait, with the kernel's error.
+        let t = Instant::now();
+        let e = bind_waiting(addr, Duration::from_millis(200)).err().unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        // Let go while waiting: bound.
+        let going = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let l = bind_waiting(addr, Duration::from_secs(5)).unwrap();
+        assert_eq!(l.local_addr().unwrap(), addr);
+        going.join().unwrap();
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -541,6 +541,15 @@ pub fn by_path(recs: &[Rec]) -> HashMap<String, Vec<&Rec>> {
     m
 }
 
+/// The binary under test: this build's, or `LOGCOLLECT_TEST_BIN` (to
+/// measure another build with the same scenario, e.g. before a fix).
+pub fn logcollect_bin() -> PathBuf {
+    std::env::var_os("LOGCOLLECT_TEST_BIN")
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_logcollect").into())
+}
+
 /// A `logcollect` process (the agent, or another role) running with a
 /// config written into `dir`.
 pub struct Agent {
@@ -617,10 +626,10 @@ impl Agent {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_logcollect")]);
+                c.args(["netns", "exec", ns]).arg(logcollect_bin());
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_logcollect")),
+            None => Command::new(logcollect_bin()),
         };
         let child = die_with_parent(
             cmd.args([self.role, "--config"])
@@ -633,6 +642,16 @@ impl Agent {
         .spawn()
         .expect("start logcollect");
         self.child = Some(child);
+    }
+
+    /// kill -9 and start again at once, as a supervisor does, without
+    /// waiting for the old process to be gone (its fds, locks and listening
+    /// socket may live a moment longer); it is reaped on a thread.
+    pub fn kill9_restart_at_once(&mut self) {
+        let mut old = self.child.take().unwrap();
+        unsafe { libc::kill(old.id() as i32, libc::SIGKILL) };
+        self.restart();
+        std::thread::spawn(move || old.wait());
     }
 
     /// Whether the process is still running.
