@@ -178,7 +178,11 @@ impl Rule {
                 if indented
                     || (*after_exception
                         && (line.is_empty()
-                            || re(&PY_CHAIN, r"^(?:During handling of the above exception|The above exception was the direct cause)").is_match(line)))
+                            || re(
+                                &PY_CHAIN,
+                                r"^(?:During handling of the above exception|The above exception was the direct cause)",
+                            )
+                            .is_match(line)))
                 {
                     return Step::Continue;
                 }
@@ -587,12 +591,15 @@ mod tests {
         let mut m = custom(None, "^\\s", Mode::ContinueThrough);
         m.max_lines = 2;
         let out = run(&m, "a\n 1\n 2\n 3\n 4\nb\n");
-        assert_eq!(out, vec![
-            ("a\n 1".into(), 0, Cut::Part(1)),
-            (" 2\n 3".into(), 5, Cut::Part(2)),
-            (" 4".into(), 11, Cut::Part(3)),
-            ("b".into(), 14, Cut::Whole),
-        ]);
+        assert_eq!(
+            out,
+            vec![
+                ("a\n 1".into(), 0, Cut::Part(1)),
+                (" 2\n 3".into(), 5, Cut::Part(2)),
+                (" 4".into(), 11, Cut::Part(3)),
+                ("b".into(), 14, Cut::Whole),
+            ]
+        );
         let mut m = custom(None, "^\\s", Mode::ContinueThrough);
         m.max_bytes = Some(5);
         let mut agg = Aggregator::new(&m, 1 << 20);
@@ -607,11 +614,14 @@ mod tests {
         agg.flush(&mut sink);
         assert_eq!(agg.boundary(), None);
         // A line over max_bytes is a part of its own: lines are never cut here.
-        assert_eq!(got, vec![
-            (b"abc".to_vec(), Cut::Part(1)),
-            (b" d".to_vec(), Cut::Part(2)),
-            (b" longer than five".to_vec(), Cut::Part(3)),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                (b"abc".to_vec(), Cut::Part(1)),
+                (b" d".to_vec(), Cut::Part(2)),
+                (b" longer than five".to_vec(), Cut::Part(3)),
+            ]
+        );
     }
 
     #[test]
@@ -630,11 +640,14 @@ mod tests {
         agg.push(b" c", 5, Cut::Whole, 6000, &mut sink);
         agg.push(b"xx", 8, Cut::Part(1), 6000, &mut sink);
         agg.flush(&mut sink);
-        assert_eq!(got, vec![
-            (b"a\n b".to_vec(), 0, Cut::Whole),
-            (b" c".to_vec(), 5, Cut::Whole),
-            (b"xx".to_vec(), 8, Cut::Part(1)),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                (b"a\n b".to_vec(), 0, Cut::Whole),
+                (b" c".to_vec(), 5, Cut::Whole),
+                (b"xx".to_vec(), 8, Cut::Part(1)),
+            ]
+        );
     }
 
     #[test]

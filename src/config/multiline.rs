@@ -166,7 +166,13 @@ impl Multiline {
     /// A preset with the default limits (`custom` must come with
     /// [`Preset::Custom`]).
     pub fn preset(preset: Preset) -> Multiline {
-        Multiline { preset, custom: None, timeout_ms: DEFAULT_TIMEOUT_MS, max_lines: DEFAULT_MAX_LINES, max_bytes: None }
+        Multiline {
+            preset,
+            custom: None,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_lines: DEFAULT_MAX_LINES,
+            max_bytes: None,
+        }
     }
 
     /// A custom rule with the default limits.

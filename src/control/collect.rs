@@ -25,24 +25,23 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// The fields an entry may have.
-pub const FIELDS: &[&str] =
-    &[
-        "path",
-        "topic",
-        "read_from",
-        "exclude",
-        "max_line_bytes",
-        "long_lines",
-        "parse_json",
-        "follow_symlinks",
-        "multiline",
-        "multiline_start",
-        "multiline_condition",
-        "multiline_mode",
-        "multiline_timeout_ms",
-        "multiline_max_lines",
-        "multiline_max_bytes",
-    ];
+pub const FIELDS: &[&str] = &[
+    "path",
+    "topic",
+    "read_from",
+    "exclude",
+    "max_line_bytes",
+    "long_lines",
+    "parse_json",
+    "follow_symlinks",
+    "multiline",
+    "multiline_start",
+    "multiline_condition",
+    "multiline_mode",
+    "multiline_timeout_ms",
+    "multiline_max_lines",
+    "multiline_max_bytes",
+];
 
 /// Problems shown in one message; the rest are counted.
 const SHOWN: usize = 5;
@@ -224,7 +223,11 @@ fn entry(i: usize, fields: Vec<(String, Value)>, problems: &mut Vec<Problem>) ->
                 Some(n) if (1..=multiline::TIMEOUT_MS_LIMIT).contains(&n) => ml.timeout_ms = Some(n),
                 _ => bad(
                     field,
-                    format!("expected a whole number 1..={}, got {}", multiline::TIMEOUT_MS_LIMIT, kind_or_value(value)),
+                    format!(
+                        "expected a whole number 1..={}, got {}",
+                        multiline::TIMEOUT_MS_LIMIT,
+                        kind_or_value(value)
+                    ),
                 ),
             },
             "multiline_max_lines" => match value.as_u64() {
@@ -296,7 +299,11 @@ impl MultilineFields {
                 return Err(("multiline_condition", "\"multiline\": \"custom\" needs a regex here".into()));
             };
             let Some(mode) = self.mode else {
-                return Err(("multiline_mode", "\"multiline\": \"custom\" needs one of continue_through, continue_past, halt_before, halt_with".into()));
+                return Err((
+                    "multiline_mode",
+                    "\"multiline\": \"custom\" needs one of continue_through, continue_past, halt_before, halt_with"
+                        .into(),
+                ));
             };
             multiline::Multiline::custom(multiline::Custom::new(self.start, condition, mode)?)
         } else {
@@ -532,7 +539,6 @@ mod tests {
         CollectEntry::new(path, topic)
     }
 
-
     #[test]
     fn multiline_fields_parse_validate_and_round_trip() {
         use crate::config::multiline::{Mode, Preset};
@@ -547,7 +553,11 @@ mod tests {
             (r#"{"multiline":"jvm"}"#, "[0].multiline", "\"java\""),
             (r#"{"multiline":"custom","multiline_mode":"halt_with"}"#, "[0].multiline_condition", "needs a regex"),
             (r#"{"multiline":"custom","multiline_condition":"x"}"#, "[0].multiline_mode", "halt_before"),
-            (r#"{"multiline":"custom","multiline_condition":"(x","multiline_mode":"halt_with"}"#, "[0].multiline_condition", "bad regex"),
+            (
+                r#"{"multiline":"custom","multiline_condition":"(x","multiline_mode":"halt_with"}"#,
+                "[0].multiline_condition",
+                "bad regex",
+            ),
             (r#"{"multiline":"java","multiline_condition":"x"}"#, "[0].multiline_condition", "only for"),
             (r#"{"multiline_max_lines":5}"#, "[0].multiline_max_lines", "needs \"multiline\""),
             (r#"{"multiline":"go","multiline_timeout_ms":0}"#, "[0].multiline_timeout_ms", "got 0"),
