@@ -528,8 +528,8 @@ fn twenty_agents_in_namespaces_follow_their_keys_among_1000_through_100_changes_
     // of lines, then every line counted.
     let final_put_ms = now_ms();
     for i in 0..AGENTS {
-        for j in 0..FILES {
-            model[i][j].get_or_insert(Entry { topic: 0, exclude_gz: false });
+        for e in model[i].iter_mut() {
+            e.get_or_insert(Entry { topic: 0, exclude_gz: false });
         }
         let (code, _, err) = config_cli(&ep, &["put", "--host", &fleet.ip_of(i), &list_json(i, &paths[i], &model[i])]);
         assert_eq!(code, 0, "{err}");

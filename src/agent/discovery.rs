@@ -156,7 +156,7 @@ impl Discovery {
         for e in &entries {
             // Until the readers group events (issue 11), say so rather than
             // ship lines one by one without a word.
-            if e.options.multiline.is_some() && old.get(&entry_key(e)).is_none_or(|o| o.options.multiline.is_none()) {
+            if e.options.multiline.is_some() && old.get(&entry_key(e)).map_or(true, |o| o.options.multiline.is_none()) {
                 tracing::warn!(
                     path = %e.path, topic = %e.topic,
                     "multiline is validated but not applied by this version: lines ship one per record"
