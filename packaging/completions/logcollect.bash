@@ -352,7 +352,7 @@ _logcollect() {
             return 0
             ;;
         logcollect__subcmd__config__subcmd__hosts)
-            opts="-h --config --etcd --help"
+            opts="-h --names --config --etcd --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -374,13 +374,21 @@ _logcollect() {
             return 0
             ;;
         logcollect__subcmd__config__subcmd__put)
-            opts="-h --host --file --config --etcd --help"
+            opts="-h --host --hosts --hosts-file --file --config --etcd --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
