@@ -50,7 +50,6 @@ fn run(args: &[&str]) -> String {
 
 /// The test's network: a bridge and one namespace per agent.
 struct Fleet {
-    pid: u32,
     /// `10.a.b`: the /24's first three octets.
     prefix: String,
     bridge: String,
@@ -69,7 +68,7 @@ impl Fleet {
             })
             .find(|p| !used.contains(&format!("{p}.")))
             .expect("a free /24 in 10.200.0.0/13");
-        let mut f = Fleet { pid, prefix, bridge: format!("lcbr{pid}"), namespaces: Vec::new() };
+        let mut f = Fleet { prefix, bridge: format!("lcbr{pid}"), namespaces: Vec::new() };
         run(&["ip", "link", "add", "name", &f.bridge, "type", "bridge"]);
         run(&["ip", "addr", "add", &format!("{}/24", f.gateway()), "dev", &f.bridge]);
         run(&["ip", "link", "set", &f.bridge, "up"]);
@@ -108,7 +107,6 @@ impl Drop for Fleet {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
-        let _ = self.pid;
     }
 }
 

@@ -18,23 +18,7 @@ pub fn main(args: &Args) -> Result<(), String> {
     let topic = args.req("--topic")?;
     let expect: Option<u64> = args.opt("--expect").map(|_| args.num("--expect", None)).transpose()?;
     let idle = Duration::from_millis(args.num("--idle-ms", Some(10_000))?);
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "perf-count")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .create()
-        .map_err(|e| format!("consumer: {e}"))?;
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("metadata: {e}"))?;
-    let parts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
-    if parts == 0 {
-        return Err(format!("topic {topic:?} has no partitions"));
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning).map_err(|e| e.to_string())?;
-    }
-    c.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    let (c, parts) = assigned_from_start(brokers, topic, "perf-count")?;
     let t = Instant::now();
     let (mut records, mut bytes, mut odd) = (0u64, 0u64, 0u64);
     let mut per_part = vec![0u64; parts];
@@ -71,4 +55,27 @@ pub fn main(args: &Args) -> Result<(), String> {
         Some(n) if n != records => Err(format!("expected {n} records, read {records}")),
         _ => Ok(()),
     }
+}
+
+/// A plain consumer (group `group`, no commits) assigned every partition of
+/// `topic` from its earliest offset, and how many partitions that is.
+pub fn assigned_from_start(brokers: &str, topic: &str, group: &str) -> Result<(BaseConsumer, usize), String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .create()
+        .map_err(|e| format!("consumer: {e}"))?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("metadata: {e}"))?;
+    let parts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
+    if parts == 0 {
+        return Err(format!("topic {topic:?} has no partitions"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    c.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    Ok((c, parts))
 }

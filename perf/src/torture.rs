@@ -5,10 +5,7 @@
 //! connection while a flag file exists (Elasticsearch "unreachable").
 
 use crate::Args;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -136,20 +133,7 @@ pub fn count(args: &Args) -> Result<(), String> {
     let topic = args.req("--topic")?;
     let written: u64 = args.num("--written", None)?;
     let idle = Duration::from_millis(args.num("--idle-ms", Some(5_000))?);
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "torture-count")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .create()
-        .map_err(|e| format!("consumer: {e}"))?;
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("metadata: {e}"))?;
-    let parts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning).map_err(|e| e.to_string())?;
-    }
-    c.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    let (c, _) = crate::count::assigned_from_start(brokers, topic, "torture-count")?;
     let mut seen: HashMap<(u32, u64), u32> = HashMap::with_capacity(written as usize);
     let (mut records, mut odd) = (0u64, 0u64);
     let mut last = Instant::now();
