@@ -124,9 +124,15 @@ fn agent_killed_9_and_restarted_at_once_loses_nothing_and_repeats_little() {
         100.0 * dups as f64 / (FILES * LINES) as f64
     );
     assert_eq!(lost, 0, "lines lost");
-    // 376 % before checkpoints followed the acknowledgements (kills 0.5 s
-    // apart, under the 1 s interval, let no checkpoint be written).
-    assert!(dups < FILES * LINES / 2, "{dups} duplicates: checkpoints lag the acknowledgements");
+    // What one kill -9 may re-send: the records librdkafka holds unacknowledged
+    // (`queue.buffering.max.messages`, 20,000), which a slow broker may already
+    // have written, plus what was acknowledged since the last save (saves
+    // follow acks within 50 ms). 6-15 % here on a quiet machine, 50 % once on
+    // a slower CI machine where the queue was full at every kill; 376 % before
+    // checkpoints followed the acknowledgements (kills 0.5 s apart, under the
+    // 1 s interval, let no checkpoint be written).
+    const PER_KILL: usize = 20_000 + 10_000;
+    assert!(dups <= KILLS * PER_KILL, "{dups} duplicates: checkpoints lag the acknowledgements");
     assert!(agent.is_running());
     assert_eq!(agent.terminate().0, Some(0));
 }
