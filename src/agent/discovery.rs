@@ -15,8 +15,9 @@
 //! read twice by any change of the list. Positions belong to files, not to
 //! entries: each scan expands every glob first, so a new reader knows which
 //! topics still cover its file, and a file that left one topic for another
-//! continues in the new one where the old one's acknowledgements reached
-//! (see [`Checkpoints::acquire`]).
+//! continues in the new one where the old one's reader stopped, at once:
+//! the old topic's lines in flight are still delivered there, and hold the
+//! new topic's checkpoint back until they are (see [`Checkpoints::acquire`]).
 //!
 //! [`Checkpoints::acquire`]: crate::agent::checkpoint::Checkpoints::acquire
 //!
@@ -102,10 +103,6 @@ struct Hit {
     start: Start,
 }
 
-/// How long a list change waits for the lines of the readers it stopped
-/// to be acknowledged (Kafka's usually take milliseconds).
-const HANDOVER_WAIT: Duration = Duration::from_secs(1);
-
 /// A reader idle at least this long may be closed to make room for a file
 /// waiting under `max_open_files`.
 const EVICT_IDLE_MS: i64 = 1_000;
@@ -183,19 +180,11 @@ impl Discovery {
         for key in &gone {
             self.readers[key].handle.stop();
         }
-        let stopped = !gone.is_empty();
         for key in gone {
             if let Some(r) = self.readers.remove(&key) {
                 tracing::debug!(path = %r.handle.path, topic = %r.entry.topic, "reader stopped by a collect list change");
                 r.handle.join();
             }
-        }
-        // A file that moves to another topic continues there once the old
-        // reader's lines are acknowledged: waiting a little here lets the
-        // scan below start it now instead of at a later scan. Bounded, so
-        // that a broker that is down does not hold discovery.
-        if stopped && !self.base.checkpoints.wait_released(HANDOVER_WAIT) {
-            tracing::info!("lines of stopped readers are still in flight: files moving to another topic continue once they are acknowledged");
         }
         self.scanned.retain(|k| new.contains_key(k));
         self.contexts.retain(|e, _| keep.contains(e));
@@ -380,10 +369,10 @@ impl Discovery {
                 self.reported.forget_about(&handle.path);
                 self.readers.insert(key, Running { handle, entry: entry.clone() });
             }
-            // Moving here from a topic whose lines are in flight: the next
-            // scan tries again (the file stays unread meanwhile).
+            // Moving here from a topic whose reader has not stopped yet: the
+            // next scan tries again (the file stays unread meanwhile).
             Ok(None) => {
-                tracing::debug!(path = %path.display(), topic = %entry.topic, "waiting for the old topic's lines to be acknowledged before moving the file")
+                tracing::debug!(path = %path.display(), topic = %entry.topic, "waiting for the old topic's reader to stop before moving the file")
             }
             // Unreadable: say so, keep the other files going, try again next scan.
             Err(e) => self.report(format!("cannot read {}: {e}", path.display())),

@@ -224,7 +224,7 @@ impl ReaderHandle {
 /// the topics whose entries cover the file now (see
 /// [`Checkpoints::acquire`]). An error here is the caller's to report;
 /// nothing started. `None`: the file moves to `topic` from a topic whose
-/// lines are still in flight, nothing started; try again later.
+/// reader has not stopped yet, nothing started; try again later.
 pub fn spawn(
     ctx: Arc<TailCtx>,
     file: File,

@@ -12,9 +12,13 @@
 //! the file is collected into: two entries that send one file to two topics
 //! on purpose each keep their own. When a topic stops collecting a file and
 //! another starts (a topic change, an entry replaced by another, a config
-//! changed while the agent was down), the new topic takes the old topic's
-//! acknowledged offset instead of `read_from`: the position moves, so the
-//! file goes on with nothing lost or repeated ([`Checkpoints::acquire`]).
+//! changed while the agent was down), the new topic continues where the old
+//! topic's reader stopped instead of at `read_from`: the position moves, so
+//! the file goes on with nothing lost or repeated ([`Checkpoints::acquire`]).
+//! The move does not wait for the old topic's lines in flight: until they
+//! are acknowledged the new topic's saved offset stays at the old topic's
+//! acknowledged one (a [`Handed`] record), so a crash in between re-sends
+//! rather than loses.
 //!
 //! Where the checkpoints must move together with what they describe (the
 //! embedded index commits them in the same commit as the documents),
@@ -34,7 +38,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const FILE_NAME: &str = "checkpoints.json";
 /// What [`crate::common::atomic_file::tmp_path`] gives for [`FILE_NAME`].
@@ -174,9 +177,8 @@ pub enum Acquired {
     /// Read from the offset on, under the source.
     Ready(Arc<Source>, u64),
     /// The file moves to this topic from one that no longer collects it,
-    /// and lines read under the old topic are still in flight (or its reader
-    /// has not stopped yet): where the new topic starts is only known once
-    /// they are acknowledged or failed. Ask again later.
+    /// and the old topic's reader has not stopped yet: where the new topic
+    /// starts is only known once it has. Ask again later.
     Handover,
 }
 
@@ -225,6 +227,39 @@ struct State {
     released: Vec<Released>,
     /// What was last written, to skip writes when nothing changed.
     last_written: Vec<Row>,
+    /// Files that moved to a topic while lines of the topics they left were
+    /// in flight.
+    handed: Vec<Handed>,
+}
+
+/// A file moved to `to`'s topic while lines read under the topics it left
+/// (`from`) were still in flight: `to` read on from where they stopped, but
+/// its saved offset may not pass what `from` acknowledged until they have
+/// nothing in flight, or a crash meanwhile would lose what they had not
+/// delivered. A source of `from` with a line rejected for good holds it
+/// there for as long as `to` lives, as it held its own.
+struct Handed {
+    to: Arc<Source>,
+    /// Only sources still in flight or holding.
+    from: Vec<Arc<Source>>,
+}
+
+impl Handed {
+    /// The lowest acknowledged offset of `from`; `None` once nothing holds.
+    fn cap(&self) -> Option<u64> {
+        self.from.iter().map(|f| f.progress.committed()).min()
+    }
+}
+
+/// The offset `src` may be saved at, given its own acknowledged `offset`.
+fn capped(handed: &[Handed], src: &Arc<Source>, offset: u64) -> u64 {
+    handed.iter().filter(|h| Arc::ptr_eq(&h.to, src)).filter_map(Handed::cap).fold(offset, u64::min)
+}
+
+/// Whether a source still has lines in flight or a line rejected for good.
+fn holding(src: &Source) -> bool {
+    src.progress.advance();
+    src.progress.in_flight() > 0 || src.progress.is_held()
 }
 
 impl State {
@@ -232,14 +267,18 @@ impl State {
         self.files.get(&fid).and_then(|t| t.get(topic))
     }
 
-    /// Where a source's position can be taken over by another topic: its
-    /// committed offset and when its reader stopped, once it is released and
-    /// drained; `None` while its reader runs or lines are in flight.
-    fn drained(&self, src: &Arc<Source>) -> Option<(u64, i64)> {
+    /// Where another topic takes a source's position over, and when its
+    /// reader stopped: its acknowledged offset once drained (a line
+    /// rejected for good is read again in the new topic), else where the
+    /// reader stopped (what is in flight stays the old topic's to deliver);
+    /// `None` while its reader runs.
+    fn stopped(&self, src: &Arc<Source>) -> Option<(u64, i64)> {
         let at_ms = self.released.iter().find(|r| Arc::ptr_eq(&r.src, src))?.at_ms;
         let offset = src.progress.advance();
-        (src.progress.in_flight() == 0).then_some((offset, at_ms))
+        let offset = if src.progress.in_flight() == 0 { offset } else { src.progress.resume() };
+        Some((offset, at_ms))
     }
+
 
     fn unrelease(&mut self, src: &Arc<Source>) {
         self.released.retain(|r| !Arc::ptr_eq(&r.src, src));
@@ -322,12 +361,13 @@ impl Checkpoints {
     /// file's other topics that are not in `collecting` (they stopped
     /// collecting it: the file moves here) and stopped last (within
     /// [`STOPPED_TOGETHER_MS`] of each other), at the lowest of their
-    /// acknowledged offsets, and they are gone: moving back later moves the
-    /// position back. With none, `start` (`read_from`) applies. Such a handover waits ([`Acquired::Handover`]) until
-    /// the old topic's reader stopped and its lines in flight were
-    /// acknowledged or failed: starting earlier would repeat what is in
-    /// flight, later would need to know which lines the old topic will
-    /// still deliver.
+    /// offsets, and they are gone: moving back later moves the position
+    /// back. With none, `start` (`read_from`) applies. The offset is where
+    /// the old topic's reader stopped (its acknowledged offset once it has
+    /// nothing in flight), so the move waits only for that reader to stop
+    /// ([`Acquired::Handover`]), not for the broker: its lines in flight
+    /// are still delivered to the old topic, and hold the new topic's saved
+    /// offset back until they are ([`Handed`]).
     pub fn acquire(
         &self,
         fid: FileId,
@@ -381,7 +421,7 @@ impl Checkpoints {
                 match slot {
                     // Its file identity ended (deleted, truncated): nothing to continue.
                     Slot::Live(src) if st.forget.iter().any(|f| Arc::ptr_eq(f, src)) => {}
-                    Slot::Live(src) => match st.drained(src) {
+                    Slot::Live(src) => match st.stopped(src) {
                         Some((offset, at_ms)) => left.push((t.clone(), offset, at_ms)),
                         None => return Acquired::Handover,
                     },
@@ -403,14 +443,27 @@ impl Checkpoints {
         let Some(topics) = st.files.get_mut(&fid) else {
             return Acquired::Ready(self.insert_live(st, fid, topic, path, start), start);
         };
+        // What holds the new topic's saved offset back: the old topics'
+        // sources still in flight, and what held them back in turn.
+        let mut holds: Vec<Arc<Source>> = Vec::new();
         for (t, _) in &moving {
             if let Some(Slot::Live(src)) = topics.remove(t) {
                 st.released.retain(|r| !Arc::ptr_eq(&r.src, &src));
+                for h in st.handed.iter().filter(|h| Arc::ptr_eq(&h.to, &src)) {
+                    holds.extend(h.from.iter().cloned());
+                }
+                holds.push(src);
             }
         }
+        holds.retain(|s| holding(s));
         let from: Vec<String> = moving.iter().map(|(t, o)| format!("{t} at {o}")).collect();
-        tracing::info!(%path, %topic, offset, from = %from.join(", "), "file moves to another topic: continuing from the old topic's acknowledged offset");
-        Acquired::Ready(self.insert_live(st, fid, topic, path, offset), offset)
+        let held = holds.len();
+        tracing::info!(%path, %topic, offset, from = %from.join(", "), in_flight_in = held, "file moves to another topic: continuing where the old topic's reader stopped");
+        let src = self.insert_live(st, fid, topic, path, offset);
+        if !holds.is_empty() {
+            st.handed.push(Handed { to: src.clone(), from: holds });
+        }
+        Acquired::Ready(src, offset)
     }
 
     fn insert_live(&self, st: &mut State, fid: FileId, topic: &Arc<str>, path: &Arc<str>, offset: u64) -> Arc<Source> {
@@ -437,23 +490,6 @@ impl Checkpoints {
             st.forget.push(src.clone());
         } else {
             st.released.push(Released { src: src.clone(), at_ms: now_ms() });
-        }
-    }
-
-    /// Waits up to `timeout` until every released source has no lines in
-    /// flight, so that files moving to another topic can be handed over at
-    /// once (see [`Checkpoints::acquire`]). Returns whether they drained.
-    pub fn wait_released(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let drained = self.lock().released.iter().all(|r| {
-                r.src.progress.advance();
-                r.src.progress.in_flight() == 0
-            });
-            if drained || Instant::now() >= deadline {
-                return drained;
-            }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -547,15 +583,25 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
             }
         }
     }
+    // Handovers hold only while the old topics' lines are in flight.
+    for h in &mut st.handed {
+        h.from.retain(|f| holding(f));
+    }
+    st.handed.retain(|h| !h.from.is_empty());
     // Released sources that are drained become saved positions: no longer
     // confirmed live, so they expire after FORGET_AFTER_MS like any other.
+    // One a handover still holds back waits until that settles too.
     let released = std::mem::take(&mut st.released);
     for r in released {
         let src = &r.src;
         let offset = src.progress.advance();
-        if src.progress.in_flight() > 0 {
+        let waiting = st.handed.iter().any(|h| Arc::ptr_eq(&h.to, src) && h.from.iter().any(|f| f.progress.in_flight() > 0));
+        if src.progress.in_flight() > 0 || waiting {
             st.released.push(r);
-        } else if let Some(topics) = st.files.get_mut(&src.fid) {
+            continue;
+        }
+        let offset = capped(&st.handed, src, offset);
+        if let Some(topics) = st.files.get_mut(&src.fid) {
             if holds(topics.get(&src.topic), src) {
                 let saved = Saved { path: src.path.to_string(), offset, seen_ms: r.at_ms };
                 topics.insert(src.topic.clone(), Slot::Saved(saved));
@@ -563,6 +609,7 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
         }
     }
     let mut rows = Vec::new();
+    let handed = std::mem::take(&mut st.handed);
     st.files.retain(|fid, topics| {
         topics.retain(|_, slot| match slot {
             Slot::Live(_) => true,
@@ -570,13 +617,19 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
         });
         for (topic, slot) in topics.iter() {
             let (path, offset, seen_ms) = match slot {
-                Slot::Live(src) => (src.path.to_string(), src.progress.advance(), now),
+                Slot::Live(src) => (src.path.to_string(), capped(&handed, src, src.progress.advance()), now),
                 Slot::Saved(s) => (s.path.clone(), s.offset, s.seen_ms),
             };
             rows.push(Row { fid: *fid, topic: topic.to_string(), path, offset, seen_ms });
         }
         !topics.is_empty()
     });
+    // A handover whose new source left its slot (moved on, saved, gone)
+    // holds nothing any more: what it held went into the next handover or
+    // the saved offset.
+    st.handed = handed;
+    let files = &st.files;
+    st.handed.retain(|h| holds(files.get(&h.to.fid).and_then(|t| t.get(&h.to.topic)), &h.to));
     rows.sort_by(row_order);
     rows
 }
