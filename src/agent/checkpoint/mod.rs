@@ -279,7 +279,6 @@ impl State {
         Some((offset, at_ms))
     }
 
-
     fn unrelease(&mut self, src: &Arc<Source>) {
         self.released.retain(|r| !Arc::ptr_eq(&r.src, src));
     }
@@ -595,7 +594,8 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
     for r in released {
         let src = &r.src;
         let offset = src.progress.advance();
-        let waiting = st.handed.iter().any(|h| Arc::ptr_eq(&h.to, src) && h.from.iter().any(|f| f.progress.in_flight() > 0));
+        let waiting =
+            st.handed.iter().any(|h| Arc::ptr_eq(&h.to, src) && h.from.iter().any(|f| f.progress.in_flight() > 0));
         if src.progress.in_flight() > 0 || waiting {
             st.released.push(r);
             continue;
