@@ -228,7 +228,7 @@ fn main() -> ExitCode {
                 Some(json) => Files::Entries(json),
                 None => path.map_or(Files::Collect, |p| Files::Path(p, topic)),
             };
-            return tap(&config, files, from, documents, limit)
+            return tap(&config, files, from, documents, limit);
         }
         Command::Config(args) => return config_command(args),
         Command::HashPassword => return hash_password(),

@@ -339,12 +339,7 @@ struct Events {
 
 impl Events {
     fn new(m: &Multiline, max_line_bytes: usize) -> Self {
-        Events {
-            agg: Aggregator::new(m, max_line_bytes),
-            buf: BytesMut::new(),
-            spans: Vec::new(),
-            offsets: Vec::new(),
-        }
+        Events { agg: Aggregator::new(m, max_line_bytes), buf: BytesMut::new(), spans: Vec::new(), offsets: Vec::new() }
     }
 
     /// Pushes `lines` (the splitter's spans of `block`) through the
@@ -942,7 +937,11 @@ mod tests {
     }
 
     /// Records as [`lines`], with the source of the last batch.
-    fn records(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> (Vec<(String, u64, Cut)>, Option<Arc<Source>>) {
+    fn records(
+        rx: &Receiver<Batch>,
+        at_least: usize,
+        quiet: Duration,
+    ) -> (Vec<(String, u64, Cut)>, Option<Arc<Source>>) {
         let mut out = Vec::new();
         let mut src = None;
         while let Ok(b) = rx.recv_timeout(if out.len() < at_least { Duration::from_secs(10) } else { quiet }) {

@@ -200,7 +200,13 @@ impl Printer<'_> {
                 let mut keep = |e: Event<'_>| events.push((e.bytes.to_vec(), e.offset, e.cut));
                 if let Some(block) = &block {
                     for span in &spans {
-                        agg.push(&block.data[span.range()], block.offset + u64::from(span.start), span.cut, 0, &mut keep);
+                        agg.push(
+                            &block.data[span.range()],
+                            block.offset + u64::from(span.start),
+                            span.cut,
+                            0,
+                            &mut keep,
+                        );
                     }
                 }
                 if at_end {
@@ -343,8 +349,7 @@ mod tests {
             .unwrap();
         let cfg = Config::from_ini_str("[agent]\ndata_dir = /nonexistent\nhost = h1\n").unwrap();
         let list = format!(r#"[{{"path":"{}","topic":"app","multiline":"java"}}]"#, log.display());
-        let opts =
-            Options { entries: crate::control::collect::parse(list.as_bytes()).unwrap(), ..tap_options() };
+        let opts = Options { entries: crate::control::collect::parse(list.as_bytes()).unwrap(), ..tap_options() };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let tapped = run(&cfg, &opts, &mut out, &mut err).unwrap();
         let out = String::from_utf8(out).unwrap();
