@@ -10,10 +10,10 @@ mod common;
 
 use common::files::*;
 use common::*;
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
-use std::io::Write;
 use std::time::Duration;
 
 const HOST: &str = "test-host";
