@@ -50,8 +50,8 @@
 //! - `agent/`: `discovery` (globs, one reader per file, `max_open_files`;
 //!   `guard`: what may be opened: symlinks, FIFOs, `allowed_paths`) ─► `tail` (one
 //!   file's reader: growth, truncation, rotation; `identity`, `wake`,
-//!   `split`, the line splitter; `multiline`, lines into events, not yet
-//!   wired into the readers) ─► `batch` (what travels) ─► `ship` (the
+//!   `split`, the line splitter; `multiline`, lines into events, for the
+//!   readers of entries with `multiline`) ─► `batch` (what travels) ─► `ship` (the
 //!   Kafka producer); `checkpoint` (the source registry, on disk), `stats`;
 //!   `tap` (`logcollect tap`: guard and split as the readers do, printed
 //!   instead of shipped); `mod.rs` wires them and shuts them down in order.

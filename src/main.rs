@@ -83,9 +83,9 @@ enum Command {
     /// Print what the agent would ship, without shipping it or moving a
     /// checkpoint.
     ///
-    /// Reads the files of [collect] (or --path) as the agent would (the
-    /// same checks, splitting, long lines and per-entry options) up to
-    /// their end as it is now, and prints one JSON object per Kafka record
+    /// Reads the files of [collect] (or --path, or --entries) as the agent
+    /// would (the same checks, splitting, long lines, per-entry options and
+    /// multiline events) up to their end as it is now, and prints one JSON object per Kafka record
     /// (topic, key, value, headers), or with --documents the `_bulk` lines
     /// the transfer would send for it (index, id, source). Nothing is sent;
     /// checkpoints are neither read nor written.
@@ -99,6 +99,11 @@ enum Command {
         /// The topic of --path.
         #[arg(long, requires = "path", default_value = "tap")]
         topic: String,
+        /// Read these entries instead: a collect list as `config put` takes
+        /// it (JSON), so an entry's options (`multiline` and its fields
+        /// among them) can be tried on real files before deploying it.
+        #[arg(long, conflicts_with = "path", value_name = "JSON")]
+        entries: Option<String>,
         /// Where each file is read from: beginning, end, or a byte offset.
         #[arg(long, default_value = "beginning", value_parser = parse_position)]
         from: logcollect::cli::TapPosition,
@@ -218,8 +223,12 @@ fn main() -> ExitCode {
         Command::Agent { config } => (config, logcollect::cli::agent),
         Command::Transfer { config } => (config, logcollect::cli::transfer),
         Command::Validate { config, no_connect, timeout } => return validate(&config, no_connect, timeout),
-        Command::Tap { config, path, topic, from, documents, limit } => {
-            return tap(&config, path.map(|p| (p, topic)), from, documents, limit)
+        Command::Tap { config, path, topic, entries, from, documents, limit } => {
+            let files = match entries {
+                Some(json) => Files::Entries(json),
+                None => path.map_or(Files::Collect, |p| Files::Path(p, topic)),
+            };
+            return tap(&config, files, from, documents, limit);
         }
         Command::Config(args) => return config_command(args),
         Command::HashPassword => return hash_password(),
@@ -409,11 +418,21 @@ fn parse_position(s: &str) -> Result<logcollect::cli::TapPosition, String> {
     }
 }
 
+/// What `logcollect tap` reads.
+enum Files {
+    /// `[collect]`.
+    Collect,
+    /// `--path` and `--topic`.
+    Path(String, String),
+    /// `--entries`: a collect list in etcd's JSON.
+    Entries(String),
+}
+
 /// `logcollect tap`: records (or documents) on stdout, files that could
 /// not be read on stderr; exit 1 when nothing could be read.
 fn tap(
     config: &std::path::Path,
-    path: Option<(String, String)>,
+    files: Files,
     from: logcollect::cli::TapPosition,
     documents: bool,
     limit: Option<u64>,
@@ -423,13 +442,20 @@ fn tap(
         Err(e) => return config_error(e),
     };
     init_tracing("warn");
-    let entries = match path {
-        Some((path, topic)) => vec![logcollect::config::CollectEntry::new(path, topic)],
-        None if cfg.collect.is_empty() => {
+    let entries = match files {
+        Files::Path(path, topic) => vec![logcollect::config::CollectEntry::new(path, topic)],
+        Files::Entries(json) => match logcollect::collect::parse(json.as_bytes()) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("logcollect tap: --entries: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Files::Collect if cfg.collect.is_empty() => {
             eprintln!("logcollect tap: [collect] is empty: name a file with --path");
             return ExitCode::from(2);
         }
-        None => cfg.collect.clone(),
+        Files::Collect => cfg.collect.clone(),
     };
     let opts = logcollect::cli::TapOptions { entries, from, documents, limit };
     let stdout = std::io::stdout();

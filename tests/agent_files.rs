@@ -1,13 +1,16 @@
 //! End-to-end scenarios for what the agent may read and where it writes:
 //! symlinks, FIFOs, `[agent] allowed_paths` against the static list and
 //! etcd's, an unwritable `data_dir`, checkpoint writes failing mid-run, and
-//! the embedded index's commits failing in `run` on a full disk. Real
-//! Tansu, etcd, and the binary as a child; exact records read back.
+//! the embedded index's commits failing in `run` on a full disk; and how
+//! multiline entries read them (a Java fixture's events, a kill -9 in the
+//! middle of an event). Real Tansu, etcd, and the binary as a child; exact
+//! records read back.
 
 mod common;
 
 use common::files::*;
 use common::*;
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
@@ -347,4 +350,111 @@ fn close_inactive_closes_an_idle_file_and_reopens_it_from_its_checkpoint() {
         assert_eq!(r.value, line(0, i).as_bytes(), "line {i}");
     }
     assert_eq!(agent.terminate().0, Some(0));
+}
+
+/// The Java fixture: a Spring Boot log with a servlet exception (a
+/// `Suppressed:` block and two `Caused by:` with `... N more`) and an
+/// uncaught one, between ordinary lines.
+const JAVA_LOG: &str = include_str!("fixtures/multiline/java.log");
+
+/// Where each event of [`JAVA_LOG`] starts: its line numbers (from 0).
+const JAVA_EVENT_STARTS: [usize; 8] = [0, 1, 2, 3, 22, 23, 24, 28];
+
+/// The events `text` groups into, given the first line of each: (value,
+/// offset of the first line).
+fn events_at(text: &str, starts: &[usize]) -> Vec<(String, u64)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut offsets = vec![0u64];
+    for l in &lines {
+        offsets.push(offsets.last().unwrap() + l.len() as u64 + 1);
+    }
+    let ends = starts.iter().skip(1).copied().chain([lines.len()]);
+    starts.iter().zip(ends).map(|(&s, e)| (lines[s..e].join("\n"), offsets[s])).collect()
+}
+
+/// The records' (value, offset), in file order.
+fn in_file_order(recs: &[Rec]) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = recs
+        .iter()
+        .map(|r| (String::from_utf8_lossy(&r.value).into_owned(), r.header("offset").parse().unwrap()))
+        .collect();
+    v.sort_by_key(|(_, o)| *o);
+    v
+}
+
+#[test]
+fn java_stack_traces_ship_as_one_record_each_between_ordinary_lines() {
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("shop.log");
+    std::fs::write(&log, JAVA_LOG).unwrap();
+    let list = format!(
+        r#"[{{"path":"{}/*.log","topic":"app","multiline":"java","multiline_timeout_ms":500}}]"#,
+        logs.display()
+    );
+    etcd.put(&key(), &list);
+    let mut agent = Agent::start(dir.path(), &etcd_config(&kafka.brokers(), dir.path(), &etcd.endpoint(), ""));
+    let want = events_at(JAVA_LOG, &JAVA_EVENT_STARTS);
+    // The last line is an event of its own once 500 ms passed without another.
+    let recs = consume(&kafka.brokers(), "app", want.len(), Duration::from_secs(3), Duration::from_secs(60));
+    assert_eq!(in_file_order(&recs), want, "{}", agent.log_text());
+    assert!(want[3].0.starts_with("java.lang.IllegalStateException") && want[3].0.ends_with("\t... 18 more"));
+    assert!(recs.iter().all(|r| r.header("path") == log.to_str().unwrap() && r.header("split").is_empty()));
+    assert_eq!(metric(&agent, "logcollect_multiline_events_total"), 2.0);
+    assert_eq!(metric(&agent, "logcollect_multiline_parts_total"), 0.0);
+    assert!(log_lines(&agent, &["not applied"]) == 0, "no warning left: {}", agent.log_text());
+    assert_eq!(agent.terminate().0, Some(0));
+}
+
+#[test]
+fn a_kill_9_in_the_middle_of_a_long_event_ships_it_once_whole() {
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("app.log");
+    // A long trace: 400 frames, a cause; a minute of timeout, so only the
+    // next start (or the stop) ends it.
+    let mut lines = vec![
+        "2026-12-02 03:41:47.120  INFO 7 --- [main] c.e.App : started".to_string(),
+        "2026-12-02 03:41:48.001 ERROR 7 --- [main] c.e.App : job failed".to_string(),
+        "java.lang.RuntimeException: job 9 failed".to_string(),
+    ];
+    lines.extend((0..400).map(|i| format!("\tat com.example.job.Step{i}.run(Step{i}.java:{})", 10 + i)));
+    lines.push("Caused by: java.io.UncheckedIOException: disk full".to_string());
+    lines.push("\t... 398 more".to_string());
+    lines.push("2026-12-02 03:41:50.000  INFO 7 --- [main] c.e.App : recovered".to_string());
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let split_at = text.find("\tat com.example.job.Step200.").unwrap();
+    std::fs::write(&log, &text[..split_at]).unwrap();
+    let list = format!(
+        r#"[{{"path":"{}/*.log","topic":"app","multiline":"java","multiline_timeout_ms":60000}}]"#,
+        logs.display()
+    );
+    etcd.put(&key(), &list);
+    let data = dir.path().join("data");
+    let mut agent = Agent::start(dir.path(), &etcd_config(&kafka.brokers(), dir.path(), &etcd.endpoint(), ""));
+    // The two lines before the trace are acknowledged and checkpointed; the
+    // checkpoint waits at the trace's first line, however long it waits.
+    let trace_at = text.find("java.lang").unwrap() as u64;
+    let at_trace = || checkpoint_rows(&data).iter().any(|(p, _, o)| p == log.to_str().unwrap() && *o == trace_at);
+    assert!(wait_until(Duration::from_secs(30), at_trace), "{:?}\n{}", checkpoint_rows(&data), agent.log_text());
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(at_trace(), "never into the open event: {:?}", checkpoint_rows(&data));
+    agent.kill9();
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(text[split_at..].as_bytes()).unwrap();
+    agent.restart();
+    let want = events_at(&text, &[0, 1, 2, lines.len() - 1]);
+    // The stop ships the last line's event.
+    assert!(wait_until(Duration::from_secs(30), || metric(&agent, "logcollect_multiline_events_total") >= 1.0));
+    assert_eq!(agent.terminate().0, Some(0));
+    let recs = consume(&kafka.brokers(), "app", want.len(), Duration::from_secs(3), Duration::from_secs(60));
+    assert_eq!(in_file_order(&recs), want, "each event once, the trace whole");
+    assert_eq!(want[2].0.lines().count(), 403);
 }

@@ -728,7 +728,7 @@ _logcollect() {
             return 0
             ;;
         logcollect__subcmd__tap)
-            opts="-h --config --path --topic --from --documents --limit --help"
+            opts="-h --config --path --topic --entries --from --documents --limit --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -743,6 +743,10 @@ _logcollect() {
                     return 0
                     ;;
                 --topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,8 +1,9 @@
 //! What travels from a reader to a sink, and how acknowledgements come back.
 //!
 //! A [`Batch`] is one block of complete lines of one file: the frozen bytes,
-//! a [`Span`] per line, and a shared [`BatchAck`] that the sink counts down
-//! as lines are acknowledged. Each file's [`Progress`] keeps its batches in
+//! a [`Span`] per line (per event, with `multiline`: the block then holds
+//! the events' joined lines), and a shared [`BatchAck`] that the sink counts
+//! down as lines are acknowledged. Each file's [`Progress`] keeps its batches in
 //! read order; the checkpoint may move to the end of a batch only when it and
 //! every batch before it are fully acknowledged, so acknowledgements arriving
 //! out of order (lines spread over partitions) never move it past a gap.
@@ -83,6 +84,14 @@ pub struct Batch {
     pub block: Block,
     /// One per line, in file order; never empty for a batch that is sent.
     pub spans: Vec<Span>,
+    /// Empty for lines (a line's offset is `block.offset + span.start`).
+    /// For multiline events, whose lines were joined into `block`, the file
+    /// offset of each event's first line: one per span.
+    pub offsets: Vec<u64>,
+    /// Where the file's checkpoint may move once this batch and every one
+    /// before it are acknowledged: the block's end for lines; with
+    /// `multiline`, the first line of the event still open, if one is.
+    pub end: u64,
     /// When the block was read, in ms since the Unix epoch.
     pub read_ms: i64,
     pub ack: Arc<BatchAck>,
@@ -94,7 +103,12 @@ impl Batch {
     pub fn lines(&self) -> impl ExactSizeIterator<Item = Line<'_>> + '_ {
         let data = &self.block.data[..];
         let base = self.block.offset;
-        self.spans.iter().map(move |s| Line { bytes: &data[s.range()], offset: base + s.start as u64, cut: s.cut })
+        let offsets = &self.offsets[..];
+        self.spans.iter().enumerate().map(move |(i, s)| Line {
+            bytes: &data[s.range()],
+            offset: offsets.get(i).copied().unwrap_or(base + s.start as u64),
+            cut: s.cut,
+        })
     }
 
     /// A line as an owned zero-copy slice of the block.

@@ -151,14 +151,6 @@ impl Discovery {
         let old: HashMap<EntryKey, &CollectEntry> = self.entries.iter().map(|e| (entry_key(e), e)).collect();
         let new: HashMap<EntryKey, &CollectEntry> = entries.iter().map(|e| (entry_key(e), e)).collect();
         for e in &entries {
-            // Until the readers group events (issue 11), say so rather than
-            // ship lines one by one without a word.
-            if e.options.multiline.is_some() && old.get(&entry_key(e)).map_or(true, |o| o.options.multiline.is_none()) {
-                tracing::warn!(
-                    path = %e.path, topic = %e.topic,
-                    "multiline is validated but not applied by this version: lines ship one per record"
-                );
-            }
             match old.get(&entry_key(e)) {
                 None => tracing::info!(path = %e.path, topic = %e.topic, "collect entry added"),
                 Some(o) if *o != e => {

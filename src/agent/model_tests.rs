@@ -236,6 +236,7 @@ fn tail_config() -> TailConfig {
         follow_symlinks: false,
         allowed_paths: Default::default(),
         close_inactive: None,
+        multiline: None,
     }
 }
 

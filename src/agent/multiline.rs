@@ -245,6 +245,17 @@ pub struct Aggregator {
     parts: u32,
     /// When the last line joined the open event.
     last_ms: i64,
+    /// What was emitted since the last [`take_counts`](Self::take_counts).
+    counts: Counts,
+}
+
+/// What an aggregator emitted, for `/metrics` (moved out per batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events of more than one line ended (whole, or the last of their parts).
+    pub events: u64,
+    /// Records that are a part of an event cut at `max_lines` / `max_bytes`.
+    pub parts: u64,
 }
 
 impl Aggregator {
@@ -262,6 +273,7 @@ impl Aggregator {
             part_offset: 0,
             parts: 0,
             last_ms: 0,
+            counts: Counts::default(),
         }
     }
 
@@ -274,6 +286,11 @@ impl Aggregator {
     /// open: a checkpoint may move up to it, never past it.
     pub fn boundary(&self) -> Option<u64> {
         self.is_open().then_some(self.event_offset)
+    }
+
+    /// What was emitted since the last call, and starts counting again.
+    pub fn take_counts(&mut self) -> Counts {
+        std::mem::take(&mut self.counts)
     }
 
     /// When [`tick`](Self::tick) will end the open event, if one is open.
@@ -328,6 +345,12 @@ impl Aggregator {
             return;
         }
         let cut = if self.parts > 0 { Cut::Part(self.parts + 1) } else { Cut::Whole };
+        if self.parts > 0 {
+            self.counts.parts += 1;
+        }
+        if self.parts > 0 || self.lines > 1 {
+            self.counts.events += 1;
+        }
         out(Event { bytes: &self.buf, offset: self.part_offset, cut, lines: self.lines });
         self.buf.clear();
         self.lines = 0;
@@ -356,6 +379,7 @@ impl Aggregator {
             // The open part is full: out it goes as part k, the line begins
             // part k + 1 of the same event (the boundary stays at the event).
             self.parts += 1;
+            self.counts.parts += 1;
             out(Event { bytes: &self.buf, offset: self.part_offset, cut: Cut::Part(self.parts), lines: self.lines });
             self.buf.clear();
             self.buf.extend_from_slice(line);
@@ -613,6 +637,8 @@ mod tests {
         assert_eq!(agg.boundary(), Some(0));
         agg.flush(&mut sink);
         assert_eq!(agg.boundary(), None);
+        assert_eq!(agg.take_counts(), Counts { events: 1, parts: 3 });
+        assert_eq!(agg.take_counts(), Counts::default(), "taken");
         // A line over max_bytes is a part of its own: lines are never cut here.
         assert_eq!(
             got,

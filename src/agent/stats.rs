@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Stats {
     pub bytes_read: AtomicU64,
-    /// Lines handed to the next stage (parts of cut lines count one each).
+    /// Lines handed to the next stage (parts of cut lines count one each;
+    /// with `multiline`, an event counts one, each of its parts one).
     pub lines_read: AtomicU64,
     /// Lines the next stage acknowledged.
     pub lines_acked: AtomicU64,
@@ -22,6 +23,11 @@ pub struct Stats {
     pub records_recut: AtomicU64,
     /// Unfinished last lines shipped after the idle timeout.
     pub lines_partial: AtomicU64,
+    /// Multiline events of more than one line shipped (whole or in parts).
+    pub multiline_events: AtomicU64,
+    /// Records that are a part of a multiline event cut at
+    /// `multiline_max_lines` / `multiline_max_bytes`.
+    pub multiline_parts: AtomicU64,
     pub rotations: AtomicU64,
     pub truncations: AtomicU64,
     /// Files found by a glob and refused (a symlink, a FIFO, outside

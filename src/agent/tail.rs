@@ -19,16 +19,27 @@
 //!
 //! A batch is registered with the file's progress only once it is in the
 //! channel, so a batch dropped at shutdown is simply read again later.
+//!
+//! With `multiline` (an entry option) the lines go through the file's
+//! [`Aggregator`] and a batch holds whole events, joined into a reused
+//! buffer; it is registered up to the first line of the event still open
+//! ([`Aggregator::boundary`]), so a checkpoint never splits an event. The
+//! open event ends after `multiline_timeout_ms` of quiet (a parked reader
+//! wakes for it), at truncation, deletion, rotation and stop. Without
+//! `multiline` none of this runs: lines ship as slices of the read chunk.
 
 use crate::agent::batch::{Batch, Source};
 use crate::agent::checkpoint::{Acquired, Checkpoints};
 use crate::agent::identity::FileId;
+use crate::agent::multiline::{Aggregator, Event};
 use crate::agent::split::{Block, LineBuffer, Span, SplitConfig};
 use crate::agent::stats::Stats;
 use crate::agent::wake::{Registration, Wake};
 use crate::common::ack::BatchAck;
 use crate::common::clock::now_ms;
+use crate::config::multiline::Multiline;
 use crate::config::{AgentConfig, ReadFrom};
+use bytes::BytesMut;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::fs::{self, File};
 use std::io;
@@ -64,6 +75,8 @@ pub struct TailConfig {
     /// Close the file after this long without new data (nothing pending);
     /// discovery opens it again from its checkpoint once it grows.
     pub close_inactive: Option<Duration>,
+    /// Group lines into events (an entry option); `None`: one line, one record.
+    pub multiline: Option<Multiline>,
 }
 
 impl From<&AgentConfig> for TailConfig {
@@ -79,6 +92,8 @@ impl From<&AgentConfig> for TailConfig {
             follow_symlinks: a.follow_symlinks,
             allowed_paths: a.allowed_paths.clone(),
             close_inactive: (a.close_inactive_ms > 0).then(|| Duration::from_millis(a.close_inactive_ms)),
+            // Only a collect entry sets it.
+            multiline: None,
         }
     }
 }
@@ -103,6 +118,7 @@ pub fn entry_config(base: &TailConfig, entry: &crate::config::CollectEntry) -> T
         cfg.split.max_line_bytes = m.min(limit);
     }
     cfg.parse_json = o.parse_json;
+    cfg.multiline = o.multiline.clone();
     if let Some(f) = o.follow_symlinks {
         cfg.follow_symlinks = f;
     }
@@ -240,6 +256,7 @@ pub fn spawn(
     let last_data_ms = Arc::new(AtomicI64::new(now_ms()));
     let evicted = Arc::new(AtomicBool::new(false));
     let fid = Arc::new(OnceLock::new());
+    let events = ctx.cfg.multiline.as_ref().map(|m| Box::new(Events::new(m, ctx.cfg.split.max_line_bytes)));
     let mut reader = Reader {
         evicted: evicted.clone(),
         fid: fid.clone(),
@@ -260,6 +277,7 @@ pub fn spawn(
         moved_since: None,
         watch: None,
         unaccounted: 0,
+        events,
     };
     if !reader.position(&meta, start, collecting)? {
         return Ok(None);
@@ -295,6 +313,59 @@ struct Reader {
     watch: Option<Registration>,
     /// Bytes read not yet added to the source's stats.
     unaccounted: u64,
+    /// With `multiline`: the file's events (boxed: plain readers carry a
+    /// pointer's worth of it).
+    events: Option<Box<Events>>,
+}
+
+/// Growth step of the events' buffer: it is allocated in pieces of at least
+/// this, not per event.
+const EVENT_CHUNK: usize = 64 << 10;
+
+/// A multiline reader's events: the aggregator, and the events it ended
+/// that wait to be shipped in the next batch.
+struct Events {
+    agg: Aggregator,
+    /// The ended events' bytes, back to back; frozen into a batch's block
+    /// (`split().freeze()`), the rest of the allocation stays for the next
+    /// events, and `reserve` takes a whole one back once every batch cut
+    /// from it was dropped.
+    buf: BytesMut,
+    /// One per event in `buf`, in file order.
+    spans: Vec<Span>,
+    /// File offset of each event's first line (its `offset`).
+    offsets: Vec<u64>,
+}
+
+impl Events {
+    fn new(m: &Multiline, max_line_bytes: usize) -> Self {
+        Events { agg: Aggregator::new(m, max_line_bytes), buf: BytesMut::new(), spans: Vec::new(), offsets: Vec::new() }
+    }
+
+    /// Pushes `lines` (the splitter's spans of `block`) through the
+    /// aggregator at `now`; then ends the open event if `flush`, or if its
+    /// timeout passed.
+    fn feed(&mut self, lines: Option<(&Block, &[Span])>, now: i64, flush: bool) {
+        let Events { agg, buf, spans, offsets } = self;
+        let mut keep = |e: Event<'_>| {
+            if buf.capacity() - buf.len() < e.bytes.len() {
+                buf.reserve(e.bytes.len().max(EVENT_CHUNK));
+            }
+            spans.push(Span { start: buf.len() as u32, len: e.bytes.len() as u32, cut: e.cut });
+            offsets.push(e.offset);
+            buf.extend_from_slice(e.bytes);
+        };
+        if let Some((block, lines)) = lines {
+            for s in lines {
+                agg.push(&block.data[s.range()], block.offset + u64::from(s.start), s.cut, now, &mut keep);
+            }
+        }
+        if flush {
+            agg.flush(&mut keep);
+        } else {
+            agg.tick(now, &mut keep);
+        }
+    }
 }
 
 enum Next {
@@ -345,7 +416,10 @@ impl Reader {
         // Registered from this thread: it is the one events unpark.
         self.watch = self.ctx.wake.as_ref().and_then(|w| w.register(&self.file));
         let forget = self.follow();
-        let resume = self.lb.offset();
+        // Never past an open event (there is none unless a send failed: every
+        // way out of `follow` ends it first).
+        let open = self.events.as_ref().and_then(|e| e.agg.boundary());
+        let resume = open.map_or(self.lb.offset(), |b| b.min(self.lb.offset()));
         if self.evicted.load(Ordering::Acquire) && !forget {
             self.inactive_at.store(resume + 1, Ordering::Release);
         }
@@ -362,6 +436,8 @@ impl Reader {
         let mut backoff = Duration::from_millis(1);
         loop {
             if self.stop.load(Ordering::Acquire) {
+                // The open event ends here rather than wait for a restart.
+                let _ = self.send_events(None, true);
                 return false;
             }
             // Positioned reads: the file offset is always the buffer's, so a
@@ -399,8 +475,10 @@ impl Reader {
                     // Watched and nothing timed pending (an unfinished line
                     // to flush, a rotated file to let go): sleep until a change.
                     let quiet = self.lb.pending() == 0 && self.moved_since.is_none();
+                    // An open event: wake when its timeout ends it.
+                    let event_due = self.events.as_ref().and_then(|e| e.agg.deadline_ms());
                     if let Some(after) = self.ctx.cfg.close_inactive {
-                        if quiet && self.last_data.elapsed() >= after {
+                        if quiet && event_due.is_none() && self.last_data.elapsed() >= after {
                             let at = self.lb.read_offset();
                             tracing::info!(path = %self.path_text, offset = at, "no new data for close_inactive_ms: closing the file (reopened from its checkpoint when it grows)");
                             self.inactive_at.store(at + 1, Ordering::Release);
@@ -408,7 +486,11 @@ impl Reader {
                         }
                     }
                     let idle_wait = self.ctx.cfg.close_inactive.map_or(WATCHED_IDLE, |c| c.min(WATCHED_IDLE));
-                    let wait = if self.watch.is_some() && quiet { idle_wait } else { backoff };
+                    let mut wait = if self.watch.is_some() && quiet { idle_wait } else { backoff };
+                    if let Some(due) = event_due {
+                        let left = (due - now_ms()).clamp(1, i64::MAX) as u64;
+                        wait = wait.min(Duration::from_millis(left));
+                    }
                     if quiet && self.last_data.elapsed() >= RELEASE_AFTER {
                         self.lb.release_idle();
                     }
@@ -438,6 +520,12 @@ impl Reader {
             self.restart_truncated("size below the read offset");
             return Next::Read;
         }
+        if self.events.as_ref().is_some_and(|e| e.agg.deadline_ms().is_some_and(|d| now_ms() >= d)) {
+            // `multiline_timeout_ms` without a new line: the event is over.
+            if !self.send_events(None, false) {
+                return Next::Exit { forget: false };
+            }
+        }
         let idle = self.last_data.elapsed();
         if self.lb.pending() > 0
             && self.ctx.cfg.partial_flush.is_some_and(|d| idle >= d)
@@ -448,7 +536,7 @@ impl Reader {
         }
         if meta.nlink() == 0 {
             // Deleted: it will never grow again.
-            if !self.flush_partial() {
+            if !self.flush_partial() || !self.send_events(None, true) {
                 return Next::Exit { forget: false };
             }
             tracing::info!(path = %self.path_text, "file deleted and read to its end: closing it");
@@ -472,7 +560,7 @@ impl Reader {
             Instant::now()
         });
         if since.elapsed() >= self.ctx.cfg.rotate_wait && idle >= self.ctx.cfg.rotate_wait {
-            let _ = self.flush_partial();
+            let _ = self.flush_partial() && self.send_events(None, true);
             tracing::info!(path = %self.path_text, "rotated file idle: closing it");
             return Next::Exit { forget: false };
         }
@@ -519,6 +607,8 @@ impl Reader {
     fn restart_truncated(&mut self, why: &str) {
         tracing::info!(path = %self.path_text, was = self.lb.read_offset(), "file truncated ({why}): reading it again from the start");
         self.ctx.stats.truncations.fetch_add(1, Ordering::Relaxed);
+        // The open event belongs to the old content: it ends with it.
+        let _ = self.send_events(None, true);
         if let Some(src) = self.source.take() {
             self.ctx.checkpoints.release(&src, self.lb.offset(), true);
         }
@@ -559,6 +649,9 @@ impl Reader {
     /// Returns false when asked to stop before it could be sent; the block is
     /// then dropped unregistered and will be read again.
     fn send(&mut self, block: Block) -> bool {
+        if self.events.is_some() {
+            return self.send_events(Some(block), false);
+        }
         // Not the buffer's offset: it is already past the block.
         let src = self.source(block.offset);
         let n = self.spans.len();
@@ -572,8 +665,64 @@ impl Reader {
             return true;
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
-        let mut batch =
-            Batch { source: src.clone(), block, spans, read_ms, ack: ack.clone(), parse_json: self.ctx.cfg.parse_json };
+        let parse_json = self.ctx.cfg.parse_json;
+        let batch = Batch { source: src, block, spans, offsets: Vec::new(), end, read_ms, ack, parse_json };
+        self.deliver(batch, cut)
+    }
+
+    /// Multiline: pushes `block`'s lines (when there is one) through the
+    /// aggregator, ends the open event if `flush` (or if its timeout
+    /// passed), and ships the events that ended as one batch, registered up
+    /// to the open event's first line. False as [`Reader::send`]. A reader
+    /// without `multiline` has nothing to do here.
+    fn send_events(&mut self, block: Option<Block>, flush: bool) -> bool {
+        if self.events.is_none() {
+            return true;
+        }
+        let src = if let Some(b) = &block {
+            self.source(b.offset)
+        } else if let Some(src) = &self.source {
+            src.clone()
+        } else {
+            // Nothing read yet, so no event.
+            return true;
+        };
+        let cut = self.spans.iter().filter(|s| s.cut != crate::record::Cut::Whole).count();
+        // Every line before it went into the aggregator.
+        let read_end = block.as_ref().map_or(self.lb.offset(), Block::end_offset);
+        let ev = self.events.as_mut().expect("checked above");
+        ev.feed(block.as_ref().map(|b| (b, &self.spans[..])), now_ms(), flush);
+        self.spans.clear();
+        let counts = ev.agg.take_counts();
+        // Never into the open event: a restart reads it whole again.
+        let end = ev.agg.boundary().unwrap_or(read_end);
+        let n = ev.spans.len();
+        let read_ms = now_ms();
+        let ack = Arc::new(BatchAck::read_at(n, read_ms));
+        if n == 0 {
+            // Lines of the open event only (or skipped bytes).
+            src.progress.push(ack, end);
+            return true;
+        }
+        let data = ev.buf.split().freeze();
+        let spans = std::mem::replace(&mut ev.spans, Vec::with_capacity(n));
+        let offsets = std::mem::replace(&mut ev.offsets, Vec::with_capacity(n));
+        let block = Block { data, offset: offsets[0] };
+        let parse_json = self.ctx.cfg.parse_json;
+        let batch = Batch { source: src, block, spans, offsets, end, read_ms, ack, parse_json };
+        if !self.deliver(batch, cut) {
+            return false;
+        }
+        let stats = &self.ctx.stats;
+        stats.multiline_events.fetch_add(counts.events, Ordering::Relaxed);
+        stats.multiline_parts.fetch_add(counts.parts, Ordering::Relaxed);
+        true
+    }
+
+    /// Sends a batch of records, `cut` of them lines the splitter cut, and
+    /// registers it. False as [`Reader::send`].
+    fn deliver(&mut self, mut batch: Batch, cut: usize) -> bool {
+        let (src, ack, end, n) = (batch.source.clone(), batch.ack.clone(), batch.end, batch.spans.len());
         let stats = &self.ctx.stats;
         loop {
             match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {
@@ -600,9 +749,17 @@ impl Reader {
         true
     }
 
-    /// A batch was not sent: the next reader must start at its first byte.
+    /// A batch was not sent: the next reader must start at its first byte
+    /// (an event's first line, with `multiline`; the events after it are
+    /// read again too).
     fn lb_rewind(&mut self, b: &Batch) {
-        self.lb.reset(b.block.offset);
+        self.lb.reset(b.offsets.first().copied().unwrap_or(b.block.offset));
+        if let (Some(ev), Some(m)) = (self.events.as_mut(), self.ctx.cfg.multiline.as_ref()) {
+            ev.agg = Aggregator::new(m, self.ctx.cfg.split.max_line_bytes);
+            ev.buf.clear();
+            ev.spans.clear();
+            ev.offsets.clear();
+        }
     }
 }
 
@@ -665,6 +822,7 @@ mod tests {
             follow_symlinks: false,
             allowed_paths: Default::default(),
             close_inactive: None,
+            multiline: None,
         };
         let checkpoints = Arc::new(Checkpoints::open(data).unwrap());
         (Arc::new(TailCtx { cfg, checkpoints, tx, stats: Arc::default(), wake: None, max_open_files: 0 }), rx)
@@ -763,6 +921,174 @@ mod tests {
         got.extend(lines(&rx, 1, FLUSH * 6));
         assert_eq!(got, vec![("alone".to_string(), 0, Cut::Partial)]);
         second.join();
+    }
+
+    /// A context whose readers group lines with Java's preset, with
+    /// `timeout_ms`, and (with `wake`) inotify: a parked reader then sleeps
+    /// up to [`WATCHED_IDLE`] unless the event's timeout wakes it.
+    fn java_context(data: &Path, timeout_ms: u64, wake: bool) -> (Arc<TailCtx>, Receiver<Batch>) {
+        let (ctx, rx) = context(data);
+        let mut cfg = ctx.cfg.clone();
+        let mut m = Multiline::preset(crate::config::multiline::Preset::Java);
+        m.timeout_ms = timeout_ms;
+        cfg.multiline = Some(m);
+        let wake = if wake { Wake::start() } else { None };
+        (Arc::new(TailCtx { cfg, wake, ..(*ctx).clone() }), rx)
+    }
+
+    /// Records as [`lines`], with the source of the last batch.
+    fn records(
+        rx: &Receiver<Batch>,
+        at_least: usize,
+        quiet: Duration,
+    ) -> (Vec<(String, u64, Cut)>, Option<Arc<Source>>) {
+        let mut out = Vec::new();
+        let mut src = None;
+        while let Ok(b) = rx.recv_timeout(if out.len() < at_least { Duration::from_secs(10) } else { quiet }) {
+            out.extend(b.lines().map(|l| (String::from_utf8_lossy(l.bytes).into_owned(), l.offset, l.cut)));
+            b.ack.ack_many(b.spans.len() as u32);
+            src = Some(b.source.clone());
+        }
+        (out, src)
+    }
+
+    fn rec(text: &str, offset: usize) -> (String, u64, Cut) {
+        (text.to_string(), offset as u64, Cut::Whole)
+    }
+
+    const TRACE: &str = "2026-12-02 03:41:48,001 ERROR request failed\n\
+                         java.lang.IllegalStateException: outer\n\
+                         \tat com.x.A.run(A.java:10)\n\
+                         Caused by: java.lang.NullPointerException\n\
+                         \tat com.x.D.get(D.java:1)\n\
+                         \t... 12 more\n";
+
+    #[test]
+    fn multiline_events_ship_whole_and_the_checkpoint_stops_at_the_open_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let text = format!("2026-12-02 03:41:47,123 INFO start\n{TRACE}2026-12-02 03:41:49,000 INFO next\n");
+        append(&path, text.as_bytes());
+        let (ctx, rx) = java_context(&dir.path().join("data"), 60_000, false);
+        let reader =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
+        let (got, src) = records(&rx, 3, FLUSH * 4);
+        let second = text.find("java.lang").unwrap();
+        let last = text.find("2026-12-02 03:41:49").unwrap();
+        // The `ERROR` line is an event of its own: the trace starts at `java.lang`.
+        let error = text.find("2026-12-02 03:41:48").unwrap();
+        assert_eq!(
+            got,
+            vec![
+                rec("2026-12-02 03:41:47,123 INFO start", 0),
+                rec("2026-12-02 03:41:48,001 ERROR request failed", error),
+                rec(&TRACE[TRACE.find("java").unwrap()..TRACE.len() - 1], second),
+            ]
+        );
+        // Everything acknowledged, yet the checkpoint waits at the open event.
+        assert_eq!(src.unwrap().progress.advance(), last as u64);
+        assert_eq!(ctx.stats.multiline_events.load(Ordering::Relaxed), 1);
+        // Stopping ends it: nothing is left behind.
+        reader.join();
+        let (got, src) = records(&rx, 1, Duration::from_millis(10));
+        assert_eq!(got, vec![rec("2026-12-02 03:41:49,000 INFO next", last)]);
+        assert_eq!(src.unwrap().progress.advance(), text.len() as u64);
+    }
+
+    #[test]
+    fn a_restart_from_a_checkpoint_saved_mid_event_reads_the_whole_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = dir.path().join("a.log");
+        let (head, rest) = TRACE.split_at(TRACE.find("Caused").unwrap());
+        append(&path, format!("first\n{head}").as_bytes());
+        let (ctx, rx) = java_context(&data, 60_000, false);
+        let _crashed =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
+        // `first` and the `ERROR` line; the trace is open.
+        let (got, _) = records(&rx, 2, FLUSH * 4);
+        assert_eq!(got.len(), 2, "{got:?}");
+        ctx.checkpoints.save().unwrap();
+        // A kill -9 now: the first reader never ships the trace (it stays
+        // running, its channel unread); the next process starts from disk.
+        append(&path, format!("{rest}after\n").as_bytes());
+        let (ctx2, rx2) = java_context(&data, 60_000, false);
+        let second =
+            spawn(ctx2, File::open(&path).unwrap(), path.clone(), "t".into(), Start::Present, &[]).unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let java = text.find("java.lang").unwrap();
+        let (got, _) = records(&rx2, 1, FLUSH * 4);
+        assert_eq!(got, vec![rec(&text[java..text.find("\nafter").unwrap()], java)]);
+        second.join();
+        drop(rx);
+    }
+
+    #[test]
+    fn a_parked_watched_reader_wakes_to_end_an_event_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, TRACE.as_bytes());
+        let (ctx, rx) = java_context(&dir.path().join("data"), 300, true);
+        assert!(ctx.wake.is_some(), "inotify is available");
+        let t = Instant::now();
+        let reader =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
+        let (got, _) = records(&rx, 2, FLUSH);
+        // Long before the watched idle sleep would end.
+        assert!(t.elapsed() < WATCHED_IDLE / 2, "{:?}", t.elapsed());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[1].0.ends_with("\t... 12 more"), "{got:?}");
+        // A continuation after the timeout is an event of its own.
+        append(&path, b"\tat late.Line(L.java:1)\n");
+        let (got, _) = records(&rx, 1, FLUSH);
+        assert_eq!(got, vec![rec("\tat late.Line(L.java:1)", TRACE.len())]);
+        reader.join();
+    }
+
+    #[test]
+    fn truncation_and_deletion_end_the_open_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"old event\n\tat a.B(B.java:1)\n\tat a.C(C.java:2)\n");
+        let (ctx, rx) = java_context(&dir.path().join("data"), 60_000, false);
+        let reader =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
+        assert!(records(&rx, 0, FLUSH * 4).0.is_empty(), "the event is open");
+        // `> file`, then something shorter: the old event ends with its content.
+        std::fs::write(&path, b"new\n").unwrap();
+        let (got, _) = records(&rx, 1, FLUSH * 4);
+        assert_eq!(got, vec![rec("old event\n\tat a.B(B.java:1)\n\tat a.C(C.java:2)", 0)]);
+        append(&path, b"\tat n.D(D.java:3)\n");
+        fs::remove_file(&path).unwrap();
+        let (got, _) = records(&rx, 1, FLUSH * 4);
+        assert_eq!(got, vec![rec("new\n\tat n.D(D.java:3)", 0)]);
+        reader.join();
+    }
+
+    #[test]
+    fn events_past_max_lines_ship_in_numbered_parts_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"boom\n\tat 1\n\tat 2\n\tat 3\n\tat 4\nnext\n");
+        let (ctx, rx) = java_context(&dir.path().join("data"), 60_000, false);
+        let mut cfg = ctx.cfg.clone();
+        cfg.multiline.as_mut().unwrap().max_lines = 2;
+        let ctx = Arc::new(ctx.with_cfg(cfg));
+        let reader =
+            spawn(ctx.clone(), File::open(&path).unwrap(), path.clone(), "t".into(), Start::New, &[]).unwrap().unwrap();
+        let (got, _) = records(&rx, 3, FLUSH * 4);
+        assert_eq!(
+            got,
+            vec![
+                ("boom\n\tat 1".to_string(), 0, Cut::Part(1)),
+                ("\tat 2\n\tat 3".to_string(), 11, Cut::Part(2)),
+                ("\tat 4".to_string(), 23, Cut::Part(3)),
+            ]
+        );
+        assert_eq!(ctx.stats.multiline_parts.load(Ordering::Relaxed), 3);
+        assert_eq!(ctx.stats.multiline_events.load(Ordering::Relaxed), 1);
+        reader.join();
+        assert_eq!(records(&rx, 1, Duration::from_millis(10)).0, vec![rec("next", 29)]);
     }
 
     #[test]

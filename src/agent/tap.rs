@@ -9,6 +9,7 @@
 
 use crate::agent::guard;
 use crate::agent::identity::FileId;
+use crate::agent::multiline::{Aggregator, Event};
 use crate::agent::split::{LineBuffer, Span};
 use crate::agent::tail::{entry_config, TailConfig};
 use crate::config::allowed::fixed_prefix;
@@ -180,6 +181,10 @@ impl Printer<'_> {
         let path = path.to_string_lossy();
         let mut buf = LineBuffer::new(start, cfg.split);
         let mut spans: Vec<Span> = Vec::new();
+        // With `multiline`, the events the agent's reader would make: the
+        // file is read at once, so only its end (a flush) ends the last one.
+        let mut agg = cfg.multiline.as_ref().map(|m| Aggregator::new(m, cfg.split.max_line_bytes));
+        let mut events: Vec<(Vec<u8>, u64, Cut)> = Vec::new();
         loop {
             let n = buf.read_from(&mut file)?;
             // At the end, the unfinished last line the agent ships after
@@ -190,7 +195,32 @@ impl Printer<'_> {
                 None if n == 0 && cfg.partial_flush.is_some() => buf.take_partial(&mut spans),
                 None => None,
             };
-            if let Some(block) = block {
+            let at_end = n == 0 && (buf.pending() == 0 || cfg.partial_flush.is_none());
+            if let Some(agg) = agg.as_mut() {
+                let mut keep = |e: Event<'_>| events.push((e.bytes.to_vec(), e.offset, e.cut));
+                if let Some(block) = &block {
+                    for span in &spans {
+                        agg.push(
+                            &block.data[span.range()],
+                            block.offset + u64::from(span.start),
+                            span.cut,
+                            0,
+                            &mut keep,
+                        );
+                    }
+                }
+                if at_end {
+                    agg.flush(&mut keep);
+                }
+                for (value, offset, cut) in events.drain(..) {
+                    let origin =
+                        Origin { host: self.host.as_bytes(), path: path.as_bytes(), offset, fid: fid.as_bytes(), cut };
+                    self.line(&value, topic, origin, cfg.parse_json, mode)?;
+                    if self.tapped.records >= self.limit {
+                        return Ok(());
+                    }
+                }
+            } else if let Some(block) = block {
                 for span in &spans {
                     let origin = Origin {
                         host: self.host.as_bytes(),
@@ -205,7 +235,7 @@ impl Printer<'_> {
                     }
                 }
             }
-            if n == 0 && (buf.pending() == 0 || cfg.partial_flush.is_none()) {
+            if at_end {
                 return Ok(());
             }
         }
@@ -309,6 +339,37 @@ mod tests {
         assert!(out.lines().nth(1).unwrap().contains(r#""partial":"1""#), "{out}");
         let (out, tapped) = tap(b"one\n", "", Position::End, false);
         assert_eq!((out.as_str(), tapped.records, tapped.files), ("", 0, 1));
+    }
+
+    #[test]
+    fn a_multiline_entry_prints_one_record_per_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        std::fs::write(&log, "start\nboom\n\tat a.B(B.java:1)\nCaused by: x\n\t... 3 more\nlast\n\tat c.D(D.java:2)\n")
+            .unwrap();
+        let cfg = Config::from_ini_str("[agent]\ndata_dir = /nonexistent\nhost = h1\n").unwrap();
+        let list = format!(r#"[{{"path":"{}","topic":"app","multiline":"java"}}]"#, log.display());
+        let opts = Options { entries: crate::control::collect::parse(list.as_bytes()).unwrap(), ..tap_options() };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let tapped = run(&cfg, &opts, &mut out, &mut err).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let recs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let got: Vec<(&str, &str)> =
+            recs.iter().map(|r| (r["value"].as_str().unwrap(), r["headers"]["offset"].as_str().unwrap())).collect();
+        // The file's end ends the last event.
+        assert_eq!(
+            got,
+            vec![
+                ("start", "0"),
+                ("boom\n\tat a.B(B.java:1)\nCaused by: x\n\t... 3 more", "6"),
+                ("last\n\tat c.D(D.java:2)", "54"),
+            ]
+        );
+        assert_eq!(tapped.records, 3);
+    }
+
+    fn tap_options() -> Options {
+        Options { entries: Vec::new(), from: Position::Beginning, documents: false, limit: None }
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn index_batches(
                 pending.push(Indexed {
                     ack: batch.ack.clone(),
                     source: batch.source.clone(),
-                    end: batch.block.end_offset(),
+                    end: batch.end,
                     lines: batch.spans.len() as u32,
                 });
             }

@@ -185,6 +185,16 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
         "Unfinished last lines shipped after the idle timeout",
         Stats::get(&s.lines_partial),
     )?;
+    out.counter(
+        "logcollect_multiline_events",
+        "Multiline events of more than one line shipped (whole or in parts)",
+        Stats::get(&s.multiline_events),
+    )?;
+    out.counter(
+        "logcollect_multiline_parts",
+        "Records that are a part of a multiline event cut at multiline_max_lines or multiline_max_bytes",
+        Stats::get(&s.multiline_parts),
+    )?;
     out.counter("logcollect_rotations", "Files rotated away (renamed or deleted)", Stats::get(&s.rotations))?;
     out.counter("logcollect_truncations", "Files truncated and read again from the start", Stats::get(&s.truncations))?;
     out.gauge("logcollect_files_open", "Files being read now", Stats::get(&s.files_open) as f64)?;
