@@ -47,7 +47,8 @@
 //!   pure), `etcd/` (follow the host's key, the agent's config-watch stage,
 //!   its cache, the `logcollect config` commands), `host` (its name).
 //! - `kafka/`: every librdkafka client configuration, and their statistics.
-//! - `agent/`: `discovery` (globs, one reader per file, `max_open_files`;
+//! - `agent/`: `discovery` (globs, one reader per file, `max_open_files`,
+//!   files renamed out of the glob finished, unreadable bytes counted;
 //!   `guard`: what may be opened: symlinks, FIFOs, `allowed_paths`) ─► `tail` (one
 //!   file's reader: growth, truncation, rotation; `identity`, `wake`,
 //!   `split`, the line splitter; `multiline`, lines into events, for the

@@ -3,8 +3,9 @@
 //! etcd's, an unwritable `data_dir`, checkpoint writes failing mid-run, and
 //! the embedded index's commits failing in `run` on a full disk; and how
 //! multiline entries read them (a Java fixture's events, a kill -9 in the
-//! middle of an event). Real Tansu, etcd, and the binary as a child; exact
-//! records read back.
+//! middle of an event); and files renamed out of the glob or deleted while
+//! the agent is down with unread bytes. Real Tansu, etcd, and the binary as
+//! a child; exact records read back.
 
 mod common;
 
@@ -457,4 +458,114 @@ fn a_kill_9_in_the_middle_of_a_long_event_ships_it_once_whole() {
     let recs = consume(&kafka.brokers(), "app", want.len(), Duration::from_secs(3), Duration::from_secs(60));
     assert_eq!(in_file_order(&recs), want, "each event once, the trace whole");
     assert_eq!(want[2].0.lines().count(), 403);
+
+/// Lines `from..to` of file `f`: what `append_lines` writes, one string each.
+fn lines_of(f: usize, from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|i| line(f, i)).collect()
+}
+
+/// An agent over `logs/*.log` that has shipped `first` lines of
+/// `logs/app.log`, then read `more` lines it could not deliver (the
+/// broker paused), and was killed with kill -9. Returns the agent (not
+/// running) and the bytes of the acknowledged lines.
+fn killed_with_a_backlog(kafka: &Tansu, dir: &Path, logs: &Path, first: usize, more: usize) -> (Agent, u64) {
+    let app = logs.join("app.log");
+    append_lines(&app, 0, 0, first);
+    let cfg = agent_config(&kafka.brokers(), dir, "", &format!("app = {}/*.log", logs.display()));
+    let mut agent = Agent::start(dir, &cfg);
+    assert!(
+        wait_until(Duration::from_secs(30), || metric(&agent, "logcollect_lines_acked_total") >= first as f64),
+        "{}",
+        agent.log_text()
+    );
+    let acked = std::fs::metadata(&app).unwrap().len();
+    // Time for a checkpoint save over the acknowledged lines.
+    std::thread::sleep(Duration::from_millis(600));
+    kafka.pause();
+    append_lines(&app, 0, first, first + more);
+    let size = std::fs::metadata(&app).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(30), || metric(&agent, "logcollect_read_bytes_total") >= size as f64),
+        "{}",
+        agent.log_text()
+    );
+    // A checkpoint save that records how far the file was read.
+    std::thread::sleep(Duration::from_millis(600));
+    agent.kill9();
+    kafka.resume();
+    (agent, acked)
+}
+
+#[test]
+fn a_file_renamed_out_of_the_glob_while_the_agent_is_down_is_read_to_its_end() {
+    // Was: the renamed file (`app.log.1`, outside `*.log`) was never looked
+    // at again, and the lines the killed agent had read but not delivered
+    // were lost (Vector #22954).
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (mut agent, _) = killed_with_a_backlog(&kafka, dir.path(), &logs, 2_000, 10_000);
+    let app = logs.join("app.log");
+    std::fs::rename(&app, logs.join("app.log.1")).unwrap();
+    append_lines(&app, 1, 0, 1_000);
+    agent.restart();
+    let mut want = lines_of(0, 0, 12_000);
+    want.extend(lines_of(1, 0, 1_000));
+    let recs = consume(&kafka.brokers(), "app", want.len(), Duration::from_secs(3), Duration::from_secs(120));
+    let mut got = values(&recs);
+    let records = got.len();
+    got.dedup();
+    assert_eq!(got, sorted(want), "every line, once distinct ({records} records): {}", agent.log_text());
+    assert_eq!(metric(&agent, "logcollect_files_finished_outside_glob_total"), 1.0);
+    assert_eq!(metric(&agent, "logcollect_lost_bytes_total"), 0.0);
+    assert_eq!(log_lines(&agent, &["renamed out of its glob with unread bytes", "app.log.1"]), 1);
+    assert_eq!(agent.terminate().0, Some(0));
+}
+
+#[test]
+fn a_file_deleted_unread_while_the_agent_is_down_is_counted_and_named_as_lost() {
+    let kafka = Tansu::start();
+    kafka.create_topic("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (mut agent, acked) = killed_with_a_backlog(&kafka, dir.path(), &logs, 1_000, 3_000);
+    let app = logs.join("app.log");
+    let size = std::fs::metadata(&app).unwrap().len();
+    std::fs::remove_file(&app).unwrap();
+    append_lines(&logs.join("other.log"), 2, 0, 10);
+    agent.restart();
+    assert!(
+        wait_until(Duration::from_secs(30), || metric(&agent, "logcollect_lost_bytes_total") > 0.0),
+        "{}",
+        agent.log_text()
+    );
+    let lost = size - acked;
+    assert_eq!(metric(&agent, "logcollect_lost_bytes_total"), lost as f64);
+    let (_, metrics) = agent.get("/metrics");
+    let per_path = format!("logcollect_file_lost_bytes_total{{path=\"{}\"}} {lost}", app.display());
+    assert!(metrics.lines().any(|l| l == per_path), "{per_path} in:\n{metrics}");
+    let (_, status) = agent.get("/api/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["lost_bytes"][app.to_str().unwrap()], lost);
+    assert_eq!(status["totals"]["lost_bytes"], lost);
+    assert_eq!(
+        log_lines(&agent, &["before it was read to its end: these bytes are lost", app.to_str().unwrap()]),
+        1,
+        "{}",
+        agent.log_text()
+    );
+    // Everything else goes on.
+    let recs = consume(&kafka.brokers(), "app", 1_010, Duration::from_secs(3), Duration::from_secs(60));
+    let mut got = values(&recs);
+    got.dedup();
+    let mut want = lines_of(0, 0, 1_000);
+    want.extend(lines_of(2, 0, 10));
+    // What the paused broker took before the kill may be there too.
+    let unsent: std::collections::HashSet<String> = lines_of(0, 1_000, 4_000).into_iter().collect();
+    got.retain(|v| !unsent.contains(v));
+    assert_eq!(got, sorted(want));
+    assert_eq!(agent.terminate().0, Some(0));
 }

@@ -34,8 +34,22 @@
 //! opened again, from its checkpoint, once a scan sees its size change.
 //! Messages about files are rate-limited and bounded ([`Reported`]).
 //!
+//! Files that leave the glob with unread bytes: a file renamed to a name
+//! no entry matches (`app.log` to `app.log.1` under `*.log`) while the
+//! agent was down, or while lines of it were in flight when it stopped,
+//! still has a saved position short of its end. Each scan looks such
+//! positions up once, by identity (device, inode and the hash of its first
+//! line), in the file's directory, and gives the file found there a reader
+//! under its old path: it reads to the end and lets go, as a reader does
+//! when its file is rotated away ([`Discovery::finish_left`]). Where the
+//! file is no longer there (deleted, replaced, truncated), the bytes
+//! between the position and how far the file was seen are lost: logged
+//! with the path and offsets and counted (`logcollect_lost_bytes_total`,
+//! per path, and on `/api/status`), never silent.
+//!
 //! [`EntryOptions`]: crate::config::EntryOptions
 
+use crate::agent::checkpoint::SavedPosition;
 use crate::agent::guard;
 use crate::agent::identity::FileId;
 use crate::agent::tail::{self, ReaderHandle, Start, TailCtx};
@@ -43,7 +57,10 @@ use crate::config::allowed::fixed_prefix;
 use crate::config::{absolute_text, AllowedPaths, CollectEntry};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -92,7 +109,15 @@ pub struct Discovery {
     found: HashSet<ReaderKey>,
     /// Files of the current scan that found no free reader.
     waiting: u64,
+    /// Saved positions already looked for outside the globs (each once
+    /// per process).
+    looked: HashSet<(FileId, Arc<str>)>,
 }
+
+/// Most saved positions [`Discovery::finish_left`] looks for per scan.
+const LEFT_LOOKUPS_PER_SCAN: usize = 256;
+/// Most directory entries it reads per directory.
+const LEFT_DIR_ENTRIES_MAX: usize = 100_000;
 
 /// A file one scan found, before its reader starts.
 struct Hit {
@@ -121,6 +146,7 @@ impl Discovery {
             closed: HashMap::new(),
             found: HashSet::new(),
             waiting: 0,
+            looked: HashSet::new(),
         };
         d.entries = d.admitted(entries);
         d
@@ -246,6 +272,7 @@ impl Discovery {
             let topics = collecting.get(&(hit.found.dev, hit.found.ino)).map_or(&[][..], Vec::as_slice);
             self.consider(&entry, hit.path, hit.found, hit.start, topics);
         }
+        self.finish_left();
         let found = std::mem::take(&mut self.found);
         self.closed.retain(|k, _| found.contains(k));
         self.found = found;
@@ -371,6 +398,120 @@ impl Discovery {
         }
     }
 
+    /// Finishes files that left their glob with unread bytes, and counts
+    /// what can no longer be read (see the module doc). Looks at saved
+    /// positions this scan did not find whose topic's entry still covers
+    /// their path (an entry that is gone takes its files with it), each
+    /// once per process and at most [`LEFT_LOOKUPS_PER_SCAN`] a scan, with
+    /// one listing of each directory.
+    fn finish_left(&mut self) {
+        let mut budget = LEFT_LOOKUPS_PER_SCAN;
+        let mut listings: HashMap<PathBuf, io::Result<Vec<(PathBuf, u64, u64)>>> = HashMap::new();
+        let mut covering: Option<Vec<(Arc<str>, glob::Pattern, Vec<glob::Pattern>)>> = None;
+        for s in self.base.checkpoints.saved() {
+            let key = (s.fid.dev, s.fid.ino, s.topic.clone());
+            // Even a position at its `end` is looked for: `end` is how far
+            // the file was seen, and a busy file may have grown unseen.
+            if self.found.contains(&key)
+                || self.readers.contains_key(&key)
+                || self.looked.contains(&(s.fid, s.topic.clone()))
+            {
+                continue;
+            }
+            let entries = covering.get_or_insert_with(|| {
+                self.entries
+                    .iter()
+                    .filter_map(|e| {
+                        let p = glob::Pattern::new(&absolute_text(&e.path)).ok()?;
+                        Some((Arc::from(e.topic.as_str()), p, e.options.exclude.clone()))
+                    })
+                    .collect()
+            });
+            let path = Path::new(&s.path);
+            let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+            let covered = entries
+                .iter()
+                .any(|(t, p, ex)| *t == s.topic && p.matches_path_with(path, opts) && !guard::excluded(ex, path));
+            if !covered {
+                continue;
+            }
+            let cap = self.base.max_open_files;
+            if budget == 0 || (cap > 0 && self.readers.len() >= cap) {
+                break;
+            }
+            budget -= 1;
+            self.looked.insert((s.fid, s.topic.clone()));
+            let Some(dir) = path.parent() else { continue };
+            let listing = listings.entry(dir.to_path_buf()).or_insert_with(|| list_dir(dir));
+            let at = match listing {
+                Ok(l) => l.iter().find(|(_, dev, ino)| (*dev, *ino) == (s.fid.dev, s.fid.ino)).map(|(p, ..)| p.clone()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    self.report(format!(
+                        "cannot look for {} (renamed out of its glob?) in {}: {e}",
+                        s.path,
+                        dir.display()
+                    ));
+                    continue;
+                }
+            };
+            match at.and_then(|at| self.open_left(&s, &at).map(|f| (at, f))) {
+                Some((at, file)) => self.start_left(s, at, file),
+                None if s.end > s.offset => {
+                    tracing::error!(
+                        path = %s.path, topic = %s.topic, from = s.offset, to = s.end, bytes = s.end - s.offset,
+                        "file gone (deleted, replaced or truncated) before it was read to its end: these bytes are lost"
+                    );
+                    self.base.stats.lost(&s.path, s.end - s.offset);
+                    self.base.checkpoints.drop_saved(s.fid, &s.topic);
+                }
+                // How far it was seen is not known (an older checkpoint):
+                // nothing to count; the position expires as any other.
+                None => {}
+            }
+        }
+    }
+
+    /// Opens `at` if it is the file `s` was saved for (same identity) and
+    /// may be read (a regular file, not a symlink, inside `allowed_paths`).
+    fn open_left(&mut self, s: &SavedPosition, at: &Path) -> Option<File> {
+        if !self.base.cfg.allowed_paths.allows(at) {
+            return None;
+        }
+        let file = guard::open_regular(at, false).ok()?;
+        let same = match FileId::of(&file) {
+            Ok(Some(fid)) => fid == s.fid,
+            Ok(None) => FileId::of_partial(&file).is_ok_and(|fid| fid == s.fid),
+            Err(_) => false,
+        };
+        same.then_some(file)
+    }
+
+    /// Reads the file `s` was saved for, found renamed to `at`, from its
+    /// saved offset to its end, under its old path and the saved topic.
+    fn start_left(&mut self, s: SavedPosition, at: PathBuf, file: File) {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size <= s.offset {
+            return;
+        }
+        let Some(entry) = self.entries.iter().find(|e| *e.topic == *s.topic).cloned() else { return };
+        let ctx = self.context(&entry);
+        let topic = self.topic(&s.topic);
+        tracing::info!(
+            path = %s.path, now_at = %at.display(), topic = %s.topic, from = s.offset, size,
+            "file renamed out of its glob with unread bytes: reading it to its end"
+        );
+        let key = (s.fid.dev, s.fid.ino, topic.clone());
+        match tail::spawn(ctx, file, PathBuf::from(&s.path), topic.clone(), Start::Present, &[topic]) {
+            Ok(Some(handle)) => {
+                self.base.stats.files_finished.fetch_add(1, Ordering::Relaxed);
+                self.readers.insert(key, Running { handle, entry });
+            }
+            Ok(None) => {}
+            Err(e) => self.report(format!("cannot read {}: {e}", at.display())),
+        }
+    }
+
     fn refused(&mut self, r: guard::Refused) {
         if let guard::Refused::Report(m) = r {
             if self.reported.report(m) {
@@ -425,6 +566,21 @@ impl Discovery {
             r.handle.join();
         }
     }
+}
+
+/// The regular files of `dir` (not following symlinks) with their device
+/// and inode; at most [`LEFT_DIR_ENTRIES_MAX`] entries are read.
+fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, u64, u64)>> {
+    let mut out = Vec::new();
+    for item in fs::read_dir(dir)?.take(LEFT_DIR_ENTRIES_MAX) {
+        let Ok(item) = item else { continue };
+        if let Ok(m) = item.metadata() {
+            if m.is_file() {
+                out.push((item.path(), m.dev(), m.ino()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Most distinct messages [`Reported`] remembers.
@@ -535,6 +691,100 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::checkpoint::{Acquired, Checkpoints};
+    use crate::agent::stats::Stats;
+    use crate::agent::tail::tests::{append, context, lines};
+
+    /// Leaves a saved position of `path` in `topic` in `data`'s checkpoint
+    /// file: acknowledged to `offset`, the file seen to `end`.
+    fn save_position(data: &Path, path: &Path, offset: u64, end: u64) -> FileId {
+        let fid = FileId::of(&File::open(path).unwrap()).unwrap().unwrap();
+        let cps = Checkpoints::open(data).unwrap();
+        let Acquired::Ready(src, at) = cps.acquire(fid, &"t".into(), &path.to_string_lossy().into(), offset, &[])
+        else {
+            panic!("no position yet")
+        };
+        assert_eq!(at, offset);
+        src.stats.size.store(end, Ordering::Relaxed);
+        cps.release(&src, offset, false);
+        assert!(cps.save().unwrap());
+        fid
+    }
+
+    #[test]
+    fn a_file_renamed_out_of_the_glob_while_down_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        fs::create_dir(&logs).unwrap();
+        let app = logs.join("app.log");
+        append(&app, b"one\ntwo\nthree\n");
+        // "one" was acknowledged, "two" read and in flight at the stop.
+        save_position(&data, &app, 4, 8);
+        // Rotated while the agent was down: out of the `*.log` glob.
+        fs::rename(&app, logs.join("app.log.1")).unwrap();
+        append(&app, b"new\n");
+        let (ctx, rx) = context(&data);
+        let stats = ctx.stats.clone();
+        let entry = CollectEntry::new(format!("{}/*.log", logs.display()), "t");
+        let mut disc = Discovery::new(ctx, vec![entry]);
+        disc.scan();
+        let mut got = lines(&rx, 3, Duration::from_millis(300));
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let texts: Vec<(&str, u64)> = got.iter().map(|(t, o, _)| (t.as_str(), *o)).collect();
+        assert_eq!(texts, vec![("new", 0), ("three", 8), ("two", 4)]);
+        assert_eq!(Stats::get(&stats.files_finished), 1);
+        assert_eq!(Stats::get(&stats.lost_bytes), 0);
+        // Looked for once: later scans leave it alone.
+        disc.scan();
+        disc.scan();
+        assert_eq!(Stats::get(&stats.files_finished), 1);
+        disc.stop_all();
+    }
+
+    #[test]
+    fn a_file_deleted_with_unread_bytes_is_counted_as_lost_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        fs::create_dir(&logs).unwrap();
+        let app = logs.join("app.log");
+        append(&app, b"one\ntwo\nthree\n");
+        let fid = save_position(&data, &app, 4, 14);
+        fs::remove_file(&app).unwrap();
+        // Another file with the same name (and maybe the inode) is not it.
+        append(&app, b"other\n");
+        let (ctx, rx) = context(&data);
+        let (stats, cps) = (ctx.stats.clone(), ctx.checkpoints.clone());
+        let entry = CollectEntry::new(format!("{}/*.log", logs.display()), "t");
+        let mut disc = Discovery::new(ctx, vec![entry]);
+        disc.scan();
+        let got = lines(&rx, 1, Duration::from_millis(300));
+        assert_eq!(got.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), vec!["other"]);
+        assert_eq!(Stats::get(&stats.lost_bytes), 10);
+        assert_eq!(stats.lost_paths(), vec![(app.to_string_lossy().into_owned(), 10)]);
+        assert!(cps.saved().iter().all(|s| s.fid != fid), "the position is dropped once counted");
+        disc.scan();
+        assert_eq!(Stats::get(&stats.lost_bytes), 10, "counted once");
+        disc.stop_all();
+    }
+
+    #[test]
+    fn a_saved_position_whose_entry_is_gone_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        fs::create_dir(&logs).unwrap();
+        let app = logs.join("app.log");
+        append(&app, b"one\ntwo\n");
+        save_position(&data, &app, 4, 8);
+        fs::remove_file(&app).unwrap();
+        let (ctx, _rx) = context(&data);
+        let stats = ctx.stats.clone();
+        // Another topic's entry: the position is not its to finish or count.
+        let entry = CollectEntry::new(format!("{}/*.log", logs.display()), "other");
+        let mut disc = Discovery::new(ctx, vec![entry]);
+        disc.scan();
+        assert_eq!((Stats::get(&stats.lost_bytes), Stats::get(&stats.files_finished)), (0, 0));
+        disc.stop_all();
+    }
 
     #[test]
     fn reported_messages_are_rate_limited_and_bounded() {

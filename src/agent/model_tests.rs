@@ -23,8 +23,9 @@
 //! - `Rotate`: `x.log.1` is removed, `x.log` renamed to it, a new empty
 //!   `x.log` created. The renamed file leaves the glob; its reader reads it to
 //!   its end within `rotate_wait`. First the test waits until a reader of the
-//!   current run follows the file: a file that leaves the glob before any
-//!   reader found it is never read, by any glob-based tailer.
+//!   current run follows the file (a file that leaves the glob before any
+//!   reader found it is never read, by any glob-based tailer), and until the
+//!   old `x.log.1` was delivered (removing it unread loses it for anyone).
 //! - `Truncate` (copytruncate): waits until what was written was delivered,
 //!   truncates to 0, and waits until the reader noticed. Lines written and
 //!   truncated before a reader read them are gone for any tailer, so the model
@@ -41,10 +42,12 @@
 //!   without recording or acknowledging it (the next stage lost them), until
 //!   every line written was recorded or dropped; then the stop. The dropped
 //!   lines were read but never acknowledged, so the checkpoint stays before
-//!   them and the next run must deliver them. First the test waits until
-//!   rotated-away files were delivered: they are outside the glob, so the
-//!   next run does not read them (the agent's readers stop at once on
-//!   shutdown, not at the end of their file).
+//!   them and the next run must deliver them. Rotated-away files need not
+//!   be delivered first: the next run finds them outside the glob by their
+//!   saved positions and reads them to their end. With `rotate_while_down`
+//!   one file is rotated between the stop and the start (after its reader
+//!   followed it), so the next run finds it outside the glob with whatever
+//!   the stopped run had not read or had dropped.
 //! - `Wait` (sleep, then a checkpoint save as the agent's timer does) and
 //!   `Settle` (wait until every line written was delivered).
 //!
@@ -100,7 +103,7 @@ enum Action {
     Rotate { file: usize },
     Truncate { file: usize },
     Delete { file: usize },
-    Restart { drop_in_flight: bool },
+    Restart { drop_in_flight: bool, rotate_while_down: Option<usize> },
     Wait { ms: u64 },
     Settle,
 }
@@ -116,7 +119,8 @@ fn action() -> impl Strategy<Value = Action> {
         2 => file.clone().prop_map(|file| Action::Rotate { file }),
         2 => file.clone().prop_map(|file| Action::Truncate { file }),
         1 => file.prop_map(|file| Action::Delete { file }),
-        2 => any::<bool>().prop_map(|drop_in_flight| Action::Restart { drop_in_flight }),
+        2 => (any::<bool>(), proptest::option::of(0..FILES))
+            .prop_map(|(drop_in_flight, rotate_while_down)| Action::Restart { drop_in_flight, rotate_while_down }),
         1 => (0u64..60).prop_map(|ms| Action::Wait { ms }),
         1 => Just(Action::Settle),
     ]
@@ -165,8 +169,8 @@ struct Model {
     lines: Vec<Written>,
     next_seq: u32,
     next_generation: u32,
-    /// Generations renamed out of the glob.
-    rotated: HashSet<u32>,
+    /// The generation at each file's `x.log.1`, if any.
+    rotated: [Option<u32>; FILES],
 }
 
 impl Model {
@@ -399,19 +403,9 @@ impl Harness {
                 self.wait_delivered("the partial line to be flushed", |w| w.text == text)?;
             }
             Action::Rotate { file } => {
-                if !self.model.files[file].exists {
-                    return Ok(());
+                if self.ready_to_rotate(file)? {
+                    self.rotate(file);
                 }
-                if self.model.files[file].size > 0 {
-                    self.wait_followed(file)?;
-                }
-                let (path, rotated) = (self.path(file), self.path(file).with_extension("log.1"));
-                let _ = fs::remove_file(&rotated);
-                fs::rename(&path, &rotated).unwrap();
-                File::create(&path).unwrap();
-                let m = &mut self.model;
-                m.rotated.insert(m.files[file].generation);
-                m.new_generation(file);
             }
             Action::Truncate { file } => {
                 if !self.model.files[file].exists || self.model.files[file].size == 0 {
@@ -434,9 +428,11 @@ impl Harness {
                 fs::remove_file(self.path(file)).unwrap();
                 self.model.files[file].exists = false;
             }
-            Action::Restart { drop_in_flight } => {
-                let rotated = &self.model.rotated;
-                self.wait_delivered("the rotated files", |w| rotated.contains(&w.generation))?;
+            Action::Restart { drop_in_flight, rotate_while_down } => {
+                let rotate = match rotate_while_down {
+                    Some(file) => self.ready_to_rotate(file)?,
+                    None => false,
+                };
                 if drop_in_flight {
                     self.current().discard.store(true, Ordering::Release);
                     self.wait_until("every line delivered or dropped", |h| {
@@ -445,6 +441,9 @@ impl Harness {
                     })?;
                 }
                 self.stop();
+                if let (Some(file), true) = (rotate_while_down, rotate) {
+                    self.rotate(file);
+                }
                 self.start();
             }
             Action::Wait { ms } => {
@@ -454,6 +453,33 @@ impl Harness {
             Action::Settle => self.wait_delivered("every line", |_| true)?,
         }
         Ok(())
+    }
+
+    /// Waits until `file` may be rotated: a reader follows it, and the
+    /// generation at its `x.log.1` (which the rotation removes) was
+    /// delivered. False: there is no file to rotate.
+    fn ready_to_rotate(&self, file: usize) -> Result<bool, String> {
+        if !self.model.files[file].exists {
+            return Ok(false);
+        }
+        if self.model.files[file].size > 0 {
+            self.wait_followed(file)?;
+        }
+        if let Some(old) = self.model.rotated[file] {
+            self.wait_delivered(&format!("f{file}.log.1"), |w| w.generation == old)?;
+        }
+        Ok(true)
+    }
+
+    /// `x.log.1` removed, `x.log` renamed to it, a new empty `x.log`.
+    fn rotate(&mut self, file: usize) {
+        let (path, rotated) = (self.path(file), self.path(file).with_extension("log.1"));
+        let _ = fs::remove_file(&rotated);
+        fs::rename(&path, &rotated).unwrap();
+        File::create(&path).unwrap();
+        let m = &mut self.model;
+        m.rotated[file] = Some(m.files[file].generation);
+        m.new_generation(file);
     }
 
     fn write(&mut self, file: usize, lines: usize, pad: usize, partial: bool) {

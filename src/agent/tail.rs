@@ -403,6 +403,13 @@ impl Reader {
             };
         if offset > size {
             tracing::warn!(path = %self.path_text, checkpoint = offset, size, "file is shorter than its checkpoint (truncated while the agent was down): reading from the start");
+            // How far the previous run saw it (see Checkpoints::acquire):
+            // what it had not acknowledged went with the truncation.
+            let end = src.stats.size.load(Ordering::Relaxed);
+            if end > offset {
+                tracing::error!(path = %self.path_text, topic = %self.topic, from = offset, to = end, bytes = end - offset, "file truncated before it was read to its end: these bytes are lost");
+                self.ctx.stats.lost(&self.path_text, end - offset);
+            }
             offset = 0;
         }
         tracing::info!(path = %self.path_text, topic = %self.topic, offset, fid = %src.fid_text, "following file");
@@ -800,7 +807,7 @@ fn line_start_before(file: &File, size: u64) -> io::Result<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::Cut;
     use crossbeam_channel::Receiver;
@@ -810,7 +817,7 @@ mod tests {
     const FLUSH: Duration = Duration::from_millis(50);
 
     /// A context for readers of files under `data`, and its channel.
-    fn context(data: &Path) -> (Arc<TailCtx>, Receiver<Batch>) {
+    pub(crate) fn context(data: &Path) -> (Arc<TailCtx>, Receiver<Batch>) {
         let (tx, rx) = crossbeam_channel::bounded(4);
         let cfg = TailConfig {
             split: SplitConfig::default(),
@@ -830,7 +837,7 @@ mod tests {
 
     /// The lines that arrive, acknowledged: at least `at_least` (waiting up
     /// to 10 s for them), then any more until none came for `quiet`.
-    fn lines(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> Vec<(String, u64, Cut)> {
+    pub(crate) fn lines(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> Vec<(String, u64, Cut)> {
         let mut out = Vec::new();
         while let Ok(b) = rx.recv_timeout(if out.len() < at_least { Duration::from_secs(10) } else { quiet }) {
             out.extend(b.lines().map(|l| (String::from_utf8_lossy(l.bytes).into_owned(), l.offset, l.cut)));
@@ -839,7 +846,7 @@ mod tests {
         out
     }
 
-    fn append(path: &Path, bytes: &[u8]) {
+    pub(crate) fn append(path: &Path, bytes: &[u8]) {
         fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(bytes).unwrap();
     }
 

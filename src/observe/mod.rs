@@ -55,6 +55,10 @@ pub struct FileRow {
     /// Seconds since data was last read (`None`: not since the start).
     pub idle_seconds: Option<f64>,
     pub rotations: u64,
+    /// Unacknowledged bytes of this path's identities that were rotated
+    /// away (lost if deleted before they are read).
+    #[serde(default)]
+    pub at_risk_bytes: u64,
 }
 
 /// One consumed partition.
@@ -78,6 +82,10 @@ pub struct Status {
     pub partitions: Vec<PartitionRow>,
     /// Monotonic totals by name (`lines_read`, `docs_indexed`, ...).
     pub totals: BTreeMap<String, u64>,
+    /// Bytes that can no longer be read, by path (files deleted, truncated
+    /// or replaced before they were read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_bytes: BTreeMap<String, u64>,
     pub ready: bool,
     /// Why not ready; empty when ready.
     pub problems: Vec<String>,
@@ -263,6 +271,7 @@ impl Observed {
             files: parts.agent.as_ref().map(|a| (a.files)()).unwrap_or_default(),
             partitions: partitions(&parts),
             totals,
+            lost_bytes: parts.agent.as_ref().map(|a| a.stats.lost_paths().into_iter().collect()).unwrap_or_default(),
             ready: problems.is_empty(),
             problems,
         }
@@ -311,8 +320,13 @@ pub fn file_rows(sources: &[Arc<crate::agent::batch::Source>]) -> Vec<FileRow> {
         });
         row.read_bytes += st.read_bytes.load(Ordering::Relaxed);
         row.shipped_lines += src.progress.done_lines();
-        row.behind_bytes += st.behind(src.progress.committed());
-        row.rotations += st.rotations.load(Ordering::Relaxed);
+        let behind = st.behind(src.progress.committed());
+        row.behind_bytes += behind;
+        let rotations = st.rotations.load(Ordering::Relaxed);
+        row.rotations += rotations;
+        if rotations > 0 {
+            row.at_risk_bytes += behind;
+        }
         let last = st.last_read_ms.load(Ordering::Relaxed);
         if last > 0 {
             let idle = (now - last).max(0) as f64 / 1000.0;
@@ -422,6 +436,7 @@ pub(crate) mod tests {
                     behind_bytes: 0,
                     idle_seconds: Some(1.5),
                     rotations: 1,
+                    at_risk_bytes: 0,
                 }]
             }),
             channel: Box::new(|| (3, 195)),

@@ -209,6 +209,18 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
         Stats::get(&s.files_closed_idle),
     )?;
     out.counter(
+        "logcollect_files_finished_outside_glob",
+        "Files renamed out of their glob with unread bytes, found again by identity and read to their end",
+        Stats::get(&s.files_finished),
+    )?;
+    out.counter(
+        "logcollect_lost_bytes",
+        "Bytes that can no longer be read: their file was deleted, truncated or replaced before they were",
+        Stats::get(&s.lost_bytes),
+    )?;
+    let lost: Vec<_> = s.lost_paths().into_iter().map(|(p, n)| (vec![("path", p)], n)).collect();
+    out.counters("logcollect_file_lost_bytes", "Bytes that can no longer be read, per path", &lost)?;
+    out.counter(
         "logcollect_files_refused",
         "Files found by a glob and refused (symlink, not a regular file, outside allowed_paths), as reported",
         Stats::get(&s.files_refused),
@@ -234,6 +246,12 @@ fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {
     out.counters("logcollect_file_rotations", "Rotations seen, per file", &rows(|f| f.rotations))?;
     let behind: Vec<_> = files.iter().map(|f| (labels(f), f.behind_bytes as f64)).collect();
     out.gauges("logcollect_file_behind_bytes", "File size minus the checkpoint, per file", &behind)?;
+    let at_risk: u64 = files.iter().map(|f| f.at_risk_bytes).sum();
+    out.gauge(
+        "logcollect_bytes_at_risk",
+        "Unacknowledged bytes of files already rotated away: lost if they are deleted before being read",
+        at_risk as f64,
+    )?;
     let idle: Vec<_> = files.iter().filter_map(|f| f.idle_seconds.map(|s| (labels(f), s))).collect();
     out.gauges("logcollect_file_last_read_age_seconds", "Seconds since data was last read, per file", &idle)
 }

@@ -293,6 +293,7 @@ mod tests {
                 behind_bytes: 2048,
                 idle_seconds: Some(0.25),
                 rotations: 1,
+                at_risk_bytes: 0,
             }],
             partitions: vec![PartitionRow {
                 topic: "web".into(),
@@ -302,6 +303,7 @@ mod tests {
                 high_watermark: 15_100,
             }],
             totals: [("lines_acked".to_string(), lines)].into_iter().collect(),
+            lost_bytes: Default::default(),
             ready: true,
             problems: vec![],
         }

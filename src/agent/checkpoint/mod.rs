@@ -79,8 +79,18 @@ struct TopicV2 {
     topic: String,
     /// Every line before this file offset was acknowledged in `topic`.
     offset: u64,
+    /// How far the file was seen (its size, or the offset read to, if
+    /// larger): `end - offset` bytes were not acknowledged yet, and are
+    /// counted as lost if the file is gone before they are read. 0 (and
+    /// left out): not known (written by an older build).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    end: u64,
     /// Last time the offset was confirmed live (ms since the epoch).
     seen_ms: i64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// On-disk format, version 1 (before 2026-12): one row per (file, topic).
@@ -101,6 +111,9 @@ struct Row {
     path: String,
     /// Every line before this file offset was acknowledged.
     offset: u64,
+    /// See [`TopicV2::end`] (not in version 1).
+    #[serde(default, skip)]
+    end: u64,
     /// Last time the offset was confirmed live (ms since the epoch).
     seen_ms: i64,
 }
@@ -110,7 +123,7 @@ impl DiskV2 {
     fn from_rows(saved_ms: i64, rows: &[Row]) -> DiskV2 {
         let mut files: Vec<FileV2> = Vec::new();
         for r in rows {
-            let topic = TopicV2 { topic: r.topic.clone(), offset: r.offset, seen_ms: r.seen_ms };
+            let topic = TopicV2 { topic: r.topic.clone(), offset: r.offset, end: r.end, seen_ms: r.seen_ms };
             match files.last_mut() {
                 Some(f) if f.fid == r.fid => f.topics.push(topic),
                 _ => files.push(FileV2 { fid: r.fid, path: r.path.clone(), topics: vec![topic] }),
@@ -130,6 +143,7 @@ impl DiskV2 {
                     topic: t.topic.clone(),
                     path: f.path.clone(),
                     offset: t.offset,
+                    end: t.end,
                     seen_ms: t.seen_ms,
                 })
             })
@@ -144,7 +158,21 @@ impl DiskV2 {
 pub struct Saved {
     pub path: String,
     pub offset: u64,
+    /// See [`TopicV2::end`].
+    pub end: u64,
     seen_ms: i64,
+}
+
+/// A saved position (of a file no reader has open), as
+/// [`Checkpoints::saved`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedPosition {
+    pub fid: FileId,
+    pub topic: Arc<str>,
+    pub path: String,
+    pub offset: u64,
+    /// See [`TopicV2::end`].
+    pub end: u64,
 }
 
 /// Every checkpoint at one moment, as [`Checkpoints::save`] writes it: for a
@@ -331,7 +359,7 @@ impl Checkpoints {
         if let Some(d) = loaded {
             state.last_written = d.rows();
             for r in &state.last_written {
-                let saved = Saved { path: r.path.clone(), offset: r.offset, seen_ms: r.seen_ms };
+                let saved = Saved { path: r.path.clone(), offset: r.offset, end: r.end, seen_ms: r.seen_ms };
                 state.files.entry(r.fid).or_default().insert(Arc::from(r.topic.as_str()), Slot::Saved(saved));
             }
         }
@@ -407,8 +435,11 @@ impl Checkpoints {
                 return Acquired::Ready(src, resume);
             }
             Some(Slot::Saved(s)) => {
-                let offset = s.offset;
-                return Acquired::Ready(self.insert_live(&mut st, fid, topic, path, offset), offset);
+                let (offset, end) = (s.offset, s.end);
+                let src = self.insert_live(&mut st, fid, topic, path, offset);
+                // How far the file was seen stays known until the reader looks.
+                src.stats.size.store(end, std::sync::atomic::Ordering::Relaxed);
+                return Acquired::Ready(src, offset);
             }
             None => {}
         }
@@ -479,6 +510,37 @@ impl Checkpoints {
         }
     }
 
+    /// Every saved position: files no reader of this process has open
+    /// (read before, rotated away, closed while inactive, or whose entry
+    /// is gone).
+    pub fn saved(&self) -> Vec<SavedPosition> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (fid, topics) in &st.files {
+            for (topic, slot) in topics {
+                if let Slot::Saved(s) = slot {
+                    let (path, offset, end) = (s.path.clone(), s.offset, s.end);
+                    out.push(SavedPosition { fid: *fid, topic: topic.clone(), path, offset, end });
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets the saved position of `fid` in `topic` (its file is gone:
+    /// what it had not read is counted as lost by the caller).
+    pub fn drop_saved(&self, fid: FileId, topic: &Arc<str>) {
+        let mut st = self.lock();
+        if let Some(topics) = st.files.get_mut(&fid) {
+            if matches!(topics.get(topic), Some(Slot::Saved(_))) {
+                topics.remove(topic);
+            }
+            if topics.is_empty() {
+                st.files.remove(&fid);
+            }
+        }
+    }
+
     /// A reader stopped at `resume`. With `forget` (the file is gone, or was
     /// truncated and lives on as a new identity) the entry is dropped once
     /// everything read from it was acknowledged.
@@ -501,10 +563,9 @@ impl Checkpoints {
             let rows = collect(&mut st, now);
             // `seen_ms` alone changing is not worth a write.
             let same = rows.len() == st.last_written.len()
-                && rows
-                    .iter()
-                    .zip(&st.last_written)
-                    .all(|(a, b)| a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.path == b.path);
+                && rows.iter().zip(&st.last_written).all(|(a, b)| {
+                    a.fid == b.fid && a.topic == b.topic && a.offset == b.offset && a.end == b.end && a.path == b.path
+                });
             if same && self.health.failing().is_none() {
                 return Ok(false);
             }
@@ -603,7 +664,7 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
         let offset = capped(&st.handed, src, offset);
         if let Some(topics) = st.files.get_mut(&src.fid) {
             if holds(topics.get(&src.topic), src) {
-                let saved = Saved { path: src.path.to_string(), offset, seen_ms: r.at_ms };
+                let saved = Saved { path: src.path.to_string(), offset, end: seen_end(src), seen_ms: r.at_ms };
                 topics.insert(src.topic.clone(), Slot::Saved(saved));
             }
         }
@@ -616,11 +677,13 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
             Slot::Saved(s) => now - s.seen_ms < FORGET_AFTER_MS,
         });
         for (topic, slot) in topics.iter() {
-            let (path, offset, seen_ms) = match slot {
-                Slot::Live(src) => (src.path.to_string(), capped(&handed, src, src.progress.advance()), now),
-                Slot::Saved(s) => (s.path.clone(), s.offset, s.seen_ms),
+            let (path, offset, end, seen_ms) = match slot {
+                Slot::Live(src) => {
+                    (src.path.to_string(), capped(&handed, src, src.progress.advance()), seen_end(src), now)
+                }
+                Slot::Saved(s) => (s.path.clone(), s.offset, s.end, s.seen_ms),
             };
-            rows.push(Row { fid: *fid, topic: topic.to_string(), path, offset, seen_ms });
+            rows.push(Row { fid: *fid, topic: topic.to_string(), path, offset, end, seen_ms });
         }
         !topics.is_empty()
     });
@@ -632,6 +695,13 @@ fn collect(st: &mut State, now: i64) -> Vec<Row> {
     st.handed.retain(|h| holds(files.get(&h.to.fid).and_then(|t| t.get(&h.to.topic)), &h.to));
     rows.sort_by(row_order);
     rows
+}
+
+/// How far a source's file was seen: its size at the last look, or the
+/// offset read to if larger.
+fn seen_end(src: &Source) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    src.stats.size.load(Relaxed).max(src.stats.read_offset.load(Relaxed))
 }
 
 fn row_order(a: &Row, b: &Row) -> std::cmp::Ordering {
