@@ -302,7 +302,9 @@ fn context_is_the_line_s_neighbours_in_its_file_in_order() {
             ts += gap;
             for path in ["/a.log", "/b.log"] {
                 let msg = format!("{path} line {round}-{k}");
-                let i = written.iter().filter(|l| l.0 == path).count() as u64;
+                // The id comes from the file identity and offset (the
+                // helper's files share one identity): offsets unique overall.
+                let i = written.len() as u64;
                 w.add(doc(i, ts, &msg, "h", path, "t")).unwrap();
                 written.push((path, ts, msg));
             }
