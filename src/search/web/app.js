@@ -356,7 +356,8 @@ function drawHistogram(h) {
   const axis = $("axis");
   axis.replaceChildren();
   const step = Math.max(1, Math.ceil(n / 6));
-  for (let i = 0; i < n; i += step) {
+  // (A label within half a step of the end one would overlap it.)
+  for (let i = 0; i < n && (i === 0 || n - i > step / 2); i += step) {
     const s = el("span", "", fmtTick(h.buckets[i].key_ms, h.interval_ms));
     s.style.left = (i / n) * 100 + "%";
     axis.append(s);
