@@ -366,6 +366,156 @@ fn live_hits(port: u16, q: &str, want: usize, timeout: Duration, act: impl FnOnc
     hits
 }
 
+/// Every hit of `q` over all time, through the cursor: (id, path, offset).
+fn all_ids(port: u16, q: &str) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut params = vec![("q", q), ("from", "0"), ("size", "1000")];
+        if !cursor.is_empty() {
+            params.push(("cursor", &cursor));
+        }
+        let (status, page) = get(port, &format!("/api/search?{}", qs(&params)));
+        assert_eq!(status, 200, "{page}");
+        for h in page["hits"].as_array().unwrap() {
+            out.push((
+                h["id"].as_str().unwrap().to_string(),
+                h["path"].as_str().unwrap().to_string(),
+                h["offset"].as_u64().unwrap(),
+            ));
+        }
+        match page["cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return out,
+        }
+    }
+}
+
+/// `/api/context`: the lines around a line are its neighbours in its file,
+/// in file order, the same as a naive scan of what was written; at a
+/// file's ends there is nothing more; bad input is a 400, an unknown id a 404.
+fn context_matches_the_files(port: u16, logs: &Path, lines: &[Written]) {
+    let a = logs.join("a.log").display().to_string();
+    let file: Vec<&Written> = lines.iter().filter(|l| l.path == a).collect();
+    assert!(file.len() > 20);
+    let mut ids = all_ids(port, &format!("path:{a}"));
+    ids.sort_by_key(|i| i.2);
+    assert_eq!(ids.len(), file.len());
+    let id_at = |k: usize| ids[k].0.as_str();
+    let texts = |v: &Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|h| h["message"].as_str().unwrap().to_string()).collect()
+    };
+    let want = |r: std::ops::Range<usize>| -> Vec<String> { file[r].iter().map(|l| l.text.clone()).collect() };
+    // (line, before, after)
+    for &(k, before, after) in &[(10usize, 3usize, 4usize), (0, 5, 2), (file.len() - 1, 2, 5), (7, 0, 0), (5, 500, 1)] {
+        let (status, c) = get(port, &format!("/api/context?id={}&before={before}&after={after}", id_at(k)));
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(c["hit"]["message"].as_str(), Some(file[k].text.as_str()), "{k}");
+        assert_eq!(c["hit"]["offset"].as_u64(), Some(file[k].offset));
+        let lo = k.saturating_sub(before);
+        let hi = (k + 1 + after).min(file.len());
+        assert_eq!(texts(&c["before"]), want(lo..k), "{k} -{before}");
+        assert_eq!(texts(&c["after"]), want(k + 1..hi), "{k} +{after}");
+        assert_eq!(c["more_before"].as_bool(), Some(lo > 0), "{k}: {}", c["more_before"]);
+        assert_eq!(c["more_after"].as_bool(), Some(hi < file.len()), "{k}: {}", c["more_after"]);
+        let offsets: Vec<u64> = c["before"].as_array().unwrap().iter().map(|h| h["offset"].as_u64().unwrap()).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+        assert!(c["before"].as_array().unwrap().iter().all(|h| h["path"] == a.as_str()));
+    }
+    for (path, param) in [
+        ("/api/context", "id"),
+        ("/api/context?id=x&before=-1", "before"),
+        ("/api/context?id=x&after=501", "after"),
+        ("/api/fields?top=0", "top"),
+        ("/api/download?format=xml", "format"),
+        ("/api/download?limit=100001", "limit"),
+    ] {
+        let (status, body) = get(port, path);
+        assert_eq!((status, body["param"].as_str()), (400, Some(param)), "{path}: {body}");
+    }
+    let (status, body) = get(port, "/api/context?id=no-such-line");
+    assert_eq!(status, 404, "{body}");
+}
+
+/// `/api/fields`: the counts of host, path and topic over a query's
+/// matches are those of a naive scan; `top` bounds the values, the rest is
+/// `other`.
+fn fields_match_a_naive_scan(port: u16, logs: &Path, lines: &[Written]) {
+    for q in ["", "error", "topic:web \"disk full\"", "NOT timeout"] {
+        let node = query::parse(q).unwrap();
+        let hits: Vec<&Written> = lines
+            .iter()
+            .filter(|l| node.matches(&DocView { message: &l.text, host: HOST, path: &l.path, topic: l.topic }))
+            .collect();
+        let (status, f) = get(port, &format!("/api/fields?{}", qs(&[("q", q), ("from", "0"), ("top", "10")])));
+        assert_eq!(status, 200, "{f}");
+        assert_eq!(f["total"].as_u64(), Some(hits.len() as u64), "{q:?}: {f}");
+        let field = |name: &str| -> BTreeMap<String, u64> {
+            let v = f["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["field"] == name)
+                .unwrap_or_else(|| panic!("{name}: {f}"));
+            v["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| (x["value"].as_str().unwrap().to_string(), x["count"].as_u64().unwrap()))
+                .collect()
+        };
+        let mut by_path: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
+        for h in &hits {
+            *by_path.entry(h.path.clone()).or_default() += 1;
+            *by_topic.entry(h.topic.to_string()).or_default() += 1;
+        }
+        assert_eq!(field("path"), by_path, "{q:?}");
+        assert_eq!(field("topic"), by_topic, "{q:?}");
+        let hosts = field("host");
+        assert_eq!(hosts.get(HOST).copied().unwrap_or(0), hits.len() as u64, "{q:?}");
+    }
+    // One value: the most frequent, the rest counted as other.
+    let (_, f) = get(port, "/api/fields?from=0&top=1");
+    let path = f["fields"].as_array().unwrap().iter().find(|x| x["field"] == "path").unwrap();
+    assert_eq!(path["values"].as_array().unwrap().len(), 1, "{f}");
+    let first = path["values"][0]["count"].as_u64().unwrap();
+    assert_eq!(first + path["other"].as_u64().unwrap(), lines.len() as u64, "{f}");
+    let _ = logs;
+}
+
+/// `/api/download`: every match as NDJSON (the same lines as the search),
+/// as CSV with a header, and cut at `limit` with a closing note.
+fn download_gives_the_matches(port: u16) {
+    let want: HashSet<(String, u64)> = all_ids(port, "error").into_iter().map(|(_, p, o)| (p, o)).collect();
+    let get_text = |path: &str| {
+        let r = client().get(format!("http://127.0.0.1:{port}{path}")).send().unwrap();
+        let status = r.status().as_u16();
+        let kind = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let disp = r.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, kind, disp, r.text().unwrap())
+    };
+    let (status, kind, disp, text) = get_text("/api/download?q=error&from=0&format=ndjson");
+    assert_eq!((status, kind.as_str()), (200, "application/x-ndjson"), "{text}");
+    assert!(disp.starts_with("attachment; filename=\"logcollect-") && disp.ends_with(".ndjson\""), "{disp}");
+    let got: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got_set: HashSet<(String, u64)> =
+        got.iter().map(|v| (v["path"].as_str().unwrap().to_string(), v["offset"].as_u64().unwrap())).collect();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got_set, want);
+    let (status, kind, _, text) = get_text("/api/download?q=error&from=0&format=csv");
+    assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"));
+    let rows: Vec<&str> = text.split("\r\n").filter(|r| !r.is_empty()).collect();
+    assert_eq!(rows[0], "@timestamp,host,path,offset,topic,message");
+    assert_eq!(rows.len(), want.len() + 1);
+    assert!(rows[1..].iter().all(|r| r.starts_with('"') && r.contains(&format!("\"{HOST}\""))), "{}", rows[1]);
+    let (_, _, _, text) = get_text("/api/download?from=0&format=ndjson&limit=5");
+    let got: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(got.len(), 6, "{text}");
+    assert_eq!(got[5]["truncated"], true, "{text}");
+    assert!(got[..5].iter().all(|v| v["message"].is_string()));
+}
+
 #[test]
 fn the_api_matches_a_naive_scan_and_refuses_bad_input_with_400() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,6 +534,9 @@ fn the_api_matches_a_naive_scan_and_refuses_bad_input_with_400() {
     api_matches_naive_scan(port, &logs, &lines);
     eprintln!("{} queries compared in {:?}", QUERIES.len(), t.elapsed());
     bad_requests_are_400s(port);
+    context_matches_the_files(port, &logs, &lines);
+    fields_match_a_naive_scan(port, &logs, &lines);
+    download_gives_the_matches(port);
     let (status, info) = get(port, "/api/info");
     assert_eq!((status, info["backend"].as_str()), (200, Some("embedded")));
 
@@ -408,7 +561,7 @@ fn through_elasticsearch_the_same_api_gives_the_same_answers() {
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let port = free_port();
-    let es = format!("[es]\naddress = {}\nbulk_max_wait_ms = 100\n", noida.url());
+    let es = format!("[es]\naddress = {}\nbulk_max_wait_ms = 100\nparse_json = db\n", noida.url());
     let mut run = start_run(dir.path(), &run_config(dir.path(), port, &corpus_collect(&logs), &es));
     let lines = write_corpus(&logs, 3, 100, Duration::from_millis(1200));
     let got = wait_total(port, "", lines.len() as u64, Duration::from_secs(120));
@@ -419,6 +572,22 @@ fn through_elasticsearch_the_same_api_gives_the_same_answers() {
     api_matches_naive_scan(port, &logs, &lines);
     eprintln!("{} queries compared through Elasticsearch in {:?}", QUERIES.len(), t.elapsed());
     bad_requests_are_400s(port);
+    context_matches_the_files(port, &logs, &lines);
+    fields_match_a_naive_scan(port, &logs, &lines);
+    download_gives_the_matches(port);
+    // Fields parsed from JSON lines (`parse_json`) are counted too.
+    let mut f = std::fs::OpenOptions::new().append(true).open(logs.join("c.log")).unwrap();
+    f.write_all(b"{\"level\":\"warn\",\"msg\":\"a\"}\n{\"level\":\"warn\",\"msg\":\"b\"}\n{\"level\":\"error\",\"msg\":\"c\"}\n")
+        .unwrap();
+    let n = lines.len() as u64 + 3;
+    assert_eq!(wait_total(port, "", n, Duration::from_secs(60)), Some(n), "{}", run.log_text());
+    let (_, fields) = get(port, "/api/fields?from=0&q=topic%3Adb");
+    let level = fields["fields"].as_array().unwrap().iter().find(|x| x["field"] == "level").cloned();
+    assert_eq!(
+        level.map(|l| l["values"].clone()),
+        Some(serde_json::json!([{"value": "warn", "count": 2}, {"value": "error", "count": 1}])),
+        "{fields}"
+    );
     let hits = live_hits(port, "needle", 1, Duration::from_secs(30), || {
         let mut f = std::fs::OpenOptions::new().append(true).open(logs.join("c.log")).unwrap();
         f.write_all(b"other\na needle in elasticsearch\n").unwrap();
@@ -495,7 +664,7 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
                 "--hide-scrollbars",
-                "--window-size=1280,860",
+                "--window-size=1280,720",
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -559,6 +728,63 @@ impl Browser {
         while self.eval(expr) != Value::Bool(true) {
             assert!(Instant::now() < deadline, "timed out waiting for {expr}");
             thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A mouse event at (x, y) in CSS pixels; `modifiers` as DevTools has
+    /// them (1 = Alt).
+    fn mouse(&mut self, kind: &str, x: f64, y: f64, modifiers: u32) {
+        self.call(
+            "Input.dispatchMouseEvent",
+            serde_json::json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1, "modifiers": modifiers}),
+        );
+    }
+
+    /// The centre of the first element `selector` picks.
+    fn centre(&mut self, selector: &str) -> (f64, f64) {
+        let v = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        ));
+        (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+    }
+
+    /// A real click (mouse down and up) on the first element `selector` picks.
+    fn click(&mut self, selector: &str, modifiers: u32) {
+        let (x, y) = self.centre(selector);
+        self.mouse("mousePressed", x, y, modifiers);
+        self.mouse("mouseReleased", x, y, modifiers);
+    }
+
+    /// A key pressed and released; `code` is its Windows virtual key code
+    /// (what Chromium maps to actions such as Tab's focus move).
+    fn key(&mut self, key: &str, code: u32, text: &str) {
+        let kind = if text.is_empty() { "rawKeyDown" } else { "keyDown" };
+        let mut down =
+            serde_json::json!({"type": kind, "key": key, "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code});
+        if !text.is_empty() {
+            down["text"] = text.into();
+        }
+        self.call("Input.dispatchKeyEvent", down);
+        let up = serde_json::json!({"type": "keyUp", "key": key, "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code});
+        self.call("Input.dispatchKeyEvent", up);
+    }
+
+    /// Runs `action` (JavaScript) and waits for the page's next `done`.
+    fn settle(&mut self, action: &str) {
+        self.eval(&format!("document.body.dataset.state = ''; {action}; true"));
+        self.wait_for("document.body.dataset.state === 'done'");
+    }
+
+    /// A screenshot under the test's tmp dir, copied to `docs/` when
+    /// `LOGCOLLECT_UPDATE_DOCS` is set.
+    fn shot(&mut self, name: &str) {
+        let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        self.screenshot(&shot);
+        let png = std::fs::read(&shot).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}");
+        eprintln!("screenshot: {}", shot.display());
+        if std::env::var_os("LOGCOLLECT_UPDATE_DOCS").is_some() {
+            std::fs::copy(&shot, Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(name)).unwrap();
         }
     }
 
@@ -632,11 +858,9 @@ fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histog
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("search-page.png");
     b.eval("document.body.dataset.state = ''; document.getElementById('q').value = 'error OR \"disk full\"'; document.getElementById('go').click(); true");
     b.wait_for("document.body.dataset.state === 'done'");
+    // (docs/search-page.png comes from the features test below.)
     b.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
-    if std::env::var_os("LOGCOLLECT_UPDATE_DOCS").is_some() {
-        std::fs::copy(&shot, Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/search-page.png")).unwrap();
-    }
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
 
@@ -666,6 +890,206 @@ fn the_search_page_in_headless_chromium_searches_highlights_and_draws_the_histog
     b.wait_for("!document.querySelector('#results .hit button.whole')");
     let whole = b.eval("document.querySelector('#results .hit .msg').textContent");
     assert_eq!(whole.as_str().map(str::len), Some(long.len()), "the whole line, in place");
+    drop(b);
+    assert_eq!(run.terminate().0, Some(0));
+}
+
+/// The page's features, each driven as a person would in headless Chromium
+/// (1280×720, then dark, then phone-sized), with a screenshot of each in
+/// `docs/` (`LOGCOLLECT_UPDATE_DOCS=1`).
+#[test]
+fn the_page_s_fields_context_histogram_live_and_layouts_work_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = free_port();
+    let mut run = start_run(dir.path(), &run_config(dir.path(), port, &corpus_collect(&logs), ""));
+    let started = checkpoint_now();
+    let mut n = 0;
+    for per_round in [60, 150, 90, 240, 120] {
+        n += write_corpus(&logs, 1, per_round, Duration::ZERO).len() as u64;
+        thread::sleep(Duration::from_millis(1000));
+    }
+    // A long line (folded on the page), and a hostile one (shown as text).
+    let long = format!("longline {}", "0123456789 ".repeat(300));
+    let hostile =
+        "<img src=x onerror=\"document.body.dataset.pwned=1\"> <script>document.body.dataset.pwned=2</script> error";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("b.log"))
+        .unwrap()
+        .write_all(format!("{long}\n{hostile}\n").as_bytes())
+        .unwrap();
+    n += 2;
+    assert_eq!(wait_total(port, "", n, Duration::from_secs(60)), Some(n), "{}", run.log_text());
+    let ended = checkpoint_now();
+
+    let mut b = Browser::start();
+    b.call("Page.enable", Value::Null);
+    b.call("Page.navigate", serde_json::json!({"url": format!("http://127.0.0.1:{port}/?range=1h")}));
+    b.wait_for("document.body && document.body.dataset.state === 'done'");
+    b.wait_for("document.querySelectorAll('#field-list .field').length === 3");
+    assert_eq!(b.eval("document.body.dataset.pwned === undefined"), Value::Bool(true), "hostile line ran");
+    assert_eq!(
+        b.eval("Array.from(document.querySelectorAll('#results .msg')).some(m => m.textContent.includes('<script>'))"),
+        Value::Bool(true),
+        "the hostile line is shown as text"
+    );
+
+    // Fields: counts per topic as the API has them; a click filters, an
+    // Alt-click excludes.
+    let topics = b.eval("Array.from(document.querySelectorAll('.field[data-field=topic] .fv')).map(li => [li.querySelector('.val').textContent, li.querySelector('.n').textContent])");
+    let web = total(port, "topic:web").unwrap();
+    assert!(topics.as_array().unwrap().iter().any(|t| t[0] == "web" && t[1] == web.to_string()), "{topics}");
+    b.shot("search-fields.png");
+    b.eval("document.body.dataset.state = ''");
+    b.click(".field[data-field=topic] .fv .val", 0);
+    b.wait_for("document.body.dataset.state === 'done'");
+    let q = b.eval("document.getElementById('q').value");
+    let first =
+        b.eval("document.querySelector('.field[data-field=topic] .fv .val').textContent").as_str().unwrap().to_string();
+    assert_eq!(q, Value::String(format!("topic:{first}")));
+    let want = total(port, &format!("topic:{first}")).unwrap();
+    assert_eq!(b.eval("document.getElementById('count').textContent"), Value::String(format!("{want} matches")));
+    b.eval("document.body.dataset.state = ''");
+    b.click(".field[data-field=path] .fv .val", 1);
+    b.wait_for("document.body.dataset.state === 'done'");
+    let q = b.eval("document.getElementById('q').value").as_str().unwrap().to_string();
+    assert!(q.starts_with(&format!("topic:{first} -path:")), "{q}");
+    assert_eq!(
+        b.eval("document.getElementById('count').textContent"),
+        Value::String(format!("{} matches", total(port, &q).unwrap()))
+    );
+
+    // Context: the lines around a hit, the hit marked, more on demand.
+    b.settle("document.getElementById('q').value = 'timeout'; document.getElementById('go').click()");
+    b.click("#results .hit:nth-child(20) button.ctx", 0);
+    b.wait_for("!!document.querySelector('#results .context li.at')");
+    let ctx = b.eval("(() => { const c = document.querySelector('#results .context'); return [c.querySelectorAll('li').length, c.querySelector('li.at').textContent.includes('timeout')]; })()");
+    assert_eq!(ctx[1], Value::Bool(true), "{ctx}");
+    let shown = ctx[0].as_u64().unwrap();
+    assert_eq!(shown, 21, "10 lines either side: {ctx}");
+    b.shot("search-context.png");
+    b.click("#results .context button.edge", 0);
+    b.wait_for(&format!("document.querySelectorAll('#results .context li').length > {shown}"));
+
+    // A link to one line: /?line=ID shows it in its file.
+    let href =
+        b.eval("document.querySelector('#results .hit a.link').getAttribute('href')").as_str().unwrap().to_string();
+    assert!(href.starts_with("/?line="), "{href}");
+    b.call("Page.navigate", serde_json::json!({"url": format!("http://127.0.0.1:{port}{href}")}));
+    b.wait_for(
+        "document.body && document.body.dataset.state === 'done' && !document.getElementById('line-view').hidden",
+    );
+    b.wait_for("!!document.querySelector('#results .context li.at')");
+    assert_eq!(
+        b.eval("document.querySelector('#results .context li.at').textContent.includes('timeout')"),
+        Value::Bool(true)
+    );
+
+    // "/" goes to the search box; a long line is folded until "show all".
+    b.call("Page.navigate", serde_json::json!({"url": format!("http://127.0.0.1:{port}/?q=longline&range=1h")}));
+    b.wait_for("document.body && document.body.dataset.state === 'done'");
+    b.eval("document.activeElement.blur(); true");
+    b.key("/", 191, "/");
+    assert_eq!(b.eval("document.activeElement.id"), Value::String("q".into()));
+    assert_eq!(b.eval("document.getElementById('q').value"), Value::String("longline".into()), "the / is not typed");
+    let folded = b.eval("(() => { const m = document.querySelector('#results .msg'); return [m.classList.contains('folded'), m.clientHeight < m.scrollHeight]; })()");
+    assert_eq!(folded, serde_json::json!([true, true]));
+    b.click("#results button.unfold", 0);
+    assert_eq!(b.eval("document.querySelector('#results .msg').classList.contains('folded')"), Value::Bool(false));
+    // Everything is reachable with Tab: the controls are buttons and links.
+    let plain = b.eval("Array.from(document.querySelectorAll('span, div, li')).filter(e => e.onclick).length");
+    assert_eq!(plain, Value::from(0), "clickable elements that are not focusable");
+    b.eval("document.getElementById('q').focus(); true");
+    let mut seen = HashSet::new();
+    for _ in 0..12 {
+        b.key("Tab", 9, "");
+        seen.insert(
+            b.eval("document.activeElement.id || document.activeElement.className").as_str().unwrap_or("").to_string(),
+        );
+    }
+    assert!(seen.contains("go") && seen.contains("live"), "{seen:?}");
+
+    // Histogram: labels, a count on hover, drag to zoom.
+    let iso = |ms: i64| logcollect::clock::rfc3339_ms(ms);
+    let url = format!(
+        "http://127.0.0.1:{port}/?{}",
+        qs(&[("q", ""), ("range", "custom"), ("from", &iso(started - 2_000)), ("to", &iso(ended + 2_000))])
+    );
+    b.call("Page.navigate", serde_json::json!({"url": url}));
+    b.wait_for("document.body && document.body.dataset.state === 'done'");
+    let labels = b.eval("document.querySelectorAll('#axis span').length").as_u64().unwrap();
+    assert!(labels >= 4, "{labels}");
+    let bar = b.eval("(() => { const bars = Array.from(document.querySelectorAll('#histogram rect.bar')); const i = bars.findIndex(r => Number(r.dataset.count) > 0); const r = bars[i].getBoundingClientRect(); return [i, r.x + r.width / 2, r.y + r.height - 2, Number(bars[i].dataset.count)]; })()");
+    let (x, y) = (bar[1].as_f64().unwrap(), bar[2].as_f64().unwrap());
+    b.mouse("mouseMoved", x, y, 0);
+    let tip = b.eval("document.getElementById('tip').hidden ? '' : document.getElementById('tip').textContent");
+    let count = bar[3].as_u64().unwrap();
+    assert!(tip.as_str().unwrap().ends_with(&format!(" {count} lines")) || count == 1, "{tip} / {bar}");
+    b.shot("search-page.png");
+    let before_zoom =
+        b.eval("Number(document.getElementById('count').textContent.replace(/[^0-9]/g, ''))").as_u64().unwrap();
+    b.eval("document.body.dataset.state = ''");
+    b.mouse("mousePressed", x, y, 0);
+    b.mouse("mouseMoved", x + 30.0, y, 0);
+    b.mouse("mouseReleased", x + 30.0, y, 0);
+    b.wait_for("document.body.dataset.state === 'done'");
+    assert_eq!(b.eval("document.getElementById('range').value"), Value::String("custom".into()));
+    let zoomed =
+        b.eval("Number(document.getElementById('count').textContent.replace(/[^0-9]/g, ''))").as_u64().unwrap();
+    assert!(zoomed > 0 && zoomed < before_zoom, "{zoomed} of {before_zoom}");
+
+    // Live: new lines wait behind "N new lines"; the list does not move.
+    b.settle("document.getElementById('range').value = '1h'; document.getElementById('q').value = 'livewire'; document.getElementById('go').click()");
+    b.click("#live", 0);
+    thread::sleep(Duration::from_millis(1500));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("a.log"))
+        .unwrap()
+        .write_all(b"livewire one\nnothing\nlivewire two\nlivewire three\n")
+        .unwrap();
+    b.wait_for("document.getElementById('fresh').textContent.startsWith('3 new lines')");
+    assert_eq!(b.eval("document.querySelectorAll('#results .hit').length"), Value::from(0), "nothing moved");
+    b.click("#fresh", 0);
+    let live = b.eval("Array.from(document.querySelectorAll('#results .hit .msg')).map(m => m.textContent)");
+    assert_eq!(live, serde_json::json!(["livewire three", "livewire two", "livewire one"]));
+    b.click("#pause", 0);
+    assert_eq!(b.eval("document.getElementById('pause').textContent"), Value::String("Resume".into()));
+    b.click("#pause", 0);
+    b.click("#live", 0);
+
+    // Dark: the system setting picks the colours.
+    b.call(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    );
+    b.settle("document.getElementById('q').value = 'error OR timeout'; document.getElementById('go').click()");
+    let bg = b.eval("getComputedStyle(document.body).backgroundColor");
+    assert_eq!(bg, Value::String("rgb(20, 23, 28)".into()));
+    b.click("#results .hit:nth-child(2) button.ctx", 0);
+    b.wait_for("!!document.querySelector('#results .context li.at')");
+    b.shot("search-dark.png");
+
+    // A phone: one column, nothing wider than the screen.
+    b.call(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": "light"}]}),
+    );
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    );
+    b.call("Page.navigate", serde_json::json!({"url": format!("http://127.0.0.1:{port}/?q=error&range=1h")}));
+    b.wait_for("document.body && document.body.dataset.state === 'done'");
+    assert_eq!(
+        b.eval("document.documentElement.scrollWidth <= window.innerWidth"),
+        Value::Bool(true),
+        "no sideways scrolling"
+    );
+    assert_eq!(b.eval("document.getElementById('fields-box').open"), Value::Bool(false), "the panel starts folded");
+    b.shot("search-phone.png");
     drop(b);
     assert_eq!(run.terminate().0, Some(0));
 }
@@ -735,6 +1159,22 @@ fn a_megabyte_line_of_one_word_is_searched_within_a_bound_and_data_dir_is_privat
     }
     assert_eq!(live, 200);
     assert!(live_took < Duration::from_secs(1), "/health/live took {live_took:?} during the searches");
+
+    // Context, fields and downloads cut the big line as searches do.
+    let (_, page) = get(port, &format!("/api/search?{}", qs(&[("q", "\"an error here\""), ("from", "0")])));
+    let small = page["hits"][0]["id"].as_str().unwrap().to_string();
+    let (status, c) = get(port, &format!("/api/context?id={small}&before=5&after=5"));
+    assert_eq!(status, 200, "{c}");
+    let big_line = &c["before"][0];
+    assert_eq!(big_line["truncated"], true);
+    assert!(big_line["message"].as_str().unwrap().len() <= 64 << 10);
+    assert_eq!((c["more_before"].as_bool(), c["after"].as_array().map(Vec::len)), (Some(false), Some(0)));
+    let (status, f) = get(port, "/api/fields?q=error&from=0");
+    assert_eq!((status, f["total"].as_u64()), (200, Some(2)), "{f}");
+    let text =
+        client().get(format!("http://127.0.0.1:{port}/api/download?q=error&from=0")).send().unwrap().text().unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.len() < 70 << 10, "{} bytes", text.len());
 
     // Another name for the loopback server (DNS rebinding), a cross-site
     // request to the API, and the headers every answer carries.

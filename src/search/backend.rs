@@ -7,6 +7,15 @@
 //! - **histogram**: counts per fixed interval (a "nice" one, chosen for
 //!   about the number of buckets asked), buckets aligned to multiples of
 //!   the interval since the epoch (as Elasticsearch's `fixed_interval`).
+//! - **context**: the lines around one line in its file (same host and
+//!   path), in file order: (`@timestamp`, `_seq`) in the embedded index,
+//!   (`@timestamp`, `log.offset`, `log.part`) with `search_after` in
+//!   Elasticsearch. The time comes first so that a rotated file's
+//!   successor at the same path follows it instead of interleaving by offset.
+//! - **fields**: the most frequent values of host, path and topic (and, in
+//!   Elasticsearch, of fields parsed from JSON lines) over a query's
+//!   matches: postings counted against the matches in the embedded index,
+//!   `terms` aggregations in Elasticsearch.
 //! - **live**: lines that became searchable since the last poll. The
 //!   embedded index numbers documents as it indexes them (`_seq`), so it
 //!   follows exactly; Elasticsearch is asked for the last
@@ -15,7 +24,7 @@
 
 use crate::common::clock::rfc3339_ms;
 use crate::elastic::client::EsClient;
-use crate::embedded::index::{Store, StoredHit};
+use crate::embedded::index::{Store, StoredField, StoredHit};
 use crate::search::query::{self, Node};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -28,6 +37,12 @@ pub const MAX_PAGE: usize = 1000;
 pub const MAX_BUCKETS: usize = 1000;
 /// Most lines one live poll returns; past that, live skips ahead.
 pub const LIVE_MAX: usize = 500;
+/// Most lines `/api/context` returns on either side of a line.
+pub const MAX_CONTEXT: usize = 500;
+/// Most values `/api/fields` returns per field.
+pub const MAX_FIELD_VALUES: usize = 50;
+/// Most fields parsed from JSON lines `/api/fields` counts (Elasticsearch).
+pub const MAX_PARSED_FIELDS: usize = 8;
 /// How far back each live poll of Elasticsearch looks again.
 pub const LIVE_LOOKBACK_MS: i64 = 30_000;
 
@@ -92,6 +107,62 @@ pub struct Histogram {
     pub total: u64,
     pub buckets: Vec<Bucket>,
     pub took_ms: u64,
+}
+
+/// A line and its neighbours in its file (`GET /api/context`).
+#[derive(Serialize, Debug)]
+pub struct Context {
+    /// The line asked for.
+    pub hit: Hit,
+    /// Lines before it, oldest first.
+    pub before: Vec<Hit>,
+    /// Lines after it, oldest first.
+    pub after: Vec<Hit>,
+    /// The file has lines before `before[0]` (ask again with its id).
+    pub more_before: bool,
+    /// The file has lines after the last of `after`.
+    pub more_after: bool,
+    pub took_ms: u64,
+}
+
+/// One value of a field and how many matches have it.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct FieldValue {
+    pub value: String,
+    pub count: u64,
+}
+
+/// A field's most frequent values over the matches.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct FieldTop {
+    /// The name a query writes: `host`, `path`, `topic`, or a parsed field.
+    pub field: String,
+    pub values: Vec<FieldValue>,
+    /// Matches whose value is not among `values`.
+    pub other: u64,
+    /// Counted over part of the values only (the embedded index counts at
+    /// most 10,000 distinct values of a field per segment).
+    pub partial: bool,
+}
+
+/// The field panel's counts (`GET /api/fields`).
+#[derive(Serialize, Debug)]
+pub struct Fields {
+    /// Matches in the range.
+    pub total: u64,
+    pub fields: Vec<FieldTop>,
+    pub took_ms: u64,
+}
+
+impl From<StoredField> for FieldTop {
+    fn from(f: StoredField) -> FieldTop {
+        FieldTop {
+            field: f.name,
+            values: f.values.into_iter().map(|(value, count)| FieldValue { value, count }).collect(),
+            other: f.other,
+            partial: f.partial,
+        }
+    }
 }
 
 /// Why a search failed: the HTTP layer maps these to 400, 502 and 500.
@@ -217,6 +288,57 @@ impl Backend {
             }
             Backend::Elasticsearch(es) => es.line(id).await,
         }
+    }
+
+    /// The lines around `id` in its file: up to `before` before it and
+    /// `after` after it (each at most [`MAX_CONTEXT`]), messages cut to
+    /// `message_max_bytes`. `None` when no line has this id.
+    pub async fn context(
+        &self,
+        id: &str,
+        before: usize,
+        after: usize,
+        message_max_bytes: usize,
+    ) -> Result<Option<Context>, SearchError> {
+        let started = std::time::Instant::now();
+        let (before, after) = (before.min(MAX_CONTEXT), after.min(MAX_CONTEXT));
+        let c = match self {
+            Backend::Embedded(store) => {
+                let (store, id) = (store.clone(), id.to_string());
+                let Some(c) = blocking(move || store.context(&id, before, after, message_max_bytes)).await? else {
+                    return Ok(None);
+                };
+                Context {
+                    hit: hit_of(c.hit),
+                    before: c.before.into_iter().map(hit_of).collect(),
+                    after: c.after.into_iter().map(hit_of).collect(),
+                    more_before: c.more_before,
+                    more_after: c.more_after,
+                    took_ms: 0,
+                }
+            }
+            Backend::Elasticsearch(es) => match es.context(id, before, after, message_max_bytes).await? {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Context { took_ms: started.elapsed().as_millis() as u64, ..c }))
+    }
+
+    /// The `top` (at most [`MAX_FIELD_VALUES`]) most frequent values of
+    /// each field over the matches of `q` in `[from_ms, to_ms)`.
+    pub async fn fields(&self, q: &Node, from_ms: i64, to_ms: i64, top: usize) -> Result<Fields, SearchError> {
+        let started = std::time::Instant::now();
+        let top = top.clamp(1, MAX_FIELD_VALUES);
+        let (total, fields) = match self {
+            Backend::Embedded(store) => {
+                let (store, q2) = (store.clone(), q.clone());
+                let f = blocking(move || store.fields(&q2, from_ms, to_ms, top)).await?;
+                (f.total, f.fields.into_iter().map(FieldTop::from).collect())
+            }
+            Backend::Elasticsearch(es) => es.fields(q, from_ms, to_ms, top).await?,
+        };
+        Ok(Fields { total, fields, took_ms: started.elapsed().as_millis() as u64 })
     }
 
     /// Where a live view starts: only lines that become searchable after now.
@@ -419,6 +541,163 @@ impl EsSearch {
         }
     }
 
+    /// [`EsSearch::post_bounded`] of a search asking for `size` hits; an
+    /// answer over the size limit is asked again at half the size. Returns
+    /// the answer and the size it was for.
+    async fn post_shrinking(&self, mut body: Value, mut size: usize) -> Result<(Value, usize), SearchError> {
+        loop {
+            body["size"] = size.into();
+            match self.post_bounded(&body).await? {
+                Some(v) => return Ok((v, size)),
+                None if size > 1 => size /= 2,
+                None => {
+                    return Err(SearchError::Unavailable(format!(
+                        "Elasticsearch's answer for one hit is over {} MiB",
+                        crate::elastic::client::ANSWER_MAX_BYTES >> 20
+                    )))
+                }
+            }
+        }
+    }
+
+    /// See [`Backend::context`]: `search_after` from the line's
+    /// (`@timestamp`, `log.offset`, `log.part`) both ways, within its host
+    /// and path.
+    async fn context(
+        &self,
+        id: &str,
+        before: usize,
+        after: usize,
+        message_max_bytes: usize,
+    ) -> Result<Option<Context>, SearchError> {
+        let body = json!({
+            "size": 1,
+            "query": {"ids": {"values": [id]}},
+            "sort": es_sort(),
+            "_source": ["message", "host.name", "log.file.path", "log.offset", "log.part", "topic"],
+        });
+        let v = self.post(&body).await?;
+        let Some(mut hit) = Self::hits_of(&v).into_iter().next() else { return Ok(None) };
+        truncate(&mut hit, message_max_bytes);
+        let part = v["hits"]["hits"][0]["_source"]["log"]["part"].as_u64().unwrap_or(0);
+        let empty = |hit| Context {
+            hit,
+            before: Vec::new(),
+            after: Vec::new(),
+            more_before: false,
+            more_after: false,
+            took_ms: 0,
+        };
+        let (Some(host), Some(path), Some(offset)) = (hit.host.clone(), hit.path.clone(), hit.offset) else {
+            return Ok(Some(empty(hit)));
+        };
+        let side = |order: &'static str, want: usize| {
+            let body = json!({
+                "query": {"bool": {"filter": [
+                    {"term": {"host.name": {"value": host}}},
+                    {"term": {"log.file.path": {"value": path}}}
+                ]}},
+                "sort": [
+                    {"@timestamp": {"order": order}},
+                    {"log.offset": {"order": order, "unmapped_type": "long"}},
+                    {"log.part": {"order": order, "unmapped_type": "long", "missing": 0}}
+                ],
+                "search_after": [hit.ts_ms, offset, part],
+                "_source": ["message", "host.name", "log.file.path", "log.offset", "topic"],
+                "track_total_hits": false,
+            });
+            async move {
+                let (v, asked) = self.post_shrinking(body, want + 1).await?;
+                let mut lines = Self::hits_of(&v);
+                // A smaller page than asked for (the answer was too large) may
+                // still have more past it.
+                let more = lines.len() > want || (asked <= want && lines.len() == asked);
+                lines.truncate(want);
+                for l in &mut lines {
+                    truncate(l, message_max_bytes);
+                }
+                Ok::<_, SearchError>((lines, more))
+            }
+        };
+        let (mut before_lines, more_before) = side("desc", before).await?;
+        before_lines.reverse();
+        let (after_lines, more_after) = side("asc", after).await?;
+        Ok(Some(Context { before: before_lines, after: after_lines, more_before, more_after, ..empty(hit) }))
+    }
+
+    /// Fields merged from JSON lines (`parse_json`) that a `terms`
+    /// aggregation can count: aggregatable fields outside the document's own
+    /// ([`crate::elastic::body::OWN_FIELDS`]), a text field's `.keyword`
+    /// under the text field's name; at most [`MAX_PARSED_FIELDS`], by name.
+    /// (name shown, field aggregated).
+    async fn parsed_fields(&self) -> Result<Vec<(String, String)>, SearchError> {
+        let path = format!("{}/_field_caps?fields=*&ignore_unavailable=true&allow_no_indices=true", self.indices);
+        let (status, text) = self
+            .client
+            .get(&path)
+            .await
+            .map_err(|e| SearchError::Unavailable(format!("Elasticsearch unreachable: {e}")))?;
+        if !(200..300).contains(&status) {
+            return Ok(Vec::new());
+        }
+        Ok(countable_fields(&serde_json::from_slice(&text).unwrap_or(Value::Null)))
+    }
+
+    /// See [`Backend::fields`]: one `terms` aggregation per field.
+    async fn fields(
+        &self,
+        q: &Node,
+        from_ms: i64,
+        to_ms: i64,
+        top: usize,
+    ) -> Result<(u64, Vec<FieldTop>), SearchError> {
+        let mut fields: Vec<(String, String)> = [("host", "host.name"), ("path", "log.file.path"), ("topic", "topic")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        fields.extend(self.parsed_fields().await?);
+        let mut aggs = serde_json::Map::new();
+        for (i, (_, f)) in fields.iter().enumerate() {
+            aggs.insert(format!("f{i}"), json!({"terms": {"field": f, "size": top}}));
+        }
+        let body = json!({
+            "size": 0,
+            "track_total_hits": true,
+            "query": query::es_query_in_range(q, from_ms, to_ms),
+            "aggs": aggs,
+        });
+        let v = self.post(&body).await?;
+        let total = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
+        let out = fields
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let a = &v["aggregations"][format!("f{i}")];
+                let values = a["buckets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| {
+                        let value = match (&b["key_as_string"], &b["key"]) {
+                            (Value::String(s), _) | (_, Value::String(s)) => s.clone(),
+                            (_, Value::Null) => return None,
+                            (_, k) => k.to_string(),
+                        };
+                        Some(FieldValue { value, count: b["doc_count"].as_u64().unwrap_or(0) })
+                    })
+                    .collect();
+                FieldTop {
+                    field: name,
+                    values,
+                    other: a["sum_other_doc_count"].as_u64().unwrap_or(0),
+                    partial: a["doc_count_error_upper_bound"].as_u64().unwrap_or(0) > 0,
+                }
+            })
+            .filter(|f: &FieldTop| f.field == "host" || f.field == "path" || f.field == "topic" || !f.values.is_empty())
+            .collect();
+        Ok((total, out))
+    }
+
     async fn line(&self, id: &str) -> Result<Option<Hit>, SearchError> {
         let body = json!({
             "size": 1,
@@ -533,9 +812,70 @@ impl EsSearch {
     }
 }
 
+/// The fields of a `_field_caps` answer that [`EsSearch::parsed_fields`]
+/// counts: (name shown, field aggregated).
+fn countable_fields(v: &Value) -> Vec<(String, String)> {
+    let own = |name: &str| {
+        crate::elastic::body::OWN_FIELDS
+            .iter()
+            .any(|o| name == *o || name.strip_prefix(o).is_some_and(|r| r.starts_with('.')))
+    };
+    const COUNTABLE: &[&str] = &["keyword", "long", "integer", "short", "byte", "boolean", "ip"];
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, types) in v["fields"].as_object().into_iter().flatten() {
+        let Some(types) = types.as_object() else { continue };
+        // A field mapped differently in two indices is left out.
+        let mut kinds = types.iter();
+        let (Some((kind, caps)), None) = (kinds.next(), kinds.next()) else { continue };
+        if name.starts_with('_') || own(name) || !COUNTABLE.contains(&kind.as_str()) {
+            continue;
+        }
+        if caps["aggregatable"] != Value::Bool(true) || caps["metadata_field"] == Value::Bool(true) {
+            continue;
+        }
+        let shown = name.strip_suffix(".keyword").unwrap_or(name).to_string();
+        if out.iter().all(|(s, _)| *s != shown) {
+            out.push((shown, name.clone()));
+        }
+    }
+    out.sort();
+    out.truncate(MAX_PARSED_FIELDS);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parsed_fields_are_the_countable_ones_outside_our_own() {
+        let caps = json!({"fields": {
+            "_id": {"_id": {"type": "_id", "aggregatable": false, "metadata_field": true}},
+            "_index": {"_index": {"type": "_index", "aggregatable": true, "metadata_field": true}},
+            "host.name": {"keyword": {"type": "keyword", "aggregatable": true, "metadata_field": false}},
+            "log.offset": {"long": {"type": "long", "aggregatable": true, "metadata_field": false}},
+            "message": {"text": {"type": "text", "aggregatable": false, "metadata_field": false}},
+            "level": {"text": {"type": "text", "aggregatable": false, "metadata_field": false}},
+            "level.keyword": {"keyword": {"type": "keyword", "aggregatable": true, "metadata_field": false}},
+            "status": {"long": {"type": "long", "aggregatable": true, "metadata_field": false}},
+            "hostname": {"keyword": {"type": "keyword", "aggregatable": true, "metadata_field": false}},
+            "took": {"float": {"type": "float", "aggregatable": true, "metadata_field": false}},
+            "mixed": {"long": {"type": "long", "aggregatable": true}, "keyword": {"type": "keyword", "aggregatable": true}},
+            "ok": {"boolean": {"type": "boolean", "aggregatable": true, "metadata_field": false}},
+        }});
+        let got = countable_fields(&caps);
+        let want: Vec<(String, String)> =
+            [("hostname", "hostname"), ("level", "level.keyword"), ("ok", "ok"), ("status", "status")]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+        assert_eq!(got, want);
+        assert!(countable_fields(&Value::Null).is_empty());
+        let many: serde_json::Map<String, Value> = (0..20)
+            .map(|i| (format!("f{i:02}"), json!({"keyword": {"type": "keyword", "aggregatable": true}})))
+            .collect();
+        assert_eq!(countable_fields(&json!({"fields": many})).len(), MAX_PARSED_FIELDS);
+    }
 
     #[test]
     fn intervals_are_nice_and_bound_the_bucket_count() {

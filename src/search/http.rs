@@ -6,11 +6,16 @@
 //! | `GET /api/search`     | a page of matches, newest first ([`super::backend::Page`])    |
 //! | `GET /api/histogram`  | matches per time bucket ([`super::backend::Histogram`])       |
 //! | `GET /api/live`       | Server-Sent Events: `hit` per new matching line       |
+//! | `GET /api/line`       | one whole line by `id` ([`super::backend::Hit`])      |
+//! | `GET /api/context`    | the lines around `id` in its file ([`super::backend::Context`]) |
+//! | `GET /api/fields`     | top values of host, path, topic… ([`super::backend::Fields`]) |
+//! | `GET /api/download`   | the matches as NDJSON or CSV, streamed, bounded       |
 //! | `GET /api/info`       | which backend answers, and the version                |
 //!
 //! Parameters: `q` (the query language, see [`crate::search::query`]), `from` and
 //! `to` ([`query::parse_time`]; default the last 15 minutes), `size`,
-//! `cursor`, `buckets`. A bad query or parameter is a 400 with a JSON body
+//! `cursor`, `buckets`; `id`, `before`, `after` (context); `top` (fields);
+//! `format`, `limit` (download). A bad query or parameter is a 400 with a JSON body
 //! naming the parameter (and, for `q`, the position and what was expected);
 //! Elasticsearch failing is a 502. Never a 500 for bad input.
 //!
@@ -39,6 +44,18 @@ const STYLE: &str = include_str!("web/style.css");
 const DEFAULT_SIZE: usize = 100;
 /// Default histogram bucket count.
 const DEFAULT_BUCKETS: usize = 60;
+/// Default lines of context on each side.
+const DEFAULT_CONTEXT: usize = 10;
+/// Default values per field.
+const DEFAULT_TOP: usize = 5;
+/// Most lines one download carries (and its default).
+pub const DOWNLOAD_MAX_LINES: usize = 100_000;
+/// Most bytes one download carries: it stops after the line that passes this.
+pub const DOWNLOAD_MAX_BYTES: usize = 256 << 20;
+/// Longest a download may take; it stops (cut short) after that.
+pub const DOWNLOAD_MAX_TIME: Duration = Duration::from_secs(600);
+/// Lines fetched per backend page while downloading.
+const DOWNLOAD_PAGE: usize = 1000;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -83,6 +100,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/live", get(live))
         .route("/api/info", get(info))
         .route("/api/line", get(line))
+        .route("/api/context", get(context))
+        .route("/api/fields", get(fields))
+        .route("/api/download", get(download))
         .with_state(state)
 }
 
@@ -97,6 +117,11 @@ struct Params {
     cursor: Option<String>,
     buckets: Option<String>,
     id: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    top: Option<String>,
+    format: Option<String>,
+    limit: Option<String>,
 }
 
 /// A failure as the API answers it.
@@ -153,13 +178,27 @@ fn common(p: &Params) -> Result<Asked, ApiError> {
 }
 
 fn number(param: &'static str, v: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    number_from(param, v, default, 1, max)
+}
+
+fn number_from(
+    param: &'static str,
+    v: Option<&str>,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match v.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(default),
         Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(bad(param, format!("{s:?} is not a whole number from 1 to {max}"))),
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(bad(param, format!("{s:?} is not a whole number from {min} to {max}"))),
         },
     }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "no line with this id", "param": "id"}))).into_response()
 }
 
 async fn search(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
@@ -192,10 +231,200 @@ async fn line(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
     };
     match st.backend.line(id).await? {
         Some(h) => Ok(Json(h).into_response()),
-        None => {
-            Ok((StatusCode::NOT_FOUND, Json(json!({"error": "no line with this id", "param": "id"}))).into_response())
+        None => Ok(not_found()),
+    }
+}
+
+/// The lines around `id` in its file: `before` and `after` (0 to
+/// [`crate::search::backend::MAX_CONTEXT`], default 10) on either side.
+async fn context(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
+    let id = p.id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("id", "missing".into()))?;
+    let max = crate::search::backend::MAX_CONTEXT;
+    let before = number_from("before", p.before.as_deref(), DEFAULT_CONTEXT, 0, max)?;
+    let after = number_from("after", p.after.as_deref(), DEFAULT_CONTEXT, 0, max)?;
+    let Ok(_permit) = st.searches.clone().try_acquire_owned() else {
+        return Ok(busy("too many searches at once (http.max_searches)"));
+    };
+    match st.backend.context(id, before, after, st.message_max_bytes).await? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Ok(not_found()),
+    }
+}
+
+/// The `top` most frequent values of each field over the matches.
+async fn fields(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
+    let a = common(&p)?;
+    let top = number("top", p.top.as_deref(), DEFAULT_TOP, crate::search::backend::MAX_FIELD_VALUES)?;
+    let Ok(_permit) = st.searches.clone().try_acquire_owned() else {
+        return Ok(busy("too many searches at once (http.max_searches)"));
+    };
+    Ok(Json(st.backend.fields(&a.q, a.from_ms, a.to_ms, top).await?).into_response())
+}
+
+/// A download's format.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    Ndjson,
+    Csv,
+}
+
+/// The matches, newest first, as NDJSON (one JSON object a line) or CSV,
+/// streamed a backend page at a time: at most `limit` (default and most
+/// [`DOWNLOAD_MAX_LINES`]) lines and about [`DOWNLOAD_MAX_BYTES`], each
+/// message cut as in `/api/search`. The search permit is held until the
+/// last byte, so downloads count against `http.max_searches`. A download
+/// cut short by a bound ends with a line saying so; one whose backend
+/// fails midway ends with an `error` line (the status is already sent).
+async fn download(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
+    let a = common(&p)?;
+    let format = match p.format.as_deref().map(str::trim).unwrap_or("ndjson") {
+        "" | "ndjson" => Format::Ndjson,
+        "csv" => Format::Csv,
+        other => return Err(bad("format", format!("{other:?} is not ndjson or csv"))),
+    };
+    let limit = number("limit", p.limit.as_deref(), DOWNLOAD_MAX_LINES, DOWNLOAD_MAX_LINES)?;
+    let Ok(permit) = st.searches.clone().try_acquire_owned() else {
+        return Ok(busy("too many searches at once (http.max_searches)"));
+    };
+    // The first page before answering: a failing backend is a 502, not a
+    // 200 with an error inside.
+    let first = st
+        .backend
+        .search(PageQuery {
+            q: &a.q,
+            from_ms: a.from_ms,
+            to_ms: a.to_ms,
+            size: DOWNLOAD_PAGE.min(limit),
+            cursor: None,
+            message_max_bytes: st.message_max_bytes,
+        })
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(4);
+    let backend = st.backend.clone();
+    let max_bytes = st.message_max_bytes;
+    tokio::spawn(async move {
+        let _permit = permit;
+        let deadline = tokio::time::Instant::now() + DOWNLOAD_MAX_TIME;
+        let (mut sent, mut bytes) = (0usize, 0usize);
+        let mut page = first;
+        let mut out = Vec::with_capacity(64 << 10);
+        if format == Format::Csv {
+            out.extend_from_slice(b"@timestamp,host,path,offset,topic,message\r\n");
+        }
+        let cut_short = loop {
+            for h in &page.hits {
+                if sent == limit {
+                    break;
+                }
+                let before = out.len();
+                download_line(&mut out, format, h);
+                bytes += out.len() - before;
+                sent += 1;
+                if bytes >= DOWNLOAD_MAX_BYTES {
+                    break;
+                }
+            }
+            if !out.is_empty() && tx.send(Ok(bytes::Bytes::from(std::mem::take(&mut out)))).await.is_err() {
+                return; // the client went away
+            }
+            if sent == limit {
+                break page.total > limit as u64;
+            }
+            if bytes >= DOWNLOAD_MAX_BYTES || tokio::time::Instant::now() >= deadline {
+                break true;
+            }
+            let Some(cursor) = page.cursor.take() else { break false };
+            let next = backend
+                .search(PageQuery {
+                    q: &a.q,
+                    from_ms: a.from_ms,
+                    to_ms: a.to_ms,
+                    size: DOWNLOAD_PAGE.min(limit - sent),
+                    cursor: Some(&cursor),
+                    message_max_bytes: max_bytes,
+                })
+                .await;
+            match next {
+                Ok(p) => page = p,
+                Err(e) => {
+                    let note = json!({"error": format!("the download stopped after {sent} lines: {e}")});
+                    let _ = tx.send(Ok(trailer(format, &note.to_string()))).await;
+                    return;
+                }
+            }
+        };
+        if cut_short {
+            let note = json!({"truncated": true, "lines": sent, "error": format!(
+                "the download stops here: at most {limit} lines, {} MiB, {} s", DOWNLOAD_MAX_BYTES >> 20, DOWNLOAD_MAX_TIME.as_secs()
+            )});
+            let _ = tx.send(Ok(trailer(format, &note.to_string()))).await;
+        }
+    });
+    let (kind, ext) = match format {
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    let name = format!("attachment; filename=\"logcollect-{}.{ext}\"", now_ms());
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, kind.to_string()), (header::CONTENT_DISPOSITION, name)], body).into_response())
+}
+
+/// The last line of a download cut short: JSON in NDJSON, a `#` comment in CSV.
+fn trailer(format: Format, note: &str) -> bytes::Bytes {
+    match format {
+        Format::Ndjson => bytes::Bytes::from(format!("{note}\n")),
+        Format::Csv => bytes::Bytes::from(format!("# {note}\r\n")),
+    }
+}
+
+/// One line of a download.
+fn download_line(out: &mut Vec<u8>, format: Format, h: &crate::search::backend::Hit) {
+    match format {
+        Format::Ndjson => {
+            let v = json!({
+                "id": h.id, "@timestamp": h.timestamp, "host": h.host, "path": h.path,
+                "offset": h.offset, "topic": h.topic, "message": h.message, "truncated": h.truncated,
+            });
+            serde_json::to_writer(&mut *out, &v).expect("json");
+            out.push(b'\n');
+        }
+        Format::Csv => {
+            let offset = h.offset.map(|o| o.to_string()).unwrap_or_default();
+            let cells = [
+                h.timestamp.as_str(),
+                h.host.as_deref().unwrap_or(""),
+                h.path.as_deref().unwrap_or(""),
+                offset.as_str(),
+                h.topic.as_str(),
+                h.message.as_str(),
+            ];
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                csv_cell(out, c);
+            }
+            out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// A CSV cell (RFC 4180: quoted, `"` doubled). A cell a spreadsheet would
+/// run as a formula (starting with `=`, `+`, `-`, `@`, tab or CR: OWASP's
+/// "CSV injection") gets a leading `'`, since a log line is whatever its
+/// writer wanted.
+fn csv_cell(out: &mut Vec<u8>, c: &str) {
+    out.push(b'"');
+    if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        out.push(b'\'');
+    }
+    for b in c.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 async fn info(State(st): State<AppState>) -> Response {
@@ -249,4 +478,60 @@ async fn live(State(st): State<AppState>, Query(p): Query<Params>) -> Result<Res
         Ok::<_, std::convert::Infallible>,
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        // (cell, as written)
+        let table: &[(&str, &str)] = &[
+            ("", r#""""#),
+            ("plain", r#""plain""#),
+            (r#"say "hi""#, r#""say ""hi""""#),
+            ("a,b\nc", "\"a,b\nc\""),
+            ("=cmd|' /C calc'!A0", r#""'=cmd|' /C calc'!A0""#),
+            ("+1", r#""'+1""#),
+            ("-x", r#""'-x""#),
+            ("@SUM(1)", r#""'@SUM(1)""#),
+            ("a=b", r#""a=b""#),
+        ];
+        for (cell, want) in table {
+            let mut out = Vec::new();
+            csv_cell(&mut out, cell);
+            assert_eq!(String::from_utf8(out).unwrap(), *want, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn download_lines_in_both_formats() {
+        let h = crate::search::backend::Hit {
+            id: "i".into(),
+            timestamp: "2026-01-01T00:00:00.000Z".into(),
+            ts_ms: 0,
+            message: "<b>\"x\"</b>".into(),
+            host: Some("h".into()),
+            path: None,
+            offset: Some(7),
+            topic: "t".into(),
+            highlights: vec![[0, 1]],
+            truncated: false,
+        };
+        let mut out = Vec::new();
+        download_line(&mut out, Format::Csv, &h);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"2026-01-01T00:00:00.000Z\",\"h\",\"\",\"7\",\"t\",\"<b>\"\"x\"\"</b>\"\r\n"
+        );
+        let mut out = Vec::new();
+        download_line(&mut out, Format::Ndjson, &h);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (v["message"].as_str(), v["path"].is_null(), v["offset"].as_u64()),
+            (Some("<b>\"x\"</b>"), true, Some(7))
+        );
+        assert!(out.ends_with(b"}\n") && !out[..out.len() - 1].contains(&b'\n'));
+    }
 }

@@ -1,5 +1,6 @@
-//! Collectors: newest (or oldest) first by (`@timestamp`, `_seq`), and
-//! histogram buckets, read from fast fields.
+//! Collectors: newest (or oldest) first by (`@timestamp`, `_seq`),
+//! histogram buckets, read from fast fields, and the set of matching
+//! documents per segment (for field counts).
 
 use super::{SEQ, TS};
 use std::cmp::Reverse;
@@ -7,7 +8,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Cardinality, ColumnValues};
-use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::{BitSet, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Order {
@@ -15,6 +16,9 @@ pub(super) enum Order {
     NewestFirst { before: Option<(i64, u64)> },
     /// Smallest `_seq` first.
     IndexedAfter,
+    /// Smallest (`@timestamp`, `_seq`) first, above `after` (the lines after
+    /// a line in its file: `/api/context`).
+    OldestFirst { after: (i64, u64) },
 }
 
 /// The top `limit` documents in `order`, read from the fast fields.
@@ -44,6 +48,7 @@ impl TopSegment {
         match self.order {
             Order::NewestFirst { .. } => (i128::from(k.0) << 64) | i128::from(k.1),
             Order::IndexedAfter => -i128::from(k.1),
+            Order::OldestFirst { .. } => -((i128::from(k.0) << 64) | i128::from(k.1)),
         }
     }
 }
@@ -79,10 +84,10 @@ impl Collector for Top {
 
 impl TopSegment {
     fn offer(&mut self, doc: DocId, k: Key) {
-        if let Order::NewestFirst { before: Some(b) } = self.order {
-            if k >= b {
-                return;
-            }
+        match self.order {
+            Order::NewestFirst { before: Some(b) } if k >= b => return,
+            Order::OldestFirst { after } if k <= after => return,
+            _ => {}
         }
         if self.limit == 0 {
             return;
@@ -238,5 +243,51 @@ impl SegmentCollector for BucketsSegment {
 
     fn harvest(self) -> Vec<u64> {
         self.counts
+    }
+}
+
+/// The documents that match, per segment: a bit set each, with its count.
+pub(super) struct Matches;
+
+pub(super) struct MatchesSegment {
+    segment: SegmentOrdinal,
+    docs: BitSet,
+    count: u64,
+}
+
+impl Collector for Matches {
+    type Fruit = Vec<(SegmentOrdinal, BitSet, u64)>;
+    type Child = MatchesSegment;
+
+    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<MatchesSegment> {
+        Ok(MatchesSegment { segment, docs: BitSet::with_max_value(reader.max_doc()), count: 0 })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<(SegmentOrdinal, BitSet, u64)>) -> tantivy::Result<Self::Fruit> {
+        Ok(fruits)
+    }
+}
+
+impl SegmentCollector for MatchesSegment {
+    type Fruit = (SegmentOrdinal, BitSet, u64);
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.docs.insert(doc);
+        self.count += 1;
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        for &d in docs {
+            self.docs.insert(d);
+        }
+        self.count += docs.len() as u64;
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        (self.segment, self.docs, self.count)
     }
 }

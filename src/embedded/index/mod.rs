@@ -45,7 +45,7 @@ mod tests;
 mod writer;
 
 pub use doc::{LineDoc, LineOrigin};
-pub use store::{Store, StoredHit};
+pub use store::{Store, StoredField, StoredHit};
 pub use tantivy_query::to_tantivy;
 pub use writer::{dir_bytes, Writer};
 

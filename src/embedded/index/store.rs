@@ -1,11 +1,12 @@
 //! The read side: opening the index and searching its last commit.
 
-use super::collectors::{Buckets, Order, Top};
+use super::collectors::{Buckets, Matches, Order, Top};
 use super::{
     analyzer, dir_bytes, schema, to_tantivy, IndexConfig, IndexError, LineDoc, Payload, Writer, F_HOST, F_ID,
     F_MESSAGE, F_OFFSET, F_PATH, F_SEQ, F_TOPIC, F_TS, PAYLOAD_VERSION, SEQ, WORDS,
 };
 use crate::search::query::Node;
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use tantivy::indexer::LogMergePolicy;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{Field, Value};
 use tantivy::store::{Compressor, ZstdCompressor};
-use tantivy::{DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocSet, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term,
+};
 
 /// How long [`Store::writer`] waits for an index lock another process holds.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -199,7 +202,16 @@ impl Store {
 
     /// The line whose `_id` is `id`, if it is indexed (`GET /api/line`).
     pub fn by_id(&self, id: &str) -> Result<Option<StoredHit>, IndexError> {
-        let searcher = self.reader.searcher();
+        self.by_id_cut(&self.reader.searcher(), id, usize::MAX)
+    }
+
+    /// [`Store::by_id`] in `searcher`, the message cut to `message_max_bytes`.
+    fn by_id_cut(
+        &self,
+        searcher: &tantivy::Searcher,
+        id: &str,
+        message_max_bytes: usize,
+    ) -> Result<Option<StoredHit>, IndexError> {
         let q =
             tantivy::query::TermQuery::new(Term::from_field_text(F_ID, id), tantivy::schema::IndexRecordOption::Basic);
         let found = searcher.search(&q, &tantivy::collector::DocSetCollector)?;
@@ -207,7 +219,114 @@ impl Store {
         let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
         let ts = ff.i64(super::TS)?.first(addr.doc_id).unwrap_or(0);
         let seq = ff.u64(SEQ)?.first(addr.doc_id).unwrap_or(0);
-        Ok(Some(stored_hit(&searcher, (ts, seq), addr, usize::MAX)?))
+        Ok(Some(stored_hit(searcher, (ts, seq), addr, message_max_bytes)?))
+    }
+
+    /// The lines around `id` in its file (`GET /api/context`): up to
+    /// `before` lines before it and `after` after it, in file order, which
+    /// in the index is (`@timestamp`, `_seq`): lines of one file are read,
+    /// stamped and indexed in offset order, and a rotated file's successor
+    /// at the same path comes after it rather than between its lines.
+    /// `None` when no line has this id.
+    ///
+    /// The file's lines are searched in widening time windows around the
+    /// line (a minute, an hour, a day, all), so the usual case reads only a
+    /// minute of the file's lines however long the file is.
+    pub fn context(
+        &self,
+        id: &str,
+        before: usize,
+        after: usize,
+        message_max_bytes: usize,
+    ) -> Result<Option<StoredContext>, IndexError> {
+        let searcher = self.reader.searcher();
+        let Some(hit) = self.by_id_cut(&searcher, id, message_max_bytes)? else { return Ok(None) };
+        let (Some(host), Some(path)) = (hit.host.clone(), hit.path.clone()) else {
+            // Not from a file (a Kafka record of another producer): no neighbours.
+            return Ok(Some(StoredContext {
+                hit,
+                before: Vec::new(),
+                after: Vec::new(),
+                more_before: false,
+                more_after: false,
+            }));
+        };
+        let key = (hit.ts_ms, hit.seq);
+        let exact = |f: Field, v: &str| -> Box<dyn Query> {
+            Box::new(tantivy::query::TermQuery::new(
+                Term::from_field_text(f, v),
+                tantivy::schema::IndexRecordOption::Basic,
+            ))
+        };
+        let side = |older: bool, want: usize| -> Result<(Vec<StoredHit>, bool), IndexError> {
+            const WINDOWS_MS: [i64; 4] = [60_000, 3_600_000, 86_400_000, i64::MAX];
+            let mut found = Vec::new();
+            for w in WINDOWS_MS {
+                let (lo, hi) = if older {
+                    (Bound::Included(key.0.saturating_sub(w)), Bound::Included(key.0))
+                } else {
+                    (Bound::Included(key.0), Bound::Included(key.0.saturating_add(w)))
+                };
+                let range: Box<dyn Query> = Box::new(RangeQuery::new(
+                    lo.map(|t| Term::from_field_i64(F_TS, t)),
+                    hi.map(|t| Term::from_field_i64(F_TS, t)),
+                ));
+                let q = BooleanQuery::new(vec![
+                    (Occur::Must, exact(F_HOST, &host)),
+                    (Occur::Must, exact(F_PATH, &path)),
+                    (Occur::Must, range),
+                ]);
+                let order =
+                    if older { Order::NewestFirst { before: Some(key) } } else { Order::OldestFirst { after: key } };
+                found = searcher.search(&q, &Top { limit: want + 1, order })?;
+                if found.len() > want {
+                    break;
+                }
+            }
+            let more = found.len() > want;
+            found.truncate(want);
+            let mut lines: Vec<StoredHit> = found
+                .into_iter()
+                .map(|(k, addr)| stored_hit(&searcher, k, addr, message_max_bytes))
+                .collect::<Result<_, _>>()?;
+            if older {
+                lines.reverse();
+            }
+            Ok((lines, more))
+        };
+        let (before, more_before) = side(true, before)?;
+        let (after, more_after) = side(false, after)?;
+        Ok(Some(StoredContext { hit, before, after, more_before, more_after }))
+    }
+
+    /// The most frequent values of `host.name`, `log.file.path` and `topic`
+    /// among the matches in `[from_ms, to_ms)`, `top` of each
+    /// (`GET /api/fields`).
+    ///
+    /// The keyword fields are not columns, so the counts come from the
+    /// postings: the matches become a bit set per segment, then each term's
+    /// postings are counted against it. That is linear in the documents,
+    /// whatever the query; a field with more than [`FIELD_MAX_TERMS`]
+    /// distinct values in a segment is counted over the first ones only
+    /// (`partial`).
+    pub fn fields(&self, node: &Node, from_ms: i64, to_ms: i64, top: usize) -> Result<StoredFields, IndexError> {
+        let searcher = self.reader.searcher();
+        Self::check(node, &searcher)?;
+        let q = self.query(node, from_ms, to_ms)?;
+        let matched = searcher.search(&*q, &Matches)?;
+        let total = matched.iter().map(|m| m.2).sum();
+        let mut out = Vec::new();
+        for (name, field) in [("host", F_HOST), ("path", F_PATH), ("topic", F_TOPIC)] {
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            let mut partial = false;
+            for (seg, docs, n) in &matched {
+                if *n > 0 {
+                    partial |= count_terms(searcher.segment_reader(*seg), field, docs, &mut counts)?;
+                }
+            }
+            out.push(StoredField::top_of(name, counts, top, partial));
+        }
+        Ok(StoredFields { total, fields: out })
     }
 
     /// The highest `_seq` in the last commit (0 when empty).
@@ -253,6 +372,86 @@ impl Store {
     /// Makes the last commit visible to searches.
     pub fn reload(&self) -> Result<(), IndexError> {
         Ok(self.reader.reload()?)
+    }
+}
+
+/// Adds to `counts` how many of `docs` each term of `field` in `seg` has;
+/// true when the segment has more than [`FIELD_MAX_TERMS`] terms (the rest
+/// are not counted).
+fn count_terms(
+    seg: &tantivy::SegmentReader,
+    field: Field,
+    docs: &tantivy::BitSet,
+    counts: &mut HashMap<String, u64>,
+) -> tantivy::Result<bool> {
+    let inv = seg.inverted_index(field)?;
+    let mut terms = inv.terms().stream()?;
+    let mut seen = 0usize;
+    while terms.advance() {
+        seen += 1;
+        if seen > FIELD_MAX_TERMS {
+            return Ok(true);
+        }
+        let mut postings = inv.read_postings_from_terminfo(terms.value(), tantivy::schema::IndexRecordOption::Basic)?;
+        let mut c = 0u64;
+        let mut doc = postings.doc();
+        while doc != tantivy::TERMINATED {
+            c += u64::from(docs.contains(doc));
+            doc = postings.advance();
+        }
+        if c > 0 {
+            *counts.entry(String::from_utf8_lossy(terms.key()).into_owned()).or_default() += c;
+        }
+    }
+    Ok(false)
+}
+
+/// Most distinct values of one field counted per segment by [`Store::fields`].
+pub const FIELD_MAX_TERMS: usize = 10_000;
+
+/// A line and its neighbours in its file ([`Store::context`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredContext {
+    pub hit: StoredHit,
+    /// The lines before `hit`, oldest first.
+    pub before: Vec<StoredHit>,
+    /// The lines after `hit`, oldest first.
+    pub after: Vec<StoredHit>,
+    /// There are lines before `before`'s first.
+    pub more_before: bool,
+    /// There are lines after `after`'s last.
+    pub more_after: bool,
+}
+
+/// The top values of fields over a query's matches ([`Store::fields`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFields {
+    /// Matches counted.
+    pub total: u64,
+    pub fields: Vec<StoredField>,
+}
+
+/// One field's most frequent values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredField {
+    /// The name a query writes (`host`, `path`, `topic`).
+    pub name: String,
+    /// (value, matches), most first, then by value.
+    pub values: Vec<(String, u64)>,
+    /// Matches with a value not in `values`.
+    pub other: u64,
+    /// Not every value was counted ([`FIELD_MAX_TERMS`]).
+    pub partial: bool,
+}
+
+impl StoredField {
+    /// The `top` most frequent of `counts`.
+    pub fn top_of(name: &str, counts: HashMap<String, u64>, top: usize, partial: bool) -> StoredField {
+        let mut all: Vec<(String, u64)> = counts.into_iter().collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let other = all.iter().skip(top).map(|v| v.1).sum();
+        all.truncate(top);
+        StoredField { name: name.to_string(), values: all, other, partial }
     }
 }
 

@@ -287,3 +287,100 @@ fn a_prefix_matching_too_many_words_is_refused_before_it_runs() {
     let (total, _) = store.search(&q("ab1*"), 0, i64::MAX, 10, None, usize::MAX).unwrap();
     assert_eq!(total, 11_111);
 }
+
+#[test]
+fn context_is_the_line_s_neighbours_in_its_file_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut w) = open(dir.path());
+    // Two files interleaved over several commits (segments), with gaps of
+    // seconds, hours and days between some lines (the widening windows).
+    let gaps = [0i64, 1, 1, 1_000, 7_200_000, 1, 90_000_000, 1, 1, 5_000];
+    let mut written: Vec<(&str, i64, String)> = Vec::new();
+    let mut ts = 1_000_000i64;
+    for round in 0..4 {
+        for (k, gap) in gaps.iter().enumerate() {
+            ts += gap;
+            for path in ["/a.log", "/b.log"] {
+                let msg = format!("{path} line {round}-{k}");
+                // The id comes from the file identity and offset (the
+                // helper's files share one identity): offsets unique overall.
+                let i = written.len() as u64;
+                w.add(doc(i, ts, &msg, "h", path, "t")).unwrap();
+                written.push((path, ts, msg));
+            }
+        }
+        w.commit(None).unwrap();
+    }
+    let ids = |path: &str| -> Vec<String> {
+        let (_, hits) = store.search(&parse(&format!("path:{path}")).unwrap(), 0, i64::MAX, 1000, None, 1000).unwrap();
+        let mut hits = hits;
+        hits.reverse(); // oldest first
+        hits.into_iter().map(|h| h.id).collect()
+    };
+    for path in ["/a.log", "/b.log"] {
+        let file: Vec<&String> = written.iter().filter(|l| l.0 == path).map(|l| &l.2).collect();
+        let ids = ids(path);
+        assert_eq!(ids.len(), file.len());
+        // (line, before, after)
+        for (k, before, after) in [(0, 3, 3), (5, 3, 3), (6, 0, 2), (ids.len() - 1, 4, 4), (20, 100, 100), (13, 1, 0)] {
+            let c = store.context(&ids[k], before, after, 1000).unwrap().unwrap();
+            let text = |v: &[super::StoredHit]| v.iter().map(|h| h.message.clone()).collect::<Vec<_>>();
+            let lo = k.saturating_sub(before);
+            let hi = (k + 1 + after).min(file.len());
+            assert_eq!(&c.hit.message, file[k]);
+            assert_eq!(text(&c.before), file[lo..k].iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{path} {k}");
+            assert_eq!(text(&c.after), file[k + 1..hi].iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{path} {k}");
+            assert_eq!((c.more_before, c.more_after), (lo > 0, hi < file.len()), "{path} {k}");
+        }
+    }
+    assert_eq!(store.context("no such id", 1, 1, 1000).unwrap(), None);
+    // Messages are cut as asked.
+    let c = store.context(&ids("/a.log")[3], 1, 1, 4).unwrap().unwrap();
+    assert!(c.hit.truncated && c.before[0].truncated && c.hit.message.len() == 4);
+}
+
+#[test]
+fn fields_count_what_the_model_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut w) = open(dir.path());
+    for (i, (m, h, p, t)) in LINES.iter().enumerate() {
+        w.add(doc(i as u64, 1000 + i as i64, m, h, p, t)).unwrap();
+        if i == 2 {
+            w.commit(None).unwrap(); // two segments
+        }
+    }
+    // Replaced: the old copy is deleted and must not count.
+    let (m, h, p, t) = LINES[1];
+    w.add_replacing(doc(1, 1001, m, h, p, t)).unwrap();
+    w.commit(None).unwrap();
+    for q in ["", "error", "disk", "-topic:web", "nothing-matches-this"] {
+        let node = parse(q).unwrap();
+        for (from, to) in [(0, i64::MAX), (1002, 1005)] {
+            let f = store.fields(&node, from, to, 10).unwrap();
+            let hits: Vec<_> = LINES
+                .iter()
+                .enumerate()
+                .filter(|(i, l)| {
+                    let ts = 1000 + *i as i64;
+                    ts >= from && ts < to && node.matches(&DocView { message: l.0, host: l.1, path: l.2, topic: l.3 })
+                })
+                .collect();
+            assert_eq!(f.total, hits.len() as u64, "{q:?}");
+            for (k, field) in f.fields.iter().enumerate() {
+                let mut want: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+                for (_, l) in &hits {
+                    let v = [l.1, l.2, l.3][k];
+                    *want.entry(v.to_string()).or_default() += 1;
+                }
+                let want = super::StoredField::top_of(&field.name, want, 10, false);
+                assert_eq!(field, &want, "{q:?} {}", field.name);
+            }
+        }
+    }
+    // `top` keeps the most frequent; the others are counted as other.
+    let f = store.fields(&Node::All, 0, i64::MAX, 1).unwrap();
+    assert_eq!(f.fields[0].name, "host");
+    assert_eq!(f.fields[0].values, vec![("web-1".to_string(), 3)]);
+    assert_eq!(f.fields[0].other, 3);
+    assert_eq!(f.fields[2].values, vec![("web".to_string(), 3)]);
+}
