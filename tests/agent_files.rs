@@ -458,6 +458,7 @@ fn a_kill_9_in_the_middle_of_a_long_event_ships_it_once_whole() {
     let recs = consume(&kafka.brokers(), "app", want.len(), Duration::from_secs(3), Duration::from_secs(60));
     assert_eq!(in_file_order(&recs), want, "each event once, the trace whole");
     assert_eq!(want[2].0.lines().count(), 403);
+}
 
 /// Lines `from..to` of file `f`: what `append_lines` writes, one string each.
 fn lines_of(f: usize, from: usize, to: usize) -> Vec<String> {
