@@ -572,8 +572,15 @@ impl Reader {
             return true;
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
-        let mut batch =
-            Batch { source: src.clone(), block, spans, read_ms, ack: ack.clone(), parse_json: self.ctx.cfg.parse_json };
+        let mut batch = Batch {
+            source: src.clone(),
+            block,
+            spans,
+            read_ms,
+            ack: ack.clone(),
+            parse_json: self.ctx.cfg.parse_json,
+            journal: None,
+        };
         let stats = &self.ctx.stats;
         loop {
             match self.ctx.tx.send_timeout(batch, Duration::from_millis(100)) {
