@@ -208,6 +208,7 @@ fn records(f: &Fixture) -> Vec<Record<'_>> {
                     1 => Cut::Truncated,
                     _ => Cut::Whole,
                 },
+                journal: None,
             }),
         })
         .collect()

@@ -27,6 +27,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-de
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 command -v adduser >/dev/null 2>&1 || need+=(adduser)
+# Journal files from export-format input for tests/journal.rs (journalctl reads them).
+[ -x /lib/systemd/systemd-journal-remote ] || need+=(systemd-journal-remote)
 if ((${#need[@]})); then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

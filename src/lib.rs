@@ -99,6 +99,7 @@ pub mod config;
 pub mod error;
 pub mod record;
 
+pub use agent::journal::export as journal_export;
 pub use agent::{multiline, split};
 pub use common::clock;
 pub use control::collect;

@@ -98,6 +98,7 @@ impl Spec {
                 fid,
                 offset: *offset,
                 cut: *cut,
+                journal: None,
             }),
         }
     }

@@ -97,6 +97,9 @@ pub struct Batch {
     pub ack: Arc<BatchAck>,
     /// The lines are JSON the transfer should merge (records carry `json: 1`).
     pub parse_json: bool,
+    /// Set for journal entries (`agent::journal`): one per span, each
+    /// line's sequence number, time and fields; `None` for file lines.
+    pub journal: Option<crate::agent::journal::JournalLines>,
 }
 
 impl Batch {

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod discovery;
 pub mod guard;
 pub mod identity;
+pub mod journal;
 pub mod multiline;
 pub mod ship;
 pub mod split;
@@ -170,6 +171,7 @@ pub fn run_observed(
         },
     };
     tracing::info!(host = %host, brokers = %kafka.brokers.join(","), entries = collect.len(), "agent started");
+    let mut journal = journal::start(&cfg, tx.clone(), &stats, observed)?;
     let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints.clone(), tx, stats.clone()));
     let (stop_discovery, discovery_stopped) = crossbeam_channel::bounded::<()>(0);
     let disc = discovery::spawn(
@@ -190,6 +192,7 @@ pub fn run_observed(
             if on_ack.due(acked, Instant::now()) || save.due() {
                 let t = Instant::now();
                 save_checkpoints(&checkpoints, &cfg.agent.data_dir);
+                journal::save_logged(journal.as_ref());
                 on_ack.saved(acked, t, t.elapsed());
             }
             if report_due.due() {
@@ -204,8 +207,14 @@ pub fn run_observed(
     }
     drop(stop_discovery);
     let _ = disc.join();
+    if let Some(j) = &mut journal {
+        j.stop();
+    }
     shipper.finish(Duration::from_millis(cfg.agent.shutdown_timeout_ms));
     checkpoints.save()?;
+    if let Some(j) = &journal {
+        j.save()?;
+    }
     report(&stats);
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! (of the line's first byte), `fid`, and `split` (part number) / `truncated`
 //! / `partial` for cut lines, `json = 1` when the collect entry asks the
 //! transfer to merge JSON lines (`parse_json`); timestamp = when the line was read.
+//! A journal entry (`agent::journal`) has its sequence number as `offset`,
+//! its `__REALTIME_TIMESTAMP` as timestamp, and the `journal` headers.
 //!
 //! librdkafka's queue is bounded (`queue.buffering.max.kbytes`); when it is
 //! full the thread polls and retries, so backpressure reaches the readers
@@ -384,11 +386,15 @@ impl Ship {
         let src = &batch.source;
         let mut num = itoa::Buffer::new();
         let mut part = itoa::Buffer::new();
-        for line in batch.lines() {
+        for (k, line) in batch.lines().enumerate() {
+            // A journal entry: its sequence number for offset, its time for the timestamp.
+            let entry = batch.journal.as_ref().map(|j| &j.entries[k]);
+            let offset = entry.map_or(line.offset, |e| e.seqnum);
+            let timestamp = entry.and_then(|e| e.realtime_ms).unwrap_or(batch.read_ms);
             let mut headers = OwnedHeaders::new_with_capacity(6)
                 .insert(Header { key: "host", value: Some(self.host.as_str()) })
                 .insert(Header { key: "path", value: Some(&*src.path) })
-                .insert(Header { key: "offset", value: Some(num.format(line.offset)) })
+                .insert(Header { key: "offset", value: Some(num.format(offset)) })
                 .insert(Header { key: "fid", value: Some(&*src.fid_text) });
             headers = match line.cut {
                 Cut::Whole => headers,
@@ -399,11 +405,14 @@ impl Ship {
             if batch.parse_json {
                 headers = headers.insert(Header { key: "json", value: Some("1") });
             }
+            if let Some(e) = entry {
+                headers = crate::agent::journal::headers(headers, e, &batch.block.data);
+            }
             let mut record = BaseRecord::with_opaque_to(&src.topic, batch.ack.clone())
                 .payload(line.bytes)
                 .key(src.fid_text.as_bytes())
                 .headers(headers)
-                .timestamp(batch.read_ms);
+                .timestamp(timestamp);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
@@ -421,7 +430,7 @@ impl Ship {
                             key: Some(src.fid_text.as_bytes()),
                             payload: line.bytes,
                             headers: r.headers.clone(),
-                            timestamp: Some(batch.read_ms),
+                            timestamp: Some(timestamp),
                         };
                         self.producer.context().recut(refused, &e, r.delivery_opaque);
                         break;

@@ -673,7 +673,7 @@ impl Reader {
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
         let parse_json = self.ctx.cfg.parse_json;
-        let batch = Batch { source: src, block, spans, offsets: Vec::new(), end, read_ms, ack, parse_json };
+        let batch = Batch { source: src, block, spans, offsets: Vec::new(), end, read_ms, ack, parse_json, journal: None };
         self.deliver(batch, cut)
     }
 
@@ -716,7 +716,7 @@ impl Reader {
         let offsets = std::mem::replace(&mut ev.offsets, Vec::with_capacity(n));
         let block = Block { data, offset: offsets[0] };
         let parse_json = self.ctx.cfg.parse_json;
-        let batch = Batch { source: src, block, spans, offsets, end, read_ms, ack, parse_json };
+        let batch = Batch { source: src, block, spans, offsets, end, read_ms, ack, parse_json, journal: None };
         if !self.deliver(batch, cut) {
             return false;
         }

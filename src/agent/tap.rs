@@ -228,6 +228,7 @@ impl Printer<'_> {
                         offset: block.offset + u64::from(span.start),
                         fid: fid.as_bytes(),
                         cut: span.cut,
+                        journal: None,
                     };
                     self.line(&block.data[span.range()], topic, origin, cfg.parse_json, mode)?;
                     if self.tapped.records >= self.limit {
@@ -297,7 +298,7 @@ mod tests {
     #[test]
     fn the_headers_read_back_as_the_origin_they_describe() {
         for cut in [Cut::Whole, Cut::Part(2), Cut::Truncated, Cut::Partial] {
-            let o = Origin { host: b"h", path: b"/var/log/a.log", offset: 42, fid: b"1-2-3", cut };
+            let o = Origin { host: b"h", path: b"/var/log/a.log", offset: 42, fid: b"1-2-3", cut, journal: None };
             let h = record_headers(&o, true);
             let back = Origin::from_headers(h.iter().map(|(k, v)| (*k, v.as_bytes()))).unwrap();
             assert_eq!(back, o, "{cut:?}");

@@ -23,6 +23,7 @@
 pub mod allowed;
 mod expand;
 pub mod index_pattern;
+mod journald;
 pub mod multiline;
 mod raw;
 mod secret;
@@ -31,6 +32,7 @@ mod values;
 
 pub use allowed::AllowedPaths;
 pub use index_pattern::{IndexPattern, PatternError};
+pub use journald::{JournalEnabled, JournaldConfig, DEFAULT_JOURNAL_TOPIC};
 pub use secret::Secret;
 pub use values::{check_topic, parse_bytes, split_list, LongLines, NotOneOf, ReadFrom, Words};
 
@@ -643,6 +645,9 @@ pub struct Config {
     pub http: HttpSection,
     /// `[metrics]`: host metrics; `None` when not enabled.
     pub metrics: Option<HostMetricsConfig>,
+    /// `[journald]`: the systemd journal source; `None` without the
+    /// section or with `enabled = false`.
+    pub journald: Option<JournaldConfig>,
 }
 
 impl Config {
@@ -693,6 +698,7 @@ impl Config {
         let metrics = sections::metrics(&s);
         let index = sections::index(&s);
         let collect = sections::collect(&s);
+        let journald = journald::journald(&s);
         s.check_unknown()?;
         expanded?;
         let (kafka, chan_max_size) = kafka?;
@@ -708,6 +714,7 @@ impl Config {
             index: index?,
             http: http?,
             metrics: metrics?,
+            journald: journald?,
         };
         // A static entry outside allowed_paths stops the start, naming it.
         for e in &config.collect {

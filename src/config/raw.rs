@@ -96,6 +96,11 @@ impl<'a> Sections<'a> {
             .unwrap_or_default()
     }
 
+    /// Whether the file has `section`, even empty.
+    pub(super) fn has(&self, section: &str) -> bool {
+        self.raw.contains_key(section)
+    }
+
     fn ask(&self, section: &'static str, keys: Known) {
         let mut asked = self.asked.borrow_mut();
         debug_assert!(asked.iter().all(|(s, _)| *s != section), "[{section}] asked for twice");

@@ -190,8 +190,8 @@ fn unknown_sections_and_keys_are_reported_first_with_what_is_known() {
         (
             "[kafak]\n",
             "[kafak]",
-            "unknown section (known: kafka, etcd, agent, log, es, http, metrics, index, kafka.producer, \
-             kafka.consumer, collect)",
+            "unknown section (known: kafka, etcd, agent, log, es, http, metrics, index, journald, \
+             kafka.producer, kafka.consumer, collect)",
         ),
         (
             "[kafka]\nadress = x\n",

@@ -130,6 +130,7 @@ struct Parts {
     kafka: Vec<(&'static str, Arc<KafkaStats>)>,
     host: Option<Arc<crate::observe::host_metrics::HostStats>>,
     checks: Vec<(String, Check)>,
+    journal: Option<Arc<crate::agent::journal::JournalStats>>,
 }
 
 impl Observed {
@@ -199,6 +200,11 @@ impl Observed {
             }),
         );
         lock(&self.parts).kafka.push((client, stats));
+    }
+
+    /// Exposes the journal source's counters.
+    pub fn add_journal(&self, stats: Arc<crate::agent::journal::JournalStats>) {
+        lock(&self.parts).journal = Some(stats);
     }
 
     pub fn add_host(&self, host: Arc<crate::observe::host_metrics::HostStats>) {

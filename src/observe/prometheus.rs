@@ -109,6 +109,9 @@ impl prometheus_client::collector::Collector for Exposition {
         if let Some(t) = &p.transfer {
             transfer_metrics(t, &mut out)?;
         }
+        if let Some(j) = &p.journal {
+            journal_metrics(j, &mut out)?;
+        }
         let parts = partitions(&p);
         for (client, stats) in &p.kafka {
             kafka_metrics(client, stats, &parts, &mut out)?;
@@ -162,6 +165,29 @@ fn process_metrics(o: &Observed, out: &mut Out<'_, '_>) -> std::fmt::Result {
     out.gauge("logcollect_uptime_seconds", "Seconds since the process started", o.started.elapsed().as_secs_f64())?;
     let mut info = out.enc.encode_descriptor("logcollect_build", "Build information", None, MetricType::Info)?;
     info.encode_info(&vec![("version", env!("CARGO_PKG_VERSION").to_string()), ("role", o.role.clone())])
+}
+
+fn journal_metrics(j: &crate::agent::journal::JournalStats, out: &mut Out<'_, '_>) -> std::fmt::Result {
+    let g = Stats::get;
+    out.counter("logcollect_journal_entries_read", "Journal entries handed to the next stage", g(&j.entries_read))?;
+    out.counter("logcollect_journal_read_bytes", "MESSAGE bytes of the journal entries handed on", g(&j.bytes_read))?;
+    out.counter(
+        "logcollect_journal_gaps",
+        "Starts whose checkpoint cursor was no longer in the journal (vacuumed): read from the oldest entry",
+        g(&j.gaps),
+    )?;
+    out.counter(
+        "logcollect_journal_gap_entries",
+        "Journal entries lost in those gaps, where sequence numbers tell",
+        g(&j.gap_entries),
+    )?;
+    out.counter("logcollect_journal_restarts", "Times journalctl ended and was started again", g(&j.restarts))?;
+    out.counter(
+        "logcollect_journal_bad_entries",
+        "Journal entries without a usable cursor, and journalctl outputs that were not the export format",
+        g(&j.bad_entries),
+    )?;
+    out.gauge("logcollect_journal_up", "1 while journalctl runs", g(&j.running) as f64)
 }
 
 fn agent_metrics(a: &AgentView, out: &mut Out<'_, '_>) -> std::fmt::Result {

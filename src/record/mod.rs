@@ -58,6 +58,25 @@ pub struct Origin<'a> {
     pub fid: &'a [u8],
     /// From the `split` / `truncated` / `partial` headers; `Whole` without them.
     pub cut: Cut,
+    /// With the `journal` header: the record is a systemd journal entry
+    /// (`path` is `journal`, `fid` its journal, `offset` its sequence number).
+    pub journal: Option<Journal<'a>>,
+}
+
+/// The fields of a journal entry its document shows (ECS names in
+/// brackets), from the agent's `unit`, `ident`, `pid` and `priority`
+/// headers; each is `None` when the entry had none (or, for the numbers,
+/// an unparsable one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Journal<'a> {
+    /// `_SYSTEMD_UNIT` (`systemd.unit`).
+    pub unit: Option<&'a [u8]>,
+    /// `SYSLOG_IDENTIFIER` (`process.name`).
+    pub ident: Option<&'a [u8]>,
+    /// `_PID` (`process.pid`).
+    pub pid: Option<u64>,
+    /// `PRIORITY`, 0..=7 (`log.syslog.priority`, and `log.level` its name).
+    pub priority: Option<u8>,
 }
 
 impl<'a> Origin<'a> {
@@ -72,6 +91,7 @@ impl<'a> Origin<'a> {
     {
         let (mut host, mut path, mut offset, mut fid) = (None, None, None, None);
         let mut cut = Cut::Whole;
+        let (mut is_journal, mut journal) = (false, Journal::default());
         for (key, value) in headers {
             match key {
                 "host" => host = Some(value),
@@ -85,10 +105,16 @@ impl<'a> Origin<'a> {
                 }
                 "truncated" => cut = Cut::Truncated,
                 "partial" => cut = Cut::Partial,
+                "journal" => is_journal = true,
+                "unit" => journal.unit = Some(value),
+                "ident" => journal.ident = Some(value),
+                "pid" => journal.pid = parse_decimal(value),
+                "priority" => journal.priority = parse_decimal(value).filter(|&p| p <= 7).map(|p| p as u8),
                 _ => {}
             }
         }
-        Some(Origin { host: host?, path: path?, offset: offset?, fid: fid?, cut })
+        let journal = is_journal.then_some(journal);
+        Some(Origin { host: host?, path: path?, offset: offset?, fid: fid?, cut, journal })
     }
 }
 
@@ -114,7 +140,14 @@ pub(crate) mod testutil {
     use super::{Cut, Origin, Record};
 
     pub(crate) fn origin(offset: u64) -> Origin<'static> {
-        Origin { host: b"web1", path: b"/var/log/app.log", offset, fid: b"803-1a2b-00112233aabbccdd", cut: Cut::Whole }
+        Origin {
+            host: b"web1",
+            path: b"/var/log/app.log",
+            offset,
+            fid: b"803-1a2b-00112233aabbccdd",
+            cut: Cut::Whole,
+            journal: None,
+        }
     }
 
     pub(crate) fn rec(value: &[u8]) -> Record<'_> {
@@ -156,6 +189,14 @@ mod tests {
             let h = full.iter().copied().chain(extra.iter().copied());
             assert_eq!(Origin::from_headers(h).map(|o| o.cut), Some(cut), "{extra:?}");
         }
+        // A journal entry's headers.
+        let j: Vec<(&str, &[u8])> =
+            vec![("journal", b"1"), ("unit", b"ssh.service"), ("ident", b"sshd"), ("pid", b"42"), ("priority", b"9")];
+        let got = Origin::from_headers(full.iter().copied().chain(j.iter().copied())).unwrap().journal;
+        let want = Journal { unit: Some(b"ssh.service"), ident: Some(b"sshd"), pid: Some(42), priority: None };
+        assert_eq!(got, Some(want), "priority 9 is not a syslog priority");
+        let no_mark = full.iter().copied().chain(j[1..].iter().copied());
+        assert_eq!(Origin::from_headers(no_mark).unwrap().journal, None, "without the journal header: a file line");
         for missing in ["host", "path", "offset", "fid"] {
             let h = full.iter().copied().filter(|h| h.0 != missing);
             assert_eq!(Origin::from_headers(h), None, "without {missing}");

@@ -117,6 +117,7 @@ impl EsSink {
                     offset: line.offset,
                     fid: src.fid_text.as_bytes(),
                     cut: line.cut,
+                    journal: None,
                 }),
             };
             batcher.push(

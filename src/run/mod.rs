@@ -123,6 +123,7 @@ impl Ctx<'_> {
         if collect.is_empty() {
             tracing::warn!("nothing to collect: [collect] is empty");
         }
+        crate::agent::journal::say_not_collected_by_run(cfg);
         let host = crate::control::host::detect(cfg.agent.host.as_deref());
         let pinned: Vec<_> = observe::host_metrics::start(cfg, &host, self.obs).into_iter().collect();
         let ctx = Arc::new(TailCtx::new(&cfg.agent, checkpoints, tx, stats));

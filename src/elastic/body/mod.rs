@@ -39,6 +39,7 @@
 //! `message`.
 
 mod escape;
+mod journal;
 mod json_merge;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -296,7 +297,9 @@ fn write_head(buf: &mut Vec<u8>, fixed: &mut Fixed, rec: &Record<'_>) -> bool {
     }
     buf.extend_from_slice(br#""message":"#);
     let mut lossy = write_str(buf, rec.value);
-    if let Some(o) = &rec.origin {
+    if let Some(o) = rec.origin.as_ref().filter(|o| o.journal.is_some()) {
+        lossy |= journal::write_origin(buf, o);
+    } else if let Some(o) = &rec.origin {
         lossy |= fixed.origin.write(buf, o.host, o.path, |out| {
             out.extend_from_slice(br#","host":{"name":"#);
             let lossy = write_str(out, o.host);

@@ -113,6 +113,7 @@ impl LineDoc {
             offset: line.offset,
             fid: src.fid_text.as_bytes(),
             cut: line.cut,
+            journal: None,
         };
         let rec = Record {
             value: line.bytes,

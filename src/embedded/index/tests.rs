@@ -39,7 +39,14 @@ fn the_analyzer_cuts_words_as_the_query_model_does() {
 
 fn doc(i: u64, ts: i64, msg: &str, host: &str, path: &str, topic: &str) -> LineDoc {
     let mut scratch = Vec::new();
-    let origin = Origin { host: host.as_bytes(), path: path.as_bytes(), offset: i, fid: b"1-2-3", cut: Cut::Whole };
+    let origin = Origin {
+        host: host.as_bytes(),
+        path: path.as_bytes(),
+        offset: i,
+        fid: b"1-2-3",
+        cut: Cut::Whole,
+        journal: None,
+    };
     let rec = Record {
         value: msg.as_bytes(),
         topic,
