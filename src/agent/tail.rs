@@ -673,7 +673,8 @@ impl Reader {
         }
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(n));
         let parse_json = self.ctx.cfg.parse_json;
-        let batch = Batch { source: src, block, spans, offsets: Vec::new(), end, read_ms, ack, parse_json, journal: None };
+        let batch =
+            Batch { source: src, block, spans, offsets: Vec::new(), end, read_ms, ack, parse_json, journal: None };
         self.deliver(batch, cut)
     }
 
