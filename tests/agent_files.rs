@@ -449,7 +449,7 @@ fn a_kill_9_in_the_middle_of_a_long_event_ships_it_once_whole() {
     std::thread::sleep(Duration::from_millis(600));
     assert!(at_trace(), "never into the open event: {:?}", checkpoint_rows(&data));
     agent.kill9();
-    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(text[split_at..].as_bytes()).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(&text.as_bytes()[split_at..]).unwrap();
     agent.restart();
     let want = events_at(&text, &[0, 1, 2, lines.len() - 1]);
     // The stop ships the last line's event.

@@ -114,6 +114,11 @@ pub struct Discovery {
     looked: HashSet<(FileId, Arc<str>)>,
 }
 
+/// A regular file of a directory: its path, device and inode.
+type Listed = (PathBuf, u64, u64);
+/// What an entry covers: its topic, its glob and its exclude patterns.
+type Covering = (Arc<str>, glob::Pattern, Vec<glob::Pattern>);
+
 /// Most saved positions [`Discovery::finish_left`] looks for per scan.
 const LEFT_LOOKUPS_PER_SCAN: usize = 256;
 /// Most directory entries it reads per directory.
@@ -406,8 +411,8 @@ impl Discovery {
     /// one listing of each directory.
     fn finish_left(&mut self) {
         let mut budget = LEFT_LOOKUPS_PER_SCAN;
-        let mut listings: HashMap<PathBuf, io::Result<Vec<(PathBuf, u64, u64)>>> = HashMap::new();
-        let mut covering: Option<Vec<(Arc<str>, glob::Pattern, Vec<glob::Pattern>)>> = None;
+        let mut listings: HashMap<PathBuf, io::Result<Vec<Listed>>> = HashMap::new();
+        let mut covering: Option<Vec<Covering>> = None;
         for s in self.base.checkpoints.saved() {
             let key = (s.fid.dev, s.fid.ino, s.topic.clone());
             // Even a position at its `end` is looked for: `end` is how far
@@ -570,7 +575,7 @@ impl Discovery {
 
 /// The regular files of `dir` (not following symlinks) with their device
 /// and inode; at most [`LEFT_DIR_ENTRIES_MAX`] entries are read.
-fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, u64, u64)>> {
+fn list_dir(dir: &Path) -> io::Result<Vec<Listed>> {
     let mut out = Vec::new();
     for item in fs::read_dir(dir)?.take(LEFT_DIR_ENTRIES_MAX) {
         let Ok(item) = item else { continue };

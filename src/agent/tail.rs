@@ -838,7 +838,10 @@ pub(crate) mod tests {
 
     /// The lines that arrive, acknowledged: at least `at_least` (waiting up
     /// to 10 s for them), then any more until none came for `quiet`.
-    pub(crate) fn lines(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> Vec<(String, u64, Cut)> {
+    /// A record as the tests see it: text, offset, cut.
+    pub(crate) type Got = (String, u64, Cut);
+
+    pub(crate) fn lines(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> Vec<Got> {
         let mut out = Vec::new();
         while let Ok(b) = rx.recv_timeout(if out.len() < at_least { Duration::from_secs(10) } else { quiet }) {
             out.extend(b.lines().map(|l| (String::from_utf8_lossy(l.bytes).into_owned(), l.offset, l.cut)));
@@ -945,11 +948,7 @@ pub(crate) mod tests {
     }
 
     /// Records as [`lines`], with the source of the last batch.
-    fn records(
-        rx: &Receiver<Batch>,
-        at_least: usize,
-        quiet: Duration,
-    ) -> (Vec<(String, u64, Cut)>, Option<Arc<Source>>) {
+    fn records(rx: &Receiver<Batch>, at_least: usize, quiet: Duration) -> (Vec<Got>, Option<Arc<Source>>) {
         let mut out = Vec::new();
         let mut src = None;
         while let Ok(b) = rx.recv_timeout(if out.len() < at_least { Duration::from_secs(10) } else { quiet }) {

@@ -213,8 +213,14 @@ impl Printer<'_> {
                     agg.flush(&mut keep);
                 }
                 for (value, offset, cut) in events.drain(..) {
-                    let origin =
-                        Origin { host: self.host.as_bytes(), path: path.as_bytes(), offset, fid: fid.as_bytes(), cut };
+                    let origin = Origin {
+                        host: self.host.as_bytes(),
+                        path: path.as_bytes(),
+                        offset,
+                        fid: fid.as_bytes(),
+                        cut,
+                        journal: None,
+                    };
                     self.line(&value, topic, origin, cfg.parse_json, mode)?;
                     if self.tapped.records >= self.limit {
                         return Ok(());

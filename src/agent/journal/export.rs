@@ -315,7 +315,8 @@ mod tests {
         let want: Vec<_> = (0..5u8)
             .map(|i| {
                 let msg = if i == 2 { b"bin\x00ary 2".to_vec() } else { format!("entry {i}").into_bytes() };
-                (u64::from(i) + 1, msg, Some(&[b'0' + i][..]), Some(&b"app.service"[..]))
+                const PRIORITIES: [&[u8]; 5] = [b"0", b"1", b"2", b"3", b"4"];
+                (u64::from(i) + 1, msg, Some(PRIORITIES[usize::from(i)]), Some(&b"app.service"[..]))
             })
             .collect();
         assert_eq!(got, want);
