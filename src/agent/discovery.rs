@@ -413,14 +413,31 @@ impl Discovery {
         let mut budget = LEFT_LOOKUPS_PER_SCAN;
         let mut listings: HashMap<PathBuf, io::Result<Vec<Listed>>> = HashMap::new();
         let mut covering: Option<Vec<Covering>> = None;
+        let mut live: Option<HashSet<(FileId, Arc<str>)>> = None;
         for s in self.base.checkpoints.saved() {
             let key = (s.fid.dev, s.fid.ino, s.topic.clone());
+            if self.looked.contains(&(s.fid, s.topic.clone())) {
+                continue;
+            }
+            // Its inode is read under this topic: by this identity (closed
+            // while inactive, not read yet), or by another one with a new
+            // first line, which replaced it (truncated and written again,
+            // or the inode reused): then it is gone.
+            let replaced = (self.found.contains(&key) || self.readers.contains_key(&key)) && {
+                let live = live.get_or_insert_with(|| {
+                    self.base.checkpoints.live().iter().map(|l| (l.fid, l.topic.clone())).collect()
+                });
+                live.iter()
+                    .any(|(f, t)| *t == s.topic && (f.dev, f.ino) == (s.fid.dev, s.fid.ino) && f.head != s.fid.head)
+            };
+            if replaced {
+                self.looked.insert((s.fid, s.topic.clone()));
+                self.gone(&s);
+                continue;
+            }
             // Even a position at its `end` is looked for: `end` is how far
             // the file was seen, and a busy file may have grown unseen.
-            if self.found.contains(&key)
-                || self.readers.contains_key(&key)
-                || self.looked.contains(&(s.fid, s.topic.clone()))
-            {
+            if self.found.contains(&key) || self.readers.contains_key(&key) {
                 continue;
             }
             let entries = covering.get_or_insert_with(|| {
@@ -462,19 +479,25 @@ impl Discovery {
             };
             match at.and_then(|at| self.open_left(&s, &at).map(|f| (at, f))) {
                 Some((at, file)) => self.start_left(s, at, file),
-                None if s.end > s.offset => {
-                    tracing::error!(
-                        path = %s.path, topic = %s.topic, from = s.offset, to = s.end, bytes = s.end - s.offset,
-                        "file gone (deleted, replaced or truncated) before it was read to its end: these bytes are lost"
-                    );
-                    self.base.stats.lost(&s.path, s.end - s.offset);
-                    self.base.checkpoints.drop_saved(s.fid, &s.topic);
-                }
-                // How far it was seen is not known (an older checkpoint):
-                // nothing to count; the position expires as any other.
-                None => {}
+                None => self.gone(&s),
             }
         }
+    }
+
+    /// The file of `s` is gone: what it had not acknowledged of what was
+    /// seen of it is lost, logged and counted. Where how far it was seen is
+    /// not known (an older checkpoint) there is nothing to count, and the
+    /// position expires as any other.
+    fn gone(&self, s: &SavedPosition) {
+        if s.end <= s.offset {
+            return;
+        }
+        tracing::error!(
+            path = %s.path, topic = %s.topic, from = s.offset, to = s.end, bytes = s.end - s.offset,
+            "file gone (deleted, replaced or truncated) before it was read to its end: these bytes are lost"
+        );
+        self.base.stats.lost(&s.path, s.end - s.offset);
+        self.base.checkpoints.drop_saved(s.fid, &s.topic);
     }
 
     /// Opens `at` if it is the file `s` was saved for (same identity) and
