@@ -118,8 +118,9 @@ impl<'a> Origin<'a> {
     }
 }
 
-/// Plain ASCII decimal, no sign, no spaces.
-fn parse_decimal(v: &[u8]) -> Option<u64> {
+/// Plain ASCII decimal, no sign, no spaces; `None` on overflow (header
+/// values, journal fields).
+pub fn parse_decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 20 {
         return None;
     }

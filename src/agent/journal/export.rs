@@ -143,20 +143,7 @@ fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name.len() <= 64 && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Plain ASCII decimal, no sign, no spaces; `None` on overflow.
-pub fn parse_decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in v {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(n)
-}
+pub use crate::record::parse_decimal;
 
 /// What identifies an entry in its journal, read from its cursor
 /// (`s=<seqnum id>;i=<seqnum, hex>;b=<boot id>;m=…;t=…;x=…`): the sequence
