@@ -723,6 +723,14 @@ mod tests {
     use crate::agent::stats::Stats;
     use crate::agent::tail::tests::{append, context, lines};
 
+    /// A temp dir with `logs/` (made) and `data/` (not yet) under it.
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        fs::create_dir(&logs).unwrap();
+        (dir, logs, data)
+    }
+
     /// Leaves a saved position of `path` in `topic` in `data`'s checkpoint
     /// file: acknowledged to `offset`, the file seen to `end`.
     fn save_position(data: &Path, path: &Path, offset: u64, end: u64) -> FileId {
@@ -741,9 +749,7 @@ mod tests {
 
     #[test]
     fn a_file_renamed_out_of_the_glob_while_down_is_read_to_its_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
-        fs::create_dir(&logs).unwrap();
+        let (_dir, logs, data) = dirs();
         let app = logs.join("app.log");
         append(&app, b"one\ntwo\nthree\n");
         // "one" was acknowledged, "two" read and in flight at the stop.
@@ -771,9 +777,7 @@ mod tests {
 
     #[test]
     fn a_file_deleted_with_unread_bytes_is_counted_as_lost_by_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
-        fs::create_dir(&logs).unwrap();
+        let (_dir, logs, data) = dirs();
         let app = logs.join("app.log");
         append(&app, b"one\ntwo\nthree\n");
         let fid = save_position(&data, &app, 4, 14);
@@ -797,9 +801,7 @@ mod tests {
 
     #[test]
     fn a_saved_position_whose_entry_is_gone_is_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
-        fs::create_dir(&logs).unwrap();
+        let (_dir, logs, data) = dirs();
         let app = logs.join("app.log");
         append(&app, b"one\ntwo\n");
         save_position(&data, &app, 4, 8);
